@@ -1,0 +1,14 @@
+//! The client side of fakenotifyd's socket, shared by `fakenotify-ctl` and `fakenotifyd`'s admin
+//! verbs (`add`, `remove`, `list`, `status`).
+//!
+//! It speaks the framed records of `fakenotify-proto`: control requests with fixed layouts,
+//! replies in nanoserde binary, and for `watch` the same Register/AddWatch records the preload
+//! sends, so a script can follow a remote directory without any preload. It is not the daemon's
+//! implementation of those requests; that lives in `fakenotifyd`.
+
+pub mod cli;
+pub mod duration;
+pub mod message;
+pub mod render;
+pub mod transport;
+pub mod watcher;

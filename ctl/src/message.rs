@@ -1,0 +1,117 @@
+//! Replies to control requests. They carry lists, so they use nanoserde's binary format inside
+//! a `ControlReply` record; the same types render as the stable JSON of `--json`.
+
+use nanoserde::{DeBin, DeJson, SerBin, SerJson};
+
+#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+pub struct InstanceInfo {
+    pub pid: i32,
+    pub uid: u32,
+    pub watches: u64,
+    pub queued: u64,
+    pub delivered: u64,
+    pub overflows: u64,
+}
+
+/// One policy (or the default, path `"(default)"`) and the objects it governs.
+#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+pub struct PolicyInfo {
+    pub path: String,
+    pub interval_ms: u64,
+    pub recursive: bool,
+    pub mode: String,
+    pub attr_cache: String,
+    /// False while the policy's path does not exist.
+    pub found: bool,
+    pub objects: u64,
+    pub polls: u64,
+    pub last_poll_us: u64,
+    pub worst_poll_us: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+pub struct ErrorCount {
+    pub kind: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    pub socket: String,
+    pub instances: Vec<InstanceInfo>,
+    pub watches: u64,
+    pub objects_polled: u64,
+    pub objects_kernel: u64,
+    pub policies: Vec<PolicyInfo>,
+    pub events_delivered: u64,
+    pub overflows: u64,
+    pub polls: u64,
+    pub syscalls_statx: u64,
+    pub syscalls_getdents: u64,
+    pub errors: Vec<ErrorCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, SerBin, DeBin)]
+pub enum Response {
+    Status(Status),
+    Policies(Vec<PolicyInfo>),
+    /// Done, with a one-line summary.
+    Done(String),
+    /// The peer may not make this request.
+    Denied(String),
+    /// The request was understood but failed; the reason names the path or key.
+    Failed(String),
+}
+
+impl Response {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.serialize_bin()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Response, String> {
+        Response::deserialize_bin(bytes)
+            .map_err(|e| format!("malformed reply from the daemon: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_round_trip() {
+        let status = Status {
+            version: "0.1.0".into(),
+            instances: vec![InstanceInfo { pid: 7, uid: 1000, watches: 3, ..Default::default() }],
+            policies: vec![PolicyInfo {
+                path: "/mnt/nas".into(),
+                interval_ms: 200,
+                ..Default::default()
+            }],
+            errors: vec![ErrorCount { kind: "protocol".into(), count: 2 }],
+            ..Default::default()
+        };
+        for response in [
+            Response::Status(status.clone()),
+            Response::Policies(status.policies.clone()),
+            Response::Done("added".into()),
+            Response::Denied("no".into()),
+            Response::Failed("bad".into()),
+        ] {
+            assert_eq!(Response::from_bytes(&response.to_bytes()), Ok(response));
+        }
+        let json = status.serialize_json();
+        assert_eq!(Status::deserialize_json(&json).ok(), Some(status));
+    }
+
+    #[test]
+    fn short_replies_are_errors() {
+        let bytes = Response::Done("added".into()).to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(Response::from_bytes(&bytes[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Text and JSON renderings of status, policy lists and events. The JSON field names are a
+//! stable interface for scripts (documented in the README); the text is for people.
+
+use fakenotify_proto::inotify::*;
+use nanoserde::SerJson;
+
+use crate::duration::format_duration;
+use crate::message::{PolicyInfo, Status};
+use crate::watcher::WatchEvent;
+
+const MASK_NAMES: &[(u32, &str)] = &[
+    (IN_ACCESS, "ACCESS"),
+    (IN_MODIFY, "MODIFY"),
+    (IN_ATTRIB, "ATTRIB"),
+    (IN_CLOSE_WRITE, "CLOSE_WRITE"),
+    (IN_CLOSE_NOWRITE, "CLOSE_NOWRITE"),
+    (IN_OPEN, "OPEN"),
+    (IN_MOVED_FROM, "MOVED_FROM"),
+    (IN_MOVED_TO, "MOVED_TO"),
+    (IN_CREATE, "CREATE"),
+    (IN_DELETE, "DELETE"),
+    (IN_DELETE_SELF, "DELETE_SELF"),
+    (IN_MOVE_SELF, "MOVE_SELF"),
+    (IN_UNMOUNT, "UNMOUNT"),
+    (IN_Q_OVERFLOW, "Q_OVERFLOW"),
+    (IN_IGNORED, "IGNORED"),
+    (IN_ISDIR, "ISDIR"),
+];
+
+/// The names of the bits set in an event mask, as inotifywait prints them.
+pub fn mask_names(mask: u32) -> Vec<&'static str> {
+    MASK_NAMES.iter().filter(|(bit, _)| mask & bit != 0).map(|(_, name)| *name).collect()
+}
+
+/// Parses `create,modify,...` (inotifywait's event names, any case) into a mask.
+pub fn parse_events(list: &str) -> Result<u32, String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).try_fold(0u32, |mask, word| {
+        let upper = word.to_ascii_uppercase();
+        let bit = match upper.as_str() {
+            "ALL" | "ALL_EVENTS" => IN_ALL_EVENTS,
+            "MOVE" => IN_MOVE,
+            "CLOSE" => IN_CLOSE,
+            _ => MASK_NAMES
+                .iter()
+                .find(|(_, name)| *name == upper)
+                .map(|(bit, _)| *bit)
+                .filter(|bit| bit & IN_ALL_EVENTS != 0)
+                .ok_or_else(|| format!("unknown event '{word}' (use create, delete, modify, attrib, close_write, moved_from, moved_to, move, delete_self, all)"))?,
+        };
+        Ok(mask | bit)
+    })
+}
+
+#[derive(SerJson)]
+struct EventJson {
+    path: String,
+    wd: i32,
+    events: Vec<String>,
+    mask: u32,
+    cookie: u32,
+    name: String,
+}
+
+/// One line per event: `PATH/ EVENTS name` like `inotifywait -m`, the cookie after renames.
+pub fn event_text(event: &WatchEvent) -> String {
+    let mut line = format!("{}/ {}", event.path.display(), mask_names(event.mask).join(","));
+    if !event.name.is_empty() {
+        line.push(' ');
+        line.push_str(&String::from_utf8_lossy(&event.name));
+    }
+    if event.cookie != 0 {
+        line.push_str(&format!(" (cookie {})", event.cookie));
+    }
+    line
+}
+
+pub fn event_json(event: &WatchEvent) -> String {
+    EventJson {
+        path: event.path.display().to_string(),
+        wd: event.wd,
+        events: mask_names(event.mask).into_iter().map(String::from).collect(),
+        mask: event.mask,
+        cookie: event.cookie,
+        name: String::from_utf8_lossy(&event.name).into_owned(),
+    }
+    .serialize_json()
+}
+
+fn interval(ms: u64) -> String {
+    format_duration(std::time::Duration::from_millis(ms))
+}
+
+fn micros(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{us}us")
+    }
+}
+
+pub fn policies_text(policies: &[PolicyInfo]) -> String {
+    let mut out = format!(
+        "{:<40} {:>9} {:>9} {:>7} {:>10} {:>7}\n",
+        "PATH", "INTERVAL", "RECURSIVE", "MODE", "ATTR_CACHE", "OBJECTS"
+    );
+    for p in policies {
+        let path = if p.found { p.path.clone() } else { format!("{} (missing)", p.path) };
+        out.push_str(&format!(
+            "{:<40} {:>9} {:>9} {:>7} {:>10} {:>7}\n",
+            path,
+            interval(p.interval_ms),
+            if p.recursive { "yes" } else { "no" },
+            p.mode,
+            p.attr_cache,
+            p.objects
+        ));
+    }
+    out
+}
+
+pub fn policies_json(policies: &[PolicyInfo]) -> String {
+    policies.to_vec().serialize_json()
+}
+
+pub fn status_text(s: &Status) -> String {
+    let up = std::time::Duration::from_secs(s.uptime_ms / 1000);
+    let mut out = format!(
+        "fakenotifyd {} (pid {}), up {}, socket {}\n",
+        s.version,
+        s.pid,
+        format_duration(up.max(std::time::Duration::from_secs(1))),
+        s.socket
+    );
+    out.push_str(&format!(
+        "instances: {}  watches: {}  objects: {} polled, {} kernel\n",
+        s.instances.len(),
+        s.watches,
+        s.objects_polled,
+        s.objects_kernel
+    ));
+    out.push_str(&format!(
+        "events delivered: {}  overflows: {}  polls: {}  syscalls: {} statx, {} getdents64\n",
+        s.events_delivered, s.overflows, s.polls, s.syscalls_statx, s.syscalls_getdents
+    ));
+    out.push_str(&format!(
+        "\n{:<40} {:>9} {:>7} {:>7} {:>8} {:>9} {:>9}\n",
+        "POLICY", "INTERVAL", "MODE", "OBJECTS", "POLLS", "LAST", "WORST"
+    ));
+    for p in &s.policies {
+        out.push_str(&format!(
+            "{:<40} {:>9} {:>7} {:>7} {:>8} {:>9} {:>9}\n",
+            p.path,
+            interval(p.interval_ms),
+            p.mode,
+            p.objects,
+            p.polls,
+            micros(p.last_poll_us),
+            micros(p.worst_poll_us)
+        ));
+    }
+    if !s.instances.is_empty() {
+        out.push_str(&format!(
+            "\n{:>8} {:>6} {:>8} {:>7} {:>10} {:>9}\n",
+            "PID", "UID", "WATCHES", "QUEUED", "DELIVERED", "OVERFLOWS"
+        ));
+        for i in &s.instances {
+            out.push_str(&format!(
+                "{:>8} {:>6} {:>8} {:>7} {:>10} {:>9}\n",
+                i.pid, i.uid, i.watches, i.queued, i.delivered, i.overflows
+            ));
+        }
+    }
+    if !s.errors.is_empty() {
+        out.push_str("\nerrors:\n");
+        for e in &s.errors {
+            out.push_str(&format!("  {}: {}\n", e.kind, e.count));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_name_their_bits() {
+        assert_eq!(mask_names(IN_CREATE | IN_ISDIR), ["CREATE", "ISDIR"]);
+        assert_eq!(mask_names(IN_IGNORED), ["IGNORED"]);
+    }
+
+    #[test]
+    fn event_lists_parse_like_inotifywait() {
+        assert_eq!(parse_events("create,Delete"), Ok(IN_CREATE | IN_DELETE));
+        assert_eq!(parse_events("move"), Ok(IN_MOVE));
+        assert_eq!(parse_events("all"), Ok(IN_ALL_EVENTS));
+        assert!(parse_events("isdir").is_err(), "a flag is not an event");
+        assert!(parse_events("bogus").unwrap_err().contains("bogus"));
+    }
+
+    #[test]
+    fn event_lines() {
+        let e = WatchEvent {
+            path: "/mnt/m".into(),
+            wd: 1,
+            mask: IN_MOVED_TO,
+            cookie: 9,
+            name: b"new".to_vec(),
+        };
+        assert_eq!(event_text(&e), "/mnt/m/ MOVED_TO new (cookie 9)");
+        let json = event_json(&e);
+        assert!(
+            json.contains("\"events\":[\"MOVED_TO\"]") && json.contains("\"name\":\"new\""),
+            "{json}"
+        );
+    }
+}

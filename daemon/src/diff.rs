@@ -1,0 +1,365 @@
+//! The events between two listings of one directory, in an order that replays correctly.
+//!
+//! Pure logic: two snapshots in, inotify-style changes out. Names gone and names appeared are
+//! paired by inode into renames; the rest are deletes and creates. Attribute comparisons give
+//! IN_MODIFY, IN_ATTRIB and, one poll after the last write, IN_CLOSE_WRITE.
+
+use std::collections::HashMap;
+
+use fakenotify_proto::inotify::{
+    IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MODIFY, IN_MOVED_FROM,
+    IN_MOVED_TO,
+};
+
+use crate::snapshot::{Entry, EntryStat, Snapshot};
+
+/// One event for a name in the directory. `pair` is non-zero for the two halves of a rename;
+/// the caller turns it into a cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub mask: u32,
+    pub pair: u32,
+    pub name: Vec<u8>,
+}
+
+/// Compares `old` with `new` and records in `new` which files are still being written.
+///
+/// Order: deletes, then renames (a rename out of a name before any rename into it), then
+/// creates, then attribute events. Replaying them onto `old`'s names yields `new`'s names.
+pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
+    let compare_stats = old.has_stats() && new.has_stats();
+    let mut gone: Vec<usize> = Vec::new();
+    let mut appeared: Vec<usize> = Vec::new();
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let (olds, news) = (old.entries(), new.entries());
+    let (mut i, mut j) = (0, 0);
+    while i < olds.len() || j < news.len() {
+        let order = match (olds.get(i), news.get(j)) {
+            (Some(o), Some(n)) => old.name(o).cmp(new.name(n)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                gone.push(i);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                appeared.push(j);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if olds[i].ino == news[j].ino && olds[i].is_dir == news[j].is_dir {
+                    kept.push((i, j));
+                } else {
+                    gone.push(i);
+                    appeared.push(j);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+
+    let mut changes = Vec::new();
+    let renames = pair_renames(old, new, &gone, &appeared);
+    let renamed_from: Vec<usize> = renames.iter().map(|r| r.0).collect();
+    let renamed_to: Vec<usize> = renames.iter().map(|r| r.1).collect();
+    let isdir = |e: &Entry| if e.is_dir { IN_ISDIR } else { 0 };
+
+    // A name overwritten by a rename gets no IN_DELETE, as with the kernel.
+    let overwritten = |o: &Entry| renamed_to.iter().any(|&t| new.name(&news[t]) == old.name(o));
+    for &g in gone.iter().filter(|g| !renamed_from.contains(g)) {
+        if !overwritten(&olds[g]) {
+            changes.push(Change {
+                mask: IN_DELETE | isdir(&olds[g]),
+                pair: 0,
+                name: old.name(&olds[g]).to_vec(),
+            });
+        }
+    }
+    for (pair, &(from, to)) in order_renames(old, new, &renames).iter().enumerate() {
+        let mask = isdir(&olds[from]);
+        let pair = pair as u32 + 1;
+        changes.push(Change {
+            mask: IN_MOVED_FROM | mask,
+            pair,
+            name: old.name(&olds[from]).to_vec(),
+        });
+        changes.push(Change { mask: IN_MOVED_TO | mask, pair, name: new.name(&news[to]).to_vec() });
+    }
+    let mut unsettled = Vec::new();
+    for &a in appeared.iter().filter(|a| !renamed_to.contains(a)) {
+        let entry = &news[a];
+        changes.push(Change {
+            mask: IN_CREATE | isdir(entry),
+            pair: 0,
+            name: new.name(entry).to_vec(),
+        });
+        if !entry.is_dir {
+            unsettled.push((a, true));
+        }
+    }
+    for &(from, to) in &renames {
+        unsettled.push((to, olds[from].unsettled));
+    }
+    for &(o, n) in &kept {
+        let (entry, name) = (&olds[o], new.name(&news[n]));
+        let stats = if compare_stats { old.stat(o).zip(new.stat(n)) } else { None };
+        let (mask, still_unsettled) = match stats {
+            Some((before, after)) => attribute_change(before, after, entry.is_dir, entry.unsettled),
+            None => (0, entry.unsettled),
+        };
+        if mask != 0 {
+            changes.push(Change { mask: mask | isdir(entry), pair: 0, name: name.to_vec() });
+        }
+        unsettled.push((n, still_unsettled));
+    }
+    for (index, flag) in unsettled {
+        new.set_unsettled(index, flag);
+    }
+    changes
+}
+
+/// The events for an entry kept under the same name, and whether a write is still in progress.
+pub fn attribute_change(
+    before: &EntryStat,
+    after: &EntryStat,
+    is_dir: bool,
+    unsettled: bool,
+) -> (u32, bool) {
+    let owner_or_mode =
+        before.mode != after.mode || before.uid != after.uid || before.gid != after.gid;
+    if is_dir {
+        // A directory's times and size change with its contents; the kernel reports neither.
+        return (if owner_or_mode { IN_ATTRIB } else { 0 }, false);
+    }
+    if before.mtime_ns != after.mtime_ns || before.size != after.size {
+        return (IN_MODIFY, true);
+    }
+    let mut mask = 0;
+    if owner_or_mode || before.ctime_ns != after.ctime_ns || before.nlink != after.nlink {
+        mask |= IN_ATTRIB;
+    }
+    if unsettled {
+        mask |= IN_CLOSE_WRITE;
+    }
+    (mask, false)
+}
+
+/// `(gone index, appeared index)` pairs that share an inode and kind.
+fn pair_renames(
+    old: &Snapshot,
+    new: &Snapshot,
+    gone: &[usize],
+    appeared: &[usize],
+) -> Vec<(usize, usize)> {
+    if gone.is_empty() || appeared.is_empty() {
+        return Vec::new();
+    }
+    let mut by_ino: HashMap<(u64, bool), usize> =
+        gone.iter().map(|&g| ((old.entries()[g].ino, old.entries()[g].is_dir), g)).collect();
+    appeared
+        .iter()
+        .filter_map(|&a| {
+            let e = &new.entries()[a];
+            by_ino.remove(&(e.ino, e.is_dir)).map(|g| (g, a))
+        })
+        .collect()
+}
+
+/// Orders renames so that a name is moved away before another entry is moved onto it.
+/// Cycles (swaps) cannot be replayed through names alone; they keep their found order.
+fn order_renames(
+    old: &Snapshot,
+    new: &Snapshot,
+    renames: &[(usize, usize)],
+) -> Vec<(usize, usize)> {
+    let mut pending: Vec<(usize, usize)> = renames.to_vec();
+    let mut ordered = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let blocked = |&(_, to): &(usize, usize), pending: &[(usize, usize)]| {
+            let target = new.name(&new.entries()[to]);
+            pending.iter().any(|&(from, _)| old.name(&old.entries()[from]) == target)
+        };
+        let next = pending.iter().position(|r| !blocked(r, &pending)).unwrap_or(0);
+        ordered.push(pending.remove(next));
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::SnapshotBuilder;
+
+    struct E(&'static str, u64, bool, Option<(i64, u64, u32)>);
+
+    fn snap(entries: &[E]) -> Snapshot {
+        let mut b = SnapshotBuilder::default();
+        for E(name, ino, dir, stat) in entries {
+            let stat = stat.map(|(mtime_ns, size, mode)| EntryStat {
+                mtime_ns,
+                size,
+                mode,
+                ctime_ns: mtime_ns,
+                ..Default::default()
+            });
+            b.push(name.as_bytes(), *ino, *dir, stat);
+        }
+        b.finish()
+    }
+
+    fn events(changes: &[Change]) -> Vec<(u32, u32, String)> {
+        changes
+            .iter()
+            .map(|c| (c.mask, c.pair, String::from_utf8_lossy(&c.name).into_owned()))
+            .collect()
+    }
+
+    fn ev(mask: u32, pair: u32, name: &str) -> (u32, u32, String) {
+        (mask, pair, name.to_string())
+    }
+
+    #[test]
+    fn create_and_delete_with_isdir() {
+        let old = snap(&[E("a", 1, false, None), E("d", 2, true, None)]);
+        let mut new = snap(&[E("b", 3, false, None), E("e", 4, true, None)]);
+        let got = events(&diff(&old, &mut new));
+        assert_eq!(
+            got,
+            [
+                ev(IN_DELETE, 0, "a"),
+                ev(IN_DELETE | IN_ISDIR, 0, "d"),
+                ev(IN_CREATE, 0, "b"),
+                ev(IN_CREATE | IN_ISDIR, 0, "e")
+            ]
+        );
+    }
+
+    #[test]
+    fn rename_is_paired_by_inode() {
+        let old = snap(&[E("old", 7, false, None)]);
+        let mut new = snap(&[E("new", 7, false, None)]);
+        assert_eq!(
+            events(&diff(&old, &mut new)),
+            [ev(IN_MOVED_FROM, 1, "old"), ev(IN_MOVED_TO, 1, "new")]
+        );
+    }
+
+    #[test]
+    fn rename_then_create_under_the_old_name() {
+        let old = snap(&[E("a", 1, false, None)]);
+        let mut new = snap(&[E("a", 2, false, None), E("b", 1, false, None)]);
+        assert_eq!(
+            events(&diff(&old, &mut new)),
+            [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b"), ev(IN_CREATE, 0, "a")]
+        );
+    }
+
+    #[test]
+    fn rename_over_an_existing_name_has_no_delete() {
+        let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
+        let mut new = snap(&[E("b", 1, false, None)]);
+        assert_eq!(
+            events(&diff(&old, &mut new)),
+            [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b")]
+        );
+    }
+
+    #[test]
+    fn chained_renames_move_the_target_away_first() {
+        // b → c, then a → b: replaying a → b first would lose b.
+        let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
+        let mut new = snap(&[E("b", 1, false, None), E("c", 2, false, None)]);
+        assert_eq!(
+            events(&diff(&old, &mut new)),
+            [
+                ev(IN_MOVED_FROM, 1, "b"),
+                ev(IN_MOVED_TO, 1, "c"),
+                ev(IN_MOVED_FROM, 2, "a"),
+                ev(IN_MOVED_TO, 2, "b")
+            ]
+        );
+    }
+
+    #[test]
+    fn replaced_inode_is_delete_then_create() {
+        let old = snap(&[E("f", 1, false, None)]);
+        let mut new = snap(&[E("f", 2, false, None)]);
+        assert_eq!(events(&diff(&old, &mut new)), [ev(IN_DELETE, 0, "f"), ev(IN_CREATE, 0, "f")]);
+    }
+
+    #[test]
+    fn modify_then_close_write_once_settled() {
+        let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
+        let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
+        assert_eq!(events(&diff(&first, &mut second)), [ev(IN_MODIFY, 0, "f")]);
+        let mut third = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
+        assert_eq!(events(&diff(&second, &mut third)), [ev(IN_CLOSE_WRITE, 0, "f")]);
+        let mut fourth = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
+        assert!(diff(&third, &mut fourth).is_empty(), "close-write is reported once");
+    }
+
+    #[test]
+    fn created_file_gets_close_write_when_settled() {
+        let empty = snap(&[]);
+        let mut created = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
+        assert_eq!(events(&diff(&empty, &mut created)), [ev(IN_CREATE, 0, "f")]);
+        let mut settled = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
+        assert_eq!(events(&diff(&created, &mut settled)), [ev(IN_CLOSE_WRITE, 0, "f")]);
+    }
+
+    #[test]
+    fn chmod_is_attrib_and_directories_never_modify() {
+        let old = snap(&[
+            E("f", 1, false, Some((100, 10, 0o644))),
+            E("d", 2, true, Some((100, 4096, 0o755))),
+        ]);
+        let mut new = snap(&[
+            E("f", 1, false, Some((100, 10, 0o600))),
+            E("d", 2, true, Some((300, 8192, 0o755))),
+        ]);
+        assert_eq!(events(&diff(&old, &mut new)), [ev(IN_ATTRIB, 0, "f")]);
+    }
+
+    #[test]
+    fn without_stats_only_names_are_compared() {
+        let old = snap(&[E("f", 1, false, None)]);
+        let mut new = snap(&[E("f", 1, false, None)]);
+        assert!(diff(&old, &mut new).is_empty());
+    }
+
+    #[test]
+    fn replay_of_changes_yields_the_new_names() {
+        // A small deterministic mix: every diff replayed onto the old names gives the new ones.
+        let cases: [(&[E], &[E]); 3] = [
+            (
+                &[E("a", 1, false, None), E("b", 2, false, None), E("c", 3, true, None)],
+                &[E("c", 1, false, None), E("d", 3, true, None)],
+            ),
+            (
+                &[E("x", 1, false, None), E("y", 2, false, None)],
+                &[E("y", 1, false, None), E("z", 2, false, None), E("x", 9, false, None)],
+            ),
+            (&[], &[E("n", 5, true, None)]),
+        ];
+        for (before, after) in cases {
+            let old = snap(before);
+            let mut new = snap(after);
+            let mut names: Vec<Vec<u8>> =
+                old.entries().iter().map(|e| old.name(e).to_vec()).collect();
+            for c in diff(&old, &mut new) {
+                if c.mask & (IN_DELETE | IN_MOVED_FROM) != 0 {
+                    names.retain(|n| *n != c.name);
+                } else if c.mask & (IN_CREATE | IN_MOVED_TO) != 0 {
+                    names.retain(|n| *n != c.name);
+                    names.push(c.name);
+                }
+            }
+            names.sort();
+            let want: Vec<Vec<u8>> = new.entries().iter().map(|e| new.name(e).to_vec()).collect();
+            assert_eq!(names, want);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! One inotify instance of an application: the daemon's end of its socket pair, its watch
+//! descriptors and the events not yet written.
+//!
+//! Events are packed into messages of whole events of at most `MAX_EVENT_LEN` bytes, so any
+//! read buffer real inotify accepts receives them unsplit. A socket that is full keeps the rest
+//! queued (up to the instance's limit, then one IN_Q_OVERFLOW) until EPOLLOUT.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+
+use fakenotify_proto::inotify::{Event, IN_Q_OVERFLOW, MAX_EVENT_LEN};
+use rustix::io::Errno;
+use rustix::net::SendFlags;
+
+/// An event waiting to be written to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedEvent {
+    pub wd: i32,
+    pub mask: u32,
+    pub cookie: u32,
+    pub name: Box<[u8]>,
+}
+
+/// What a watch descriptor of this instance points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchRef {
+    pub object: usize,
+}
+
+pub struct Instance {
+    /// The daemon's end of the pair; the application reads the other.
+    pub socket: OwnedFd,
+    pub uid: u32,
+    pub pid: i32,
+    pub watches: BTreeMap<i32, WatchRef>,
+    next_wd: i32,
+    queue: VecDeque<QueuedEvent>,
+    max_queued: usize,
+    pub delivered: u64,
+    pub overflows: u64,
+}
+
+/// The result of writing queued events.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything was written.
+    Done,
+    /// The socket is full; wait for EPOLLOUT.
+    Blocked,
+    /// The application's end is gone.
+    Closed,
+}
+
+impl Instance {
+    pub fn new(socket: OwnedFd, uid: u32, pid: i32, max_queued: usize) -> Instance {
+        Instance {
+            socket,
+            uid,
+            pid,
+            watches: BTreeMap::new(),
+            next_wd: 1,
+            queue: VecDeque::new(),
+            max_queued: max_queued.max(1),
+            delivered: 0,
+            overflows: 0,
+        }
+    }
+
+    /// A new watch descriptor; wds count up from 1 and are not reused while the instance lives.
+    pub fn allocate_wd(&mut self) -> i32 {
+        let wd = self.next_wd;
+        self.next_wd = self.next_wd.checked_add(1).unwrap_or(1);
+        wd
+    }
+
+    pub fn wd_for(&self, object: usize) -> Option<i32> {
+        self.watches.iter().find(|(_, w)| w.object == object).map(|(wd, _)| *wd)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues one event. An event identical to the last unread one is merged into it, as the
+    /// kernel does; past the limit one IN_Q_OVERFLOW stands for everything dropped.
+    pub fn push(&mut self, event: QueuedEvent) {
+        if self.queue.back() == Some(&event) {
+            return;
+        }
+        if self.queue.len() + 1 >= self.max_queued {
+            let overflow =
+                QueuedEvent { wd: -1, mask: IN_Q_OVERFLOW, cookie: 0, name: Box::default() };
+            if self.queue.back() != Some(&overflow) {
+                self.overflows += 1;
+                self.queue.push_back(overflow);
+            }
+            return;
+        }
+        self.queue.push_back(event);
+    }
+
+    /// Writes as many queued events as the socket takes, without blocking.
+    pub fn flush(&mut self) -> Flush {
+        let mut message = [0u8; MAX_EVENT_LEN];
+        while !self.queue.is_empty() {
+            let (mut len, mut count) = (0, 0);
+            for queued in &self.queue {
+                let event = Event {
+                    wd: queued.wd,
+                    mask: queued.mask,
+                    cookie: queued.cookie,
+                    name: &queued.name,
+                };
+                match event.encode(&mut message[len..]) {
+                    Ok(n) => {
+                        len += n;
+                        count += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if count == 0 {
+                // Unencodable (a name no directory can hold): drop it rather than stall.
+                self.queue.pop_front();
+                continue;
+            }
+            match rustix::net::send(
+                self.socket.as_fd(),
+                &message[..len],
+                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+            ) {
+                Ok(_) => {
+                    self.queue.drain(..count);
+                    self.delivered += count as u64;
+                }
+                Err(Errno::AGAIN) | Err(Errno::NOBUFS) => return Flush::Blocked,
+                Err(Errno::INTR) => continue,
+                Err(_) => return Flush::Closed,
+            }
+        }
+        Flush::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fakenotify_proto::inotify::{Events, IN_CREATE, IN_MODIFY};
+    use rustix::net::{socketpair, AddressFamily, RecvFlags, SocketFlags, SocketType};
+
+    fn pair(max: usize) -> (Instance, OwnedFd) {
+        let (ours, theirs) =
+            socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+                .expect("socketpair");
+        (Instance::new(ours, 0, 0, max), theirs)
+    }
+
+    fn event(wd: i32, mask: u32, name: &str) -> QueuedEvent {
+        QueuedEvent { wd, mask, cookie: 0, name: name.as_bytes().into() }
+    }
+
+    fn read_all(fd: &OwnedFd) -> Vec<(i32, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; MAX_EVENT_LEN];
+        while let Ok((n, _)) = rustix::net::recv(fd, &mut buf, RecvFlags::DONTWAIT) {
+            assert!(n <= MAX_EVENT_LEN);
+            for e in Events::new(&buf[..n]) {
+                let e = e.expect("whole events");
+                out.push((e.wd, e.mask, e.name.to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn wds_count_up_from_one() {
+        let (mut i, _peer) = pair(16);
+        assert_eq!([i.allocate_wd(), i.allocate_wd(), i.allocate_wd()], [1, 2, 3]);
+    }
+
+    #[test]
+    fn packs_whole_events_and_merges_identical_neighbours() {
+        let (mut i, peer) = pair(1000);
+        for n in 0..20 {
+            i.push(event(1, IN_CREATE, &format!("file-{n}")));
+        }
+        i.push(event(1, IN_MODIFY, "x"));
+        i.push(event(1, IN_MODIFY, "x"));
+        i.push(event(2, IN_MODIFY, &"n".repeat(255)));
+        assert_eq!(i.flush(), Flush::Done);
+        let got = read_all(&peer);
+        assert_eq!(got.len(), 22);
+        assert_eq!(got[20], (1, IN_MODIFY, b"x".to_vec()));
+        assert_eq!(got[21].2.len(), 255);
+    }
+
+    #[test]
+    fn overflow_is_reported_once() {
+        let (mut i, peer) = pair(4);
+        for n in 0..10 {
+            i.push(event(1, IN_CREATE, &n.to_string()));
+        }
+        assert_eq!(i.queued(), 4);
+        assert_eq!(i.flush(), Flush::Done);
+        let got = read_all(&peer);
+        assert_eq!(got.last(), Some(&(-1, IN_Q_OVERFLOW, Vec::new())));
+        assert_eq!(i.overflows, 1);
+    }
+}

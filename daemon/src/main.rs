@@ -1,0 +1,146 @@
+//! `fakenotifyd`: the FakeNotify daemon.
+//!
+//! It answers the requests of `libfakenotify.so` (new inotify instances, watches added and
+//! removed), polls the watched objects that live on filesystems the kernel cannot report (NFS,
+//! SMB, FUSE, 9p, Ceph...) and writes real `struct inotify_event` records to each application's
+//! socket; objects on local filesystems get a kernel watch whose events it forwards. One thread,
+//! one epoll set. It is not a general file indexer: it watches only what applications ask for.
+
+#[macro_use]
+mod log;
+mod config;
+mod control;
+mod diff;
+mod fstype;
+mod instance;
+mod kernel;
+mod listener;
+mod policy;
+mod poller;
+mod scan;
+mod schedule;
+mod server;
+mod signals;
+mod slab;
+mod snapshot;
+mod watch;
+mod wire;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fakenotify_proto::{DEFAULT_SOCKET, SOCKET_ENV};
+
+use crate::config::Config;
+
+const USAGE: &str = "\
+fakenotifyd: inotify for NFS, SMB, FUSE and 9p mounts, through libfakenotify.so
+
+Usage:
+  fakenotifyd start [--config FILE] [--socket PATH]   serve in the foreground
+  fakenotifyd add PATH [--poll-interval 5s] [--no-recursive] [--mode auto|poll|inotify]
+  fakenotifyd remove PATH | list | status | reload | stop     [--socket PATH] [--json]
+  fakenotifyd VERB --help | --help | --version
+
+The verbs after start talk to the running daemon, as fakenotify-ctl does.
+
+Options:
+  --config FILE   TOML configuration (default: /etc/fakenotify/config.toml if it exists,
+                  else built-in defaults)
+  --socket PATH   listening socket (default: the config's daemon.socket, then
+                  $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock)
+
+Signals: TERM and INT stop cleanly, HUP re-reads the configuration file.
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+";
+
+const DEFAULT_CONFIG: &str = "/etc/fakenotify/config.toml";
+
+/// A failure with its exit code: 2 for the user's input, 1 for the runtime.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn usage_error(message: impl Into<String>) -> Failure {
+    Failure { code: 2, message: message.into() }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("fakenotifyd: {}", failure.message);
+            if failure.code == 2 {
+                eprintln!("Try 'fakenotifyd --help'.");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run() -> Result<(), Failure> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("fakenotifyd {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let verb = args.subcommand().map_err(|e| usage_error(e.to_string()))?;
+    match verb.as_deref() {
+        Some("start") => start(args),
+        Some(verb @ ("add" | "remove" | "list" | "status" | "reload" | "stop")) => {
+            match fakenotify_ctl::cli::run_verb("fakenotifyd", verb, args.finish()) {
+                0 => Ok(()),
+                // run_verb has printed the message already.
+                code => std::process::exit(i32::from(code)),
+            }
+        }
+        Some(other) => Err(usage_error(format!("unknown command '{other}'"))),
+        None => Err(usage_error("missing command (try 'fakenotifyd start')")),
+    }
+}
+
+fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
+    let config_flag: Option<PathBuf> = args
+        .opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s)))
+        .map_err(|e| usage_error(e.to_string()))?;
+    let socket_flag: Option<PathBuf> = args
+        .opt_value_from_os_str("--socket", |s| Ok::<_, String>(PathBuf::from(s)))
+        .map_err(|e| usage_error(e.to_string()))?;
+    let rest = args.finish();
+    if let Some(extra) = rest.first() {
+        return Err(usage_error(format!(
+            "start: unexpected argument '{}'",
+            extra.to_string_lossy()
+        )));
+    }
+    let config_path = config_flag.or_else(|| {
+        let default = PathBuf::from(DEFAULT_CONFIG);
+        default.exists().then_some(default)
+    });
+    let config = match &config_path {
+        Some(path) => Config::load(path).map_err(|e| usage_error(e.to_string()))?,
+        None => Config::default(),
+    };
+    log::set_level(config.daemon.log_level);
+    let socket = socket_flag
+        .or_else(|| config.daemon.socket.clone())
+        .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let listener = listener::Listener::bind(&socket)
+        .map_err(|e| Failure { code: 1, message: e.to_string() })?;
+    let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
+        .map_err(|e| Failure { code: 1, message: e.to_string() })?;
+    info!(
+        "listening on {} (default poll interval {}, {} watch policies{})",
+        socket.display(),
+        fakenotify_ctl::duration::format_duration(config.daemon.default_poll_interval),
+        config.watches.len(),
+        config_path.map(|p| format!(", config {}", p.display())).unwrap_or_default()
+    );
+    server.run().map_err(|e| Failure { code: 1, message: e.to_string() })
+}

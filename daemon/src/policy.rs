@@ -1,0 +1,173 @@
+//! `[[watch]]` policies resolved to the objects they govern.
+//!
+//! A policy names a host path; a watched object arrives as an fd that may have been opened
+//! under another name (a container's `/media`). Policies are therefore matched by identity:
+//! the policy's directory `(dev, ino)` against the object and its ancestors, found by walking
+//! `..` from the object's fd. The deepest match wins.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::fs::{Mode as FileMode, OFlags};
+
+use crate::config::{AttrCache, Mode, WatchPolicy};
+
+pub type Identity = (u64, u64);
+
+/// How many `..` steps the ancestry walk takes at most.
+const MAX_DEPTH: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub watch: WatchPolicy,
+    /// `None` while the path does not exist; it then governs nothing.
+    pub root: Option<Identity>,
+}
+
+/// What a watched object gets from the policies: interval, mode and attribute caching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Governance {
+    pub policy: Option<usize>,
+    pub interval: Duration,
+    pub mode: Mode,
+    pub force_sync: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    pub list: Vec<Policy>,
+    pub default_interval: Duration,
+}
+
+pub fn identity(fd: BorrowedFd<'_>) -> rustix::io::Result<Identity> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+impl Policies {
+    /// Resolves each policy's path now; a missing path is reported by the caller.
+    pub fn resolve(watches: &[WatchPolicy], default_interval: Duration) -> Policies {
+        let list = watches
+            .iter()
+            .map(|watch| {
+                let root = rustix::fs::stat(&watch.path).ok().map(|st| (st.st_dev, st.st_ino));
+                Policy { watch: watch.clone(), root }
+            })
+            .collect();
+        Policies { list, default_interval }
+    }
+
+    /// The policy for an object whose identity and ancestors are `ancestry` (the object first).
+    pub fn govern(&self, ancestry: &[Identity]) -> Governance {
+        let found = ancestry.iter().enumerate().find_map(|(depth, id)| {
+            self.list.iter().position(|p| p.root == Some(*id) && (depth == 0 || p.watch.recursive))
+        });
+        match found {
+            Some(index) => {
+                let watch = &self.list[index].watch;
+                Governance {
+                    policy: Some(index),
+                    interval: watch.poll_interval.unwrap_or(self.default_interval),
+                    mode: watch.mode,
+                    force_sync: watch.attr_cache == AttrCache::Bypass,
+                }
+            }
+            None => Governance {
+                policy: None,
+                interval: self.default_interval,
+                mode: Mode::Auto,
+                force_sync: true,
+            },
+        }
+    }
+
+    /// The identities to match for an object: itself, then its ancestors on the same device.
+    /// Walking stops at the filesystem root, at a device change or at `MAX_DEPTH`.
+    pub fn ancestry(&self, fd: BorrowedFd<'_>, is_dir: bool) -> Vec<Identity> {
+        let Ok(first) = identity(fd) else { return Vec::new() };
+        let mut chain = vec![first];
+        if self.list.is_empty() || !is_dir {
+            return chain;
+        }
+        let mut current: Option<OwnedFd> = None;
+        for _ in 0..MAX_DEPTH {
+            let dir = current.as_ref().map_or(fd, |f| f.as_fd());
+            let Ok(parent) = rustix::fs::openat(
+                dir,
+                c"..",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                FileMode::empty(),
+            ) else {
+                break;
+            };
+            let Ok(id) = identity(parent.as_fd()) else { break };
+            let last = chain[chain.len() - 1];
+            if id == last || id.0 != first.0 {
+                break;
+            }
+            chain.push(id);
+            current = Some(parent);
+        }
+        chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn policy(root: Identity, recursive: bool, secs: u64) -> Policy {
+        Policy {
+            watch: WatchPolicy {
+                path: PathBuf::from("/p"),
+                poll_interval: Some(Duration::from_secs(secs)),
+                recursive,
+                mode: Mode::Poll,
+                attr_cache: AttrCache::Trust,
+            },
+            root: Some(root),
+        }
+    }
+
+    #[test]
+    fn deepest_matching_policy_wins() {
+        let p = Policies {
+            list: vec![
+                policy((1, 10), true, 5),
+                policy((1, 20), true, 1),
+                policy((1, 30), false, 9),
+            ],
+            default_interval: Duration::from_secs(60),
+        };
+        assert_eq!(p.govern(&[(1, 99), (1, 20), (1, 10)]).interval, Duration::from_secs(1));
+        assert_eq!(p.govern(&[(1, 98), (1, 10)]).policy, Some(0));
+        assert!(!p.govern(&[(1, 98), (1, 10)]).force_sync);
+        // A non-recursive policy governs its own directory only.
+        assert_eq!(p.govern(&[(1, 30)]).interval, Duration::from_secs(9));
+        assert_eq!(p.govern(&[(1, 31), (1, 30)]).policy, None);
+        let none = p.govern(&[(2, 10)]);
+        assert_eq!(
+            (none.policy, none.interval, none.mode),
+            (None, Duration::from_secs(60), Mode::Auto)
+        );
+    }
+
+    #[test]
+    fn ancestry_walks_up_to_the_root_of_the_device() {
+        let dir = std::env::temp_dir().join(format!("fakenotify-policy-{}", std::process::id()));
+        let deep = dir.join("a/b");
+        std::fs::create_dir_all(&deep).expect("temp dir");
+        let fd = rustix::fs::open(&deep, OFlags::RDONLY | OFlags::DIRECTORY, FileMode::empty())
+            .expect("open");
+        let root = rustix::fs::stat(&dir).expect("stat");
+        let p = Policies {
+            list: vec![policy((root.st_dev, root.st_ino), true, 1)],
+            default_interval: Duration::from_secs(5),
+        };
+        let chain = p.ancestry(fd.as_fd(), true);
+        assert!(chain.len() >= 3);
+        assert_eq!(p.govern(&chain).policy, Some(0));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

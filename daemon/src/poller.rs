@@ -1,0 +1,123 @@
+//! One poll of one watched object: what changed since its last state.
+//!
+//! The cheap path first: a `statx` of the object. A directory's listing is re-read only when its
+//! mtime or ctime moved (or attributes are wanted and none are kept); with an unchanged listing
+//! and attributes wanted, only the known names are `statx`ed again.
+
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+
+use rustix::io::Errno;
+
+use crate::diff::{self, Change};
+use crate::scan::{self, ScanCounters};
+use crate::watch::{PollState, Source, WatchedObject};
+
+pub enum PollOutcome {
+    /// Nothing to report.
+    Unchanged,
+    Changes(Vec<Change>),
+    /// The object itself is gone (deleted, or its server forgot it).
+    Gone,
+    /// The poll failed for another reason; the state is kept and the next poll retries.
+    Failed {
+        op: &'static str,
+        errno: Errno,
+    },
+}
+
+/// Errors that mean the watched object no longer exists.
+pub fn is_gone(errno: Errno) -> bool {
+    matches!(errno, Errno::NOENT | Errno::STALE | Errno::NOTDIR)
+}
+
+/// The first state of an object: its own attributes and, for a directory, its listing.
+pub fn baseline(
+    object: &WatchedObject,
+    with_stats: bool,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    counters: &mut ScanCounters,
+    generation: u64,
+) -> Result<PollState, (&'static str, Errno)> {
+    let force_sync = object.governance.force_sync;
+    let st =
+        scan::stat_object(object.fd.as_fd(), force_sync, counters).map_err(|e| ("statx", e))?;
+    let snapshot = if object.is_dir {
+        scan::list(object.fd.as_fd(), with_stats, force_sync, buf, counters)
+            .map_err(|e| ("getdents64", e))?
+    } else {
+        Default::default()
+    };
+    Ok(PollState {
+        snapshot,
+        stamp: scan::dir_stamp(&st),
+        own: scan::entry_stat(&st),
+        own_unsettled: false,
+        generation,
+    })
+}
+
+/// Polls `object` and updates its state. `want_stats` forces attributes to be read even if no
+/// current subscriber asks (used when a subscriber that needs them is about to join).
+pub fn poll(
+    object: &mut WatchedObject,
+    want_stats: bool,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    counters: &mut ScanCounters,
+) -> PollOutcome {
+    let needs_stats = want_stats || object.needs_stats();
+    let force_sync = object.governance.force_sync;
+    let is_dir = object.is_dir;
+    let fd = object.fd.as_fd();
+    let Source::Polled(state) = &mut object.source else {
+        return PollOutcome::Unchanged;
+    };
+    let st = match scan::stat_object(fd, force_sync, counters) {
+        Ok(st) if st.stx_nlink == 0 => return PollOutcome::Gone,
+        Ok(st) => st,
+        Err(errno) if is_gone(errno) => return PollOutcome::Gone,
+        Err(errno) => return PollOutcome::Failed { op: "statx", errno },
+    };
+    if !is_dir {
+        let own = scan::entry_stat(&st);
+        let (mask, unsettled) =
+            diff::attribute_change(&state.own, &own, false, state.own_unsettled);
+        state.own = own;
+        state.own_unsettled = unsettled;
+        return if mask == 0 {
+            PollOutcome::Unchanged
+        } else {
+            PollOutcome::Changes(vec![Change { mask, pair: 0, name: Vec::new() }])
+        };
+    }
+    let stamp = scan::dir_stamp(&st);
+    let listing_changed = stamp != state.stamp || (needs_stats && !state.snapshot.has_stats());
+    let restated = if !listing_changed && needs_stats {
+        match scan::restat(fd, &state.snapshot, force_sync, counters) {
+            Ok(found) => found,
+            Err(errno) if is_gone(errno) => return PollOutcome::Gone,
+            Err(errno) => return PollOutcome::Failed { op: "statx", errno },
+        }
+    } else {
+        None
+    };
+    let mut new = match restated {
+        Some(snapshot) => snapshot,
+        None if listing_changed || needs_stats => {
+            match scan::list(fd, needs_stats, force_sync, buf, counters) {
+                Ok(snapshot) => snapshot,
+                Err(errno) if is_gone(errno) => return PollOutcome::Gone,
+                Err(errno) => return PollOutcome::Failed { op: "getdents64", errno },
+            }
+        }
+        None => return PollOutcome::Unchanged,
+    };
+    let changes = diff::diff(&state.snapshot, &mut new);
+    state.snapshot = new;
+    state.stamp = stamp;
+    if changes.is_empty() {
+        PollOutcome::Unchanged
+    } else {
+        PollOutcome::Changes(changes)
+    }
+}

@@ -1,0 +1,156 @@
+//! The filesystem side of a poll: `statx` of a watched object, `getdents64` of a directory and
+//! `statx` of its entries, turned into a [`Snapshot`]. Every syscall is counted.
+//!
+//! `force_sync` asks NFS and FUSE to revalidate cached attributes (`AT_STATX_FORCE_SYNC`), so a
+//! change made on the server is seen at the next poll rather than after the attribute cache ages.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::{AtFlags, FileType, RawDir, SeekFrom, Statx, StatxFlags};
+use rustix::io::Errno;
+
+use crate::snapshot::{EntryStat, Snapshot, SnapshotBuilder};
+
+/// Syscalls made by polls, for `status` and the bench.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScanCounters {
+    pub statx: u64,
+    pub getdents: u64,
+}
+
+/// What a directory's own attributes say about its listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirStamp {
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+const STAT_MASK: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::MODE)
+    .union(StatxFlags::NLINK)
+    .union(StatxFlags::UID)
+    .union(StatxFlags::GID)
+    .union(StatxFlags::MTIME)
+    .union(StatxFlags::CTIME)
+    .union(StatxFlags::INO)
+    .union(StatxFlags::SIZE);
+
+fn sync_flag(force_sync: bool) -> AtFlags {
+    if force_sync {
+        AtFlags::STATX_FORCE_SYNC
+    } else {
+        AtFlags::empty()
+    }
+}
+
+fn nanos(ts: rustix::fs::StatxTimestamp) -> i64 {
+    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(ts.tv_nsec))
+}
+
+pub fn entry_stat(st: &Statx) -> EntryStat {
+    EntryStat {
+        mtime_ns: nanos(st.stx_mtime),
+        ctime_ns: nanos(st.stx_ctime),
+        size: st.stx_size,
+        mode: u32::from(st.stx_mode),
+        nlink: st.stx_nlink,
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+    }
+}
+
+pub fn dir_stamp(st: &Statx) -> DirStamp {
+    DirStamp { mtime_ns: nanos(st.stx_mtime), ctime_ns: nanos(st.stx_ctime) }
+}
+
+/// `statx` of the object behind `fd` itself.
+pub fn stat_object(
+    fd: BorrowedFd<'_>,
+    force_sync: bool,
+    counters: &mut ScanCounters,
+) -> Result<Statx, Errno> {
+    counters.statx += 1;
+    rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH | sync_flag(force_sync), STAT_MASK)
+}
+
+/// Reads the whole listing of the directory `dir`, with attributes when `with_stats`.
+/// Entries that vanish between `getdents64` and their `statx` are left out, as they are gone.
+pub fn list(
+    dir: BorrowedFd<'_>,
+    with_stats: bool,
+    force_sync: bool,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    counters: &mut ScanCounters,
+) -> Result<Snapshot, Errno> {
+    rustix::fs::seek(dir, SeekFrom::Start(0))?;
+    let mut builder = SnapshotBuilder::default();
+    let mut raw = RawDir::new(dir.as_fd(), buf.as_mut_slice());
+    // RawDir makes one getdents64 per buffer fill; count fills by watching for a new buffer.
+    counters.getdents += 1;
+    while let Some(entry) = raw.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let known_type = entry.file_type();
+        let stat = if with_stats || known_type == FileType::Unknown {
+            counters.statx += 1;
+            match rustix::fs::statx(
+                dir,
+                entry.file_name(),
+                AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync),
+                STAT_MASK,
+            ) {
+                Ok(st) => Some(st),
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let is_dir = match &stat {
+            Some(st) => FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory,
+            None => known_type == FileType::Directory,
+        };
+        builder.push(
+            name,
+            entry.ino(),
+            is_dir,
+            if with_stats { stat.as_ref().map(entry_stat) } else { None },
+        );
+    }
+    Ok(builder.finish())
+}
+
+/// Fresh attributes for the names of `known` (a listing that has not changed since).
+/// Returns `None` when an entry vanished or changed inode, so the caller lists again.
+pub fn restat(
+    dir: BorrowedFd<'_>,
+    known: &Snapshot,
+    force_sync: bool,
+    counters: &mut ScanCounters,
+) -> Result<Option<Snapshot>, Errno> {
+    let mut stats = Vec::with_capacity(known.len());
+    for entry in known.entries() {
+        counters.statx += 1;
+        let name = known.name(entry);
+        let mut path = [0u8; 256];
+        path[..name.len()].copy_from_slice(name);
+        let Ok(path) = std::ffi::CStr::from_bytes_until_nul(&path) else {
+            return Ok(None);
+        };
+        match rustix::fs::statx(
+            dir,
+            path,
+            AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync),
+            STAT_MASK,
+        ) {
+            Ok(st) if st.stx_ino == entry.ino => stats.push(entry_stat(&st)),
+            Ok(_) | Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(known.with_stats(stats)))
+}

@@ -1,0 +1,878 @@
+//! The daemon's state and what happens on each kind of readiness.
+//!
+//! `Server` owns every fd: the listener, request connections, instances, the kernel inotify fd,
+//! the poll timer and the signalfd. `run` is the thin epoll loop that dispatches tokens to the
+//! handlers here; all of it runs on one thread.
+
+use std::collections::{BTreeSet, HashMap};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fakenotify_proto::inotify::{
+    IN_ALL_EVENTS, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MASK_ADD, IN_MASK_CREATE,
+    IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+};
+use fakenotify_proto::record::{Record, Reply};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::fs::FileType;
+use rustix::io::Errno;
+use rustix::time::{
+    ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec,
+};
+
+use crate::config::{Config, DaemonSettings, Mode};
+use crate::diff::Change;
+use crate::fstype;
+use crate::instance::{Flush, Instance, QueuedEvent, WatchRef};
+use crate::kernel::KernelWatches;
+use crate::listener::Listener;
+use crate::policy::{self, Policies};
+use crate::poller::{self, PollOutcome};
+use crate::scan::ScanCounters;
+use crate::schedule::{PollSchedule, Slot};
+use crate::signals::{Signal, Signals};
+use crate::slab::Slab;
+use crate::watch::{Source, Subscriber, WatchedObject};
+use crate::wire::{self, RecvError};
+
+const TOKEN_SHIFT: u32 = 56;
+const LISTENER: u64 = 1 << TOKEN_SHIFT;
+const TIMER: u64 = 2 << TOKEN_SHIFT;
+const SIGNALS: u64 = 3 << TOKEN_SHIFT;
+const KERNEL: u64 = 4 << TOKEN_SHIFT;
+const CONNECTION: u64 = 5 << TOKEN_SHIFT;
+const INSTANCE: u64 = 6 << TOKEN_SHIFT;
+const ID_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
+
+/// A short-lived request connection and the credentials of its peer.
+struct Connection {
+    fd: OwnedFd,
+    uid: u32,
+    pid: i32,
+}
+
+pub struct Server {
+    epoll: OwnedFd,
+    pub(crate) listener: Listener,
+    timer: OwnedFd,
+    signals: Signals,
+    kernel: KernelWatches,
+    connections: Slab<Connection>,
+    /// Keyed by the inode of the application's end of the pair.
+    pub(crate) instances: HashMap<u64, Instance>,
+    pub(crate) objects: Slab<WatchedObject>,
+    by_identity: HashMap<policy::Identity, usize>,
+    by_kernel_wd: HashMap<i32, usize>,
+    schedule: PollSchedule,
+    pub(crate) policies: Policies,
+    settings: DaemonSettings,
+    config_path: Option<PathBuf>,
+    pub(crate) counters: ScanCounters,
+    next_cookie: u32,
+    next_generation: u64,
+    list_buf: Vec<MaybeUninit<u8>>,
+    /// Instances with events queued since the last flush.
+    dirty: BTreeSet<u64>,
+    pub(crate) running: bool,
+    pub(crate) started: Duration,
+    pub(crate) stats: Stats,
+}
+
+/// Counters for `status`, beyond what instances and the scan counters hold.
+#[derive(Default)]
+pub struct Stats {
+    pub polls: u64,
+    /// Events and overflows of instances already closed.
+    pub closed_delivered: u64,
+    pub closed_overflows: u64,
+    /// Poll figures per policy index; the last slot is the default policy.
+    pub per_policy: Vec<PolicyPolls>,
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct PolicyPolls {
+    pub polls: u64,
+    pub last: Duration,
+    pub worst: Duration,
+}
+
+impl Stats {
+    pub fn error(&mut self, kind: impl Into<String>) {
+        *self.errors.entry(kind.into()).or_insert(0) += 1;
+    }
+
+    pub fn reset_policies(&mut self, policies: usize) {
+        self.per_policy = vec![PolicyPolls::default(); policies + 1];
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug)]
+pub struct StartError {
+    pub op: &'static str,
+    pub errno: Errno,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.op, self.errno)
+    }
+}
+
+pub(crate) fn now() -> Duration {
+    let ts = rustix::time::clock_gettime(ClockId::Monotonic);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn reply(errno: Errno) -> Reply {
+    Reply { errno: errno.raw_os_error(), value: -1 }
+}
+
+impl Server {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        listener: Listener,
+    ) -> Result<Server, StartError> {
+        let fail = |op| move |errno| StartError { op, errno };
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(fail("epoll_create1"))?;
+        let timer = rustix::time::timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .map_err(fail("timerfd_create"))?;
+        let signals = Signals::new().map_err(fail("signalfd"))?;
+        let kernel = KernelWatches::new().map_err(fail("inotify_init1"))?;
+        let watch_in = EventFlags::IN;
+        epoll::add(&epoll, &listener.fd, EventData::new_u64(LISTENER), watch_in)
+            .map_err(fail("epoll_ctl listener"))?;
+        epoll::add(&epoll, &timer, EventData::new_u64(TIMER), watch_in)
+            .map_err(fail("epoll_ctl timerfd"))?;
+        epoll::add(&epoll, signals.fd(), EventData::new_u64(SIGNALS), watch_in)
+            .map_err(fail("epoll_ctl signalfd"))?;
+        epoll::add(&epoll, kernel.fd(), EventData::new_u64(KERNEL), watch_in)
+            .map_err(fail("epoll_ctl inotify"))?;
+        let policies = resolve_policies(&config);
+        Ok(Server {
+            epoll,
+            listener,
+            timer,
+            signals,
+            kernel,
+            connections: Slab::default(),
+            instances: HashMap::new(),
+            objects: Slab::default(),
+            by_identity: HashMap::new(),
+            by_kernel_wd: HashMap::new(),
+            schedule: PollSchedule::default(),
+            policies,
+            settings: config.daemon,
+            config_path,
+            counters: ScanCounters::default(),
+            next_cookie: 1,
+            next_generation: 1,
+            list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
+            dirty: BTreeSet::new(),
+            running: true,
+            started: now(),
+            stats: Stats::default(),
+        })
+        .map(|mut server| {
+            server.stats.reset_policies(server.policies.list.len());
+            server
+        })
+    }
+
+    /// Serves until TERM or INT.
+    pub fn run(&mut self) -> Result<(), StartError> {
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 64];
+        while self.running {
+            self.arm_timer();
+            let (ready, _) = match epoll::wait(&self.epoll, &mut events, None) {
+                Ok(ready) => ready,
+                Err(Errno::INTR) => continue,
+                Err(errno) => return Err(StartError { op: "epoll_wait", errno }),
+            };
+            let ready: Vec<(u64, EventFlags)> =
+                ready.iter().map(|e| (e.data.u64(), e.flags)).collect();
+            for (token, flags) in ready {
+                match token & !ID_MASK {
+                    LISTENER => self.accept(),
+                    TIMER => self.poll_due(),
+                    SIGNALS => self.on_signals(),
+                    KERNEL => self.forward_kernel_events(),
+                    CONNECTION => self.serve_connection((token & ID_MASK) as usize),
+                    INSTANCE => self.on_instance_ready(token & ID_MASK, flags),
+                    _ => {}
+                }
+            }
+            self.flush_dirty();
+        }
+        info!(
+            "stopping: {} instances, {} watched objects",
+            self.instances.len(),
+            self.objects.len()
+        );
+        Ok(())
+    }
+
+    fn on_signals(&mut self) {
+        for signal in self.signals.drain() {
+            match signal {
+                Signal::Stop => self.running = false,
+                Signal::Reload => {
+                    // The outcome is logged by reload itself.
+                    let _ = self.reload();
+                }
+            }
+        }
+    }
+
+    /// Re-reads the configuration file; an invalid one is rejected and the old one stays.
+    pub(crate) fn reload(&mut self) -> Result<String, String> {
+        let Some(path) = self.config_path.clone() else {
+            info!("reload: no configuration file was given; nothing to re-read");
+            return Err("no configuration file was given at start; nothing to re-read".into());
+        };
+        match Config::load(&path) {
+            Ok(config) => {
+                crate::log::set_level(config.daemon.log_level);
+                self.set_policies(resolve_policies(&config));
+                self.settings = config.daemon;
+                info!("reload: {}: {} watch policies", path.display(), self.policies.list.len());
+                Ok(format!(
+                    "reloaded {}: {} watch policies",
+                    path.display(),
+                    self.policies.list.len()
+                ))
+            }
+            Err(error) => {
+                error!("reload rejected, keeping the running configuration: {error}");
+                Err(format!("reload rejected, keeping the running configuration: {error}"))
+            }
+        }
+    }
+
+    /// Replaces the policies and applies them to every watched object.
+    pub(crate) fn set_policies(&mut self, policies: Policies) {
+        self.policies = policies;
+        self.stats.reset_policies(self.policies.list.len());
+        self.regovern();
+    }
+
+    /// Applies the current policies to every watched object; intervals take effect at its next poll.
+    fn regovern(&mut self) {
+        let ids: Vec<usize> = self.objects.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(object) = self.objects.get_mut(id) {
+                let ancestry = self.policies.ancestry(object.fd.as_fd(), object.is_dir);
+                let mode = object.governance.mode;
+                object.governance = self.policies.govern(&ancestry);
+                object.governance.mode = mode;
+            }
+        }
+    }
+
+    fn arm_timer(&self) {
+        let value = match self.schedule.next_deadline() {
+            Some(deadline) => {
+                let wait = deadline.saturating_sub(now()).max(Duration::from_nanos(1));
+                Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: i64::from(wait.subsec_nanos()) }
+            }
+            None => Timespec { tv_sec: 0, tv_nsec: 0 },
+        };
+        let spec = Itimerspec { it_interval: Timespec { tv_sec: 0, tv_nsec: 0 }, it_value: value };
+        if let Err(errno) =
+            rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec)
+        {
+            error!("timerfd_settime: {errno}");
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let fd = match rustix::net::accept_with(
+                &self.listener.fd,
+                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
+                Err(Errno::AGAIN) => return,
+                Err(errno) => {
+                    warn!("accept on {}: {errno}", self.listener.path.display());
+                    return;
+                }
+            };
+            let (uid, pid) = match rustix::net::sockopt::socket_peercred(&fd) {
+                Ok(cred) => (cred.uid.as_raw(), cred.pid.as_raw_nonzero().get()),
+                Err(errno) => {
+                    warn!("SO_PEERCRED: {errno}; closing the connection");
+                    continue;
+                }
+            };
+            let id = self.connections.insert(Connection { fd, uid, pid });
+            let Some(conn) = self.connections.get(id) else { continue };
+            if let Err(errno) = epoll::add(
+                &self.epoll,
+                &conn.fd,
+                EventData::new_u64(CONNECTION | id as u64),
+                EventFlags::IN,
+            ) {
+                warn!("epoll_ctl for a connection: {errno}");
+                self.connections.remove(id);
+            }
+        }
+    }
+
+    fn close_connection(&mut self, id: usize) {
+        if let Some(conn) = self.connections.remove(id) {
+            // The fd is closed right after, which removes it from the epoll set anyway.
+            let _ = epoll::delete(&self.epoll, &conn.fd);
+        }
+    }
+
+    fn serve_connection(&mut self, id: usize) {
+        loop {
+            let Some(conn) = self.connections.get(id) else { return };
+            let (uid, pid) = (conn.uid, conn.pid);
+            let received = match wire::recv_record(conn.fd.as_fd()) {
+                Ok(received) => received,
+                Err(RecvError::WouldBlock) => return,
+                Err(RecvError::Closed) => return self.close_connection(id),
+                Err(error) => {
+                    warn!("client pid {pid} uid {uid}: {error}; closing its connection");
+                    self.stats.error("protocol");
+                    self.answer_bad_version(id, &error);
+                    return self.close_connection(id);
+                }
+            };
+            let answer = match received.record() {
+                Ok(Record::Register) => self.register(uid, pid, &received.fds),
+                Ok(Record::AddWatch { mask }) => self.add_watch(uid, mask, &received.fds),
+                Ok(Record::RmWatch { wd }) => self.rm_watch(wd, &received.fds),
+                Ok(Record::Control(body)) => {
+                    let response = self.control(uid, pid, body);
+                    let Some(conn) = self.connections.get(id) else { return };
+                    let bytes = response.to_bytes();
+                    if wire::send_record(conn.fd.as_fd(), &Record::ControlReply(&bytes), &[])
+                        .is_err()
+                    {
+                        return self.close_connection(id);
+                    }
+                    continue;
+                }
+                Ok(record) => {
+                    warn!("client pid {pid} uid {uid}: unexpected {:?} record; closing its connection", record.kind());
+                    self.stats.error("protocol");
+                    return self.close_connection(id);
+                }
+                Err(error) => {
+                    warn!("client pid {pid} uid {uid}: {error}; closing its connection");
+                    self.stats.error("protocol");
+                    self.answer_bad_version(id, &error);
+                    return self.close_connection(id);
+                }
+            };
+            drop(received);
+            self.flush_dirty();
+            let Some(conn) = self.connections.get(id) else { return };
+            if wire::send_record(conn.fd.as_fd(), &Record::Reply(answer), &[]).is_err() {
+                return self.close_connection(id);
+            }
+        }
+    }
+
+    /// A peer of another protocol version gets a reply it can recognise before the close.
+    fn answer_bad_version(&self, id: usize, error: &RecvError) {
+        if let (
+            RecvError::Decode(fakenotify_proto::record::DecodeError::Version { .. }),
+            Some(conn),
+        ) = (error, self.connections.get(id))
+        {
+            // The connection is closed next whether or not the peer takes this.
+            let _ = wire::send_record(
+                conn.fd.as_fd(),
+                &Record::Reply(reply(Errno::PROTONOSUPPORT)),
+                &[],
+            );
+        }
+    }
+
+    fn register(&mut self, uid: u32, pid: i32, fds: &[OwnedFd]) -> Reply {
+        let [app_end, daemon_end] = fds else { return reply(Errno::INVAL) };
+        for fd in fds {
+            let is_seqpacket = rustix::net::sockopt::socket_type(fd)
+                .map(|t| t == rustix::net::SocketType::SEQPACKET);
+            if is_seqpacket != Ok(true) {
+                return reply(Errno::INVAL);
+            }
+        }
+        let Ok(key) = rustix::fs::fstat(app_end).map(|st| st.st_ino) else {
+            return reply(Errno::BADF);
+        };
+        if self.instances.contains_key(&key) {
+            return reply(Errno::EXIST);
+        }
+        let owned = self.instances.values().filter(|i| i.uid == uid).count();
+        if owned >= self.settings.limits.max_user_instances as usize {
+            warn!(
+                "uid {uid} (pid {pid}) reached max_user_instances {}",
+                self.settings.limits.max_user_instances
+            );
+            return reply(Errno::MFILE);
+        }
+        let Ok(socket) = daemon_end.try_clone() else { return reply(Errno::MFILE) };
+        if let Err(errno) =
+            epoll::add(&self.epoll, &socket, EventData::new_u64(INSTANCE | key), EventFlags::RDHUP)
+        {
+            warn!("epoll_ctl for an instance: {errno}");
+            return reply(Errno::NOMEM);
+        }
+        let max_queued = self.settings.limits.max_queued_events as usize;
+        self.instances.insert(key, Instance::new(socket, uid, pid, max_queued));
+        debug!("instance {key}: registered by pid {pid} uid {uid}");
+        Reply { errno: 0, value: 0 }
+    }
+
+    fn instance_key(&self, fd: &OwnedFd) -> Option<u64> {
+        let st = rustix::fs::fstat(fd).ok()?;
+        (FileType::from_raw_mode(st.st_mode) == FileType::Socket
+            && self.instances.contains_key(&st.st_ino))
+        .then_some(st.st_ino)
+    }
+
+    fn add_watch(&mut self, uid: u32, mask: u32, fds: &[OwnedFd]) -> Reply {
+        let [app_end, object_fd] = fds else { return reply(Errno::INVAL) };
+        if mask & IN_ALL_EVENTS == 0 || (mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0) {
+            return reply(Errno::INVAL);
+        }
+        let Some(key) = self.instance_key(app_end) else { return reply(Errno::INVAL) };
+        let Ok(st) = rustix::fs::fstat(object_fd) else { return reply(Errno::BADF) };
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        if mask & IN_ONLYDIR != 0 && !is_dir {
+            return reply(Errno::NOTDIR);
+        }
+        let identity = (st.st_dev, st.st_ino);
+        let existing = self.by_identity.get(&identity).copied();
+        if let Some(id) = existing {
+            if let Some(wd) = self.instances.get(&key).and_then(|i| i.wd_for(id)) {
+                return self.update_watch(id, key, wd, mask);
+            }
+        }
+        let watches: usize =
+            self.instances.values().filter(|i| i.uid == uid).map(|i| i.watches.len()).sum();
+        if watches >= self.settings.limits.max_user_watches as usize {
+            warn!("uid {uid} reached max_user_watches {}", self.settings.limits.max_user_watches);
+            return reply(Errno::NOSPC);
+        }
+        let id = match existing {
+            Some(id) => {
+                let needs_stats = Subscriber { instance: key, wd: 0, mask }.wants(
+                    fakenotify_proto::inotify::IN_MODIFY
+                        | fakenotify_proto::inotify::IN_ATTRIB
+                        | fakenotify_proto::inotify::IN_CLOSE_WRITE,
+                );
+                if needs_stats
+                    && self.objects.get(id).is_some_and(|o| o.is_polled() && !o.needs_stats())
+                {
+                    // Bring pending changes to the current subscribers and take a baseline
+                    // with attributes before the new subscriber joins.
+                    self.poll_object(id, true);
+                }
+                id
+            }
+            None => match self.create_object(object_fd, is_dir, identity, mask) {
+                Ok(id) => id,
+                Err(errno) => return reply(errno),
+            },
+        };
+        let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
+        let wd = instance.allocate_wd();
+        instance.watches.insert(wd, WatchRef { object: id });
+        if let Some(object) = self.objects.get_mut(id) {
+            object.subscribers.push(Subscriber { instance: key, wd, mask });
+            debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
+        }
+        self.refresh_kernel_mask(id);
+        Reply { errno: 0, value: wd }
+    }
+
+    /// `inotify_add_watch` on an object the instance already watches: same wd, new mask.
+    fn update_watch(&mut self, id: usize, key: u64, wd: i32, mask: u32) -> Reply {
+        if mask & IN_MASK_CREATE != 0 {
+            return reply(Errno::EXIST);
+        }
+        if let Some(object) = self.objects.get_mut(id) {
+            if let Some(sub) =
+                object.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd)
+            {
+                sub.mask =
+                    if mask & IN_MASK_ADD != 0 { sub.mask | (mask & !IN_MASK_ADD) } else { mask };
+            }
+        }
+        self.refresh_kernel_mask(id);
+        Reply { errno: 0, value: wd }
+    }
+
+    fn create_object(
+        &mut self,
+        fd: &OwnedFd,
+        is_dir: bool,
+        identity: policy::Identity,
+        mask: u32,
+    ) -> Result<usize, Errno> {
+        let fd = fd.try_clone().map_err(|_| Errno::MFILE)?;
+        let ancestry = self.policies.ancestry(fd.as_fd(), is_dir);
+        let governance = self.policies.govern(&ancestry);
+        let fs_magic = rustix::fs::fstatfs(&fd).map(|s| fstype::magic(&s)).unwrap_or(0);
+        let remote = fstype::remote_name(fs_magic);
+        let poll = match governance.mode {
+            Mode::Poll => true,
+            Mode::Inotify => false,
+            Mode::Auto => remote.is_some(),
+        };
+        let path =
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| format!("(dev {} ino {})", identity.0, identity.1));
+        let mut object = WatchedObject {
+            id: identity,
+            fd,
+            is_dir,
+            path,
+            governance,
+            subscribers: Vec::new(),
+            source: Source::Kernel { wd: -1 },
+        };
+        if !poll {
+            match self.kernel.watch(object.fd.as_fd(), mask) {
+                Ok(kwd) => {
+                    object.source = Source::Kernel { wd: kwd };
+                    let id = self.objects.insert(object);
+                    self.by_identity.insert(identity, id);
+                    self.by_kernel_wd.insert(kwd, id);
+                    debug!(
+                        "{}: kernel watch (local filesystem)",
+                        self.objects.get(id).map_or("", |o| &o.path)
+                    );
+                    return Ok(id);
+                }
+                Err(errno) => {
+                    warn!("{}: kernel watch failed ({errno}); polling instead", object.path)
+                }
+            }
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let with_stats = Subscriber { instance: 0, wd: 0, mask }.wants(
+            fakenotify_proto::inotify::IN_MODIFY
+                | fakenotify_proto::inotify::IN_ATTRIB
+                | fakenotify_proto::inotify::IN_CLOSE_WRITE,
+        );
+        let state = poller::baseline(
+            &object,
+            with_stats,
+            &mut self.list_buf,
+            &mut self.counters,
+            generation,
+        )
+        .map_err(|(op, errno)| {
+            warn!("{}: {op}: {errno}", object.path);
+            errno
+        })?;
+        object.source = Source::Polled(state);
+        let interval = object.governance.interval;
+        debug!("{}: polled every {interval:?} ({})", object.path, remote.unwrap_or("policy"));
+        let id = self.objects.insert(object);
+        self.by_identity.insert(identity, id);
+        self.schedule.add_staggered(Slot { object: id, generation }, now(), interval);
+        Ok(id)
+    }
+
+    fn refresh_kernel_mask(&mut self, id: usize) {
+        let Some(object) = self.objects.get(id) else { return };
+        if let Source::Kernel { wd } = object.source {
+            if let Err(errno) = self.kernel.watch(object.fd.as_fd(), object.union_mask()) {
+                warn!("{}: updating kernel watch {wd}: {errno}", object.path);
+            }
+        }
+    }
+
+    fn rm_watch(&mut self, wd: i32, fds: &[OwnedFd]) -> Reply {
+        let [app_end] = fds else { return reply(Errno::INVAL) };
+        let Some(key) = self.instance_key(app_end) else { return reply(Errno::INVAL) };
+        let Some(object) =
+            self.instances.get(&key).and_then(|i| i.watches.get(&wd)).map(|w| w.object)
+        else {
+            return reply(Errno::INVAL);
+        };
+        self.unsubscribe(key, wd, object);
+        Reply { errno: 0, value: 0 }
+    }
+
+    /// Ends one watch: IN_IGNORED to its instance, and the object goes once nobody watches it.
+    fn unsubscribe(&mut self, key: u64, wd: i32, id: usize) {
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.watches.remove(&wd);
+            instance.push(QueuedEvent { wd, mask: IN_IGNORED, cookie: 0, name: Box::default() });
+            self.dirty.insert(key);
+        }
+        let Some(object) = self.objects.get_mut(id) else { return };
+        object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
+        if object.subscribers.is_empty() {
+            self.drop_object(id);
+        } else {
+            self.refresh_kernel_mask(id);
+        }
+    }
+
+    fn drop_object(&mut self, id: usize) {
+        let Some(object) = self.objects.remove(id) else { return };
+        self.by_identity.remove(&object.id);
+        if let Source::Kernel { wd } = object.source {
+            self.by_kernel_wd.remove(&wd);
+            self.kernel.unwatch(wd);
+        }
+        debug!("{}: no longer watched", object.path);
+    }
+
+    fn on_instance_ready(&mut self, key: u64, flags: EventFlags) {
+        if flags.intersects(EventFlags::HUP | EventFlags::RDHUP | EventFlags::ERR) {
+            return self.close_instance(key);
+        }
+        if flags.contains(EventFlags::OUT) {
+            self.dirty.insert(key);
+        }
+    }
+
+    /// The application closed its end: every watch of the instance ends.
+    fn close_instance(&mut self, key: u64) {
+        let Some(instance) = self.instances.remove(&key) else { return };
+        self.stats.closed_delivered += instance.delivered;
+        self.stats.closed_overflows += instance.overflows;
+        // Closing the socket right after removes it from the epoll set anyway.
+        let _ = epoll::delete(&self.epoll, &instance.socket);
+        for (wd, watch) in &instance.watches {
+            if let Some(object) = self.objects.get_mut(watch.object) {
+                object.subscribers.retain(|s| !(s.instance == key && s.wd == *wd));
+                if object.subscribers.is_empty() {
+                    self.drop_object(watch.object);
+                } else {
+                    self.refresh_kernel_mask(watch.object);
+                }
+            }
+        }
+        self.dirty.remove(&key);
+        debug!("instance {key}: closed by pid {}", instance.pid);
+    }
+
+    fn flush_dirty(&mut self) {
+        while let Some(key) = self.dirty.pop_first() {
+            let Some(instance) = self.instances.get_mut(&key) else { continue };
+            let interest = match instance.flush() {
+                Flush::Done => EventFlags::RDHUP,
+                Flush::Blocked => EventFlags::RDHUP | EventFlags::OUT,
+                Flush::Closed => {
+                    self.close_instance(key);
+                    continue;
+                }
+            };
+            if let Err(errno) = epoll::modify(
+                &self.epoll,
+                &instance.socket,
+                EventData::new_u64(INSTANCE | key),
+                interest,
+            ) {
+                warn!("epoll_ctl for instance {key}: {errno}");
+            }
+        }
+    }
+
+    fn poll_due(&mut self) {
+        let mut expirations = [0u8; 8];
+        // The count is not needed: the schedule says what is due.
+        let _ = rustix::io::read(&self.timer, &mut expirations);
+        let start = now();
+        while let Some(slot) = self.schedule.pop_due(start) {
+            let live = matches!(
+                self.objects.get(slot.object).map(|o| &o.source),
+                Some(Source::Polled(state)) if state.generation == slot.generation
+            );
+            if !live {
+                continue;
+            }
+            let began = now();
+            self.poll_object(slot.object, false);
+            let finished = now();
+            self.stats.polls += 1;
+            if let Some(object) = self.objects.get(slot.object) {
+                let index = object.governance.policy.unwrap_or(self.policies.list.len());
+                if let Some(figures) = self.stats.per_policy.get_mut(index) {
+                    let took = finished.saturating_sub(began);
+                    figures.polls += 1;
+                    figures.last = took;
+                    figures.worst = figures.worst.max(took);
+                }
+                self.schedule.at(slot, finished + object.governance.interval);
+            }
+        }
+    }
+
+    fn poll_object(&mut self, id: usize, want_stats: bool) {
+        let Some(object) = self.objects.get_mut(id) else { return };
+        match poller::poll(object, want_stats, &mut self.list_buf, &mut self.counters) {
+            PollOutcome::Unchanged => {}
+            PollOutcome::Changes(changes) => self.deliver(id, &changes),
+            PollOutcome::Gone => self.object_gone(id),
+            PollOutcome::Failed { op, errno } => {
+                warn!("poll {}: {op}: {errno}", object.path);
+                self.stats.error(format!("poll {op}: {errno}"));
+            }
+        }
+    }
+
+    /// Sends `changes` of object `id` to each subscriber that asked for them.
+    fn deliver(&mut self, id: usize, changes: &[Change]) {
+        let mut cookies: HashMap<u32, u32> = HashMap::new();
+        let mut oneshot_done: Vec<(u64, i32)> = Vec::new();
+        let Some(object) = self.objects.get(id) else { return };
+        for change in changes {
+            let cookie = match change.pair {
+                0 => 0,
+                pair => *cookies.entry(pair).or_insert_with(|| {
+                    let cookie = self.next_cookie;
+                    self.next_cookie = self.next_cookie.checked_add(1).unwrap_or(1);
+                    cookie
+                }),
+            };
+            for sub in &object.subscribers {
+                if !sub.wants(change.mask) || oneshot_done.contains(&(sub.instance, sub.wd)) {
+                    continue;
+                }
+                if let Some(instance) = self.instances.get_mut(&sub.instance) {
+                    instance.push(QueuedEvent {
+                        wd: sub.wd,
+                        mask: change.mask,
+                        cookie,
+                        name: change.name.clone().into(),
+                    });
+                    self.dirty.insert(sub.instance);
+                }
+                if sub.mask & IN_ONESHOT != 0 {
+                    oneshot_done.push((sub.instance, sub.wd));
+                }
+            }
+        }
+        for (key, wd) in oneshot_done {
+            self.unsubscribe(key, wd, id);
+        }
+    }
+
+    /// The watched object disappeared: IN_DELETE for what it held, IN_DELETE_SELF, IN_IGNORED.
+    fn object_gone(&mut self, id: usize) {
+        let Some(object) = self.objects.get(id) else { return };
+        let mut changes = Vec::new();
+        if let Source::Polled(state) = &object.source {
+            for entry in state.snapshot.entries() {
+                let isdir = if entry.is_dir { IN_ISDIR } else { 0 };
+                changes.push(Change {
+                    mask: IN_DELETE | isdir,
+                    pair: 0,
+                    name: state.snapshot.name(entry).to_vec(),
+                });
+            }
+        }
+        changes.push(Change { mask: IN_DELETE_SELF, pair: 0, name: Vec::new() });
+        debug!("{}: gone", object.path);
+        self.deliver(id, &changes);
+        let subscribers: Vec<Subscriber> =
+            self.objects.get(id).map(|o| o.subscribers.clone()).unwrap_or_default();
+        for sub in subscribers {
+            self.unsubscribe(sub.instance, sub.wd, id);
+        }
+    }
+
+    fn forward_kernel_events(&mut self) {
+        let mut events: Vec<(i32, u32, u32, Vec<u8>)> = Vec::new();
+        if let Err(errno) =
+            self.kernel.drain(|e| events.push((e.wd, e.mask, e.cookie, e.name.to_vec())))
+        {
+            error!("reading the daemon's inotify fd: {errno}");
+        }
+        for (kwd, mask, cookie, name) in events {
+            if mask & IN_Q_OVERFLOW != 0 {
+                self.overflow_kernel_subscribers();
+                continue;
+            }
+            let Some(&id) = self.by_kernel_wd.get(&kwd) else { continue };
+            if mask & IN_IGNORED != 0 {
+                // The kernel dropped the watch (object deleted or unmounted).
+                self.by_kernel_wd.remove(&kwd);
+                if let Some(object) = self.objects.get_mut(id) {
+                    object.source = Source::Kernel { wd: -1 };
+                }
+                let subscribers: Vec<Subscriber> =
+                    self.objects.get(id).map(|o| o.subscribers.clone()).unwrap_or_default();
+                for sub in subscribers {
+                    self.unsubscribe(sub.instance, sub.wd, id);
+                }
+                continue;
+            }
+            self.deliver_kernel_event(id, mask, cookie, name);
+        }
+    }
+
+    fn deliver_kernel_event(&mut self, id: usize, mask: u32, cookie: u32, name: Vec<u8>) {
+        let Some(object) = self.objects.get(id) else { return };
+        let mut oneshot_done = Vec::new();
+        for sub in &object.subscribers {
+            if !sub.wants(mask) {
+                continue;
+            }
+            if let Some(instance) = self.instances.get_mut(&sub.instance) {
+                instance.push(QueuedEvent { wd: sub.wd, mask, cookie, name: name.clone().into() });
+                self.dirty.insert(sub.instance);
+            }
+            if sub.mask & IN_ONESHOT != 0 {
+                oneshot_done.push((sub.instance, sub.wd));
+            }
+        }
+        for (key, wd) in oneshot_done {
+            self.unsubscribe(key, wd, id);
+        }
+    }
+
+    fn overflow_kernel_subscribers(&mut self) {
+        let keys: BTreeSet<u64> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| !o.is_polled())
+            .flat_map(|(_, o)| o.subscribers.iter().map(|s| s.instance))
+            .collect();
+        for key in keys {
+            if let Some(instance) = self.instances.get_mut(&key) {
+                instance.push(QueuedEvent {
+                    wd: -1,
+                    mask: IN_Q_OVERFLOW,
+                    cookie: 0,
+                    name: Box::default(),
+                });
+                self.dirty.insert(key);
+            }
+        }
+    }
+}
+
+pub(crate) fn resolve_policies(config: &Config) -> Policies {
+    let policies = Policies::resolve(&config.watches, config.daemon.default_poll_interval);
+    for policy in policies.list.iter().filter(|p| p.root.is_none()) {
+        warn!(
+            "watch policy {}: path not found; it applies once it exists and the daemon reloads",
+            policy.watch.path.display()
+        );
+    }
+    policies
+}

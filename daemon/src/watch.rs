@@ -1,0 +1,66 @@
+//! Watched objects: one per `(st_dev, st_ino)` however many instances and wds point at it, each
+//! with its subscribers and its source of events (a kernel watch, or a polled snapshot).
+
+use std::os::fd::OwnedFd;
+
+use fakenotify_proto::inotify::{IN_ALL_EVENTS, IN_ATTRIB, IN_CLOSE_WRITE, IN_MODIFY};
+
+use crate::policy::{Governance, Identity};
+use crate::scan::DirStamp;
+use crate::snapshot::{EntryStat, Snapshot};
+
+/// One `(instance, wd, mask)` pointing at an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscriber {
+    pub instance: u64,
+    pub wd: i32,
+    pub mask: u32,
+}
+
+impl Subscriber {
+    /// Whether this subscriber wants an event with `mask` (IN_ISDIR and flags aside).
+    pub fn wants(&self, mask: u32) -> bool {
+        self.mask & mask & IN_ALL_EVENTS != 0
+    }
+}
+
+/// The last state seen of a polled object.
+pub struct PollState {
+    pub snapshot: Snapshot,
+    pub stamp: DirStamp,
+    /// Attributes of the object itself (for watches on files).
+    pub own: EntryStat,
+    pub own_unsettled: bool,
+    pub generation: u64,
+}
+
+pub enum Source {
+    Kernel { wd: i32 },
+    Polled(PollState),
+}
+
+pub struct WatchedObject {
+    pub id: Identity,
+    pub fd: OwnedFd,
+    pub is_dir: bool,
+    /// For log lines: the path as the daemon sees the fd (`/proc/self/fd/N` resolved at add).
+    pub path: String,
+    pub governance: Governance,
+    pub subscribers: Vec<Subscriber>,
+    pub source: Source,
+}
+
+impl WatchedObject {
+    pub fn union_mask(&self) -> u32 {
+        self.subscribers.iter().fold(0, |m, s| m | s.mask)
+    }
+
+    /// Whether a poll must compare attributes, not only names.
+    pub fn needs_stats(&self) -> bool {
+        self.union_mask() & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) != 0
+    }
+
+    pub fn is_polled(&self) -> bool {
+        matches!(self.source, Source::Polled(_))
+    }
+}

@@ -1,0 +1,109 @@
+//! One record in, one record out, with the file descriptors that travel beside it.
+//!
+//! Requests arrive on short `SOCK_SEQPACKET` connections; a message is one whole record, and
+//! `SCM_RIGHTS` carries the client's fds (received close-on-exec). Truncated messages and
+//! descriptor arrays are refused, never half-read.
+
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use fakenotify_proto::record::{DecodeError, Record, MAX_RECORD_LEN};
+use rustix::io::Errno;
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+
+/// Most descriptors any record carries; more is a protocol error.
+pub const MAX_FDS: usize = 2;
+
+/// Why a request could not be read.
+#[derive(Debug)]
+pub enum RecvError {
+    /// The peer closed the connection.
+    Closed,
+    /// Nothing to read yet.
+    WouldBlock,
+    Io(Errno),
+    /// The message or its descriptor array did not fit: a hostile or broken client.
+    Truncated,
+    Decode(DecodeError),
+    /// The record arrived with the wrong number of descriptors.
+    Fds {
+        expected: usize,
+        got: usize,
+    },
+}
+
+impl std::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecvError::Closed => f.write_str("connection closed"),
+            RecvError::WouldBlock => f.write_str("nothing to read"),
+            RecvError::Io(e) => write!(f, "recvmsg: {e}"),
+            RecvError::Truncated => f.write_str("record or descriptor array truncated"),
+            RecvError::Decode(e) => write!(f, "{e}"),
+            RecvError::Fds { expected, got } => {
+                write!(f, "record needs {expected} descriptors, {got} came")
+            }
+        }
+    }
+}
+
+/// A received record: its bytes (decoded on demand) and its descriptors.
+pub struct Received {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Received {
+    pub fn record(&self) -> Result<Record<'_>, RecvError> {
+        let record = Record::decode(&self.bytes).map_err(RecvError::Decode)?;
+        if record.fds() != self.fds.len() {
+            return Err(RecvError::Fds { expected: record.fds(), got: self.fds.len() });
+        }
+        Ok(record)
+    }
+}
+
+/// Reads one message without blocking.
+pub fn recv_record(fd: BorrowedFd<'_>) -> Result<Received, RecvError> {
+    let mut bytes = vec![0u8; MAX_RECORD_LEN + 1];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = loop {
+        match rustix::net::recvmsg(
+            fd,
+            &mut [IoSliceMut::new(&mut bytes)],
+            &mut control,
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => break msg,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Err(RecvError::WouldBlock),
+            Err(e) => return Err(RecvError::Io(e)),
+        }
+    };
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) || msg.bytes > MAX_RECORD_LEN
+    {
+        return Err(RecvError::Truncated);
+    }
+    if msg.bytes == 0 && fds.is_empty() {
+        return Err(RecvError::Closed);
+    }
+    bytes.truncate(msg.bytes);
+    Ok(Received { bytes, fds })
+}
+
+/// Sends one record, with descriptors if any, without waiting for a slow peer.
+pub fn send_record(
+    fd: BorrowedFd<'_>,
+    record: &Record<'_>,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Errno> {
+    fakenotify_ctl::transport::send_record(fd, record, fds, true)
+}

@@ -1,0 +1,45 @@
+# FakeNotify's routine commands. `just --list` shows them with these comments.
+#
+# libfakenotify.so (preload/) is a cargo workspace of its own, so that its no_std rustix is not
+# unified with the daemon's std one; the recipes build it into the main target directory, so
+# every binary ends up in target/debug or target/release.
+
+target := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+
+# Build everything (debug): fakenotifyd, fakenotify-ctl, target/debug/libfakenotify.so
+build:
+    cargo build --workspace
+    cargo build --manifest-path preload/Cargo.toml --target-dir {{target}}
+
+# Build the preload alone, optimised: target/release/libfakenotify.so
+preload:
+    cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}
+
+# All tests: unit tests and the end-to-end suite (needs bindfs, fuse3, inotify-tools, musl-tools, node)
+test:
+    cargo build --workspace && cargo test --workspace -- --test-threads=2
+
+# Only the end-to-end suite (tests/): real daemon, preload, FUSE mount and inotify clients
+e2e:
+    cargo test -p fakenotify-tests -- --test-threads=2
+
+# Formatting and lints as CI wants them, for both workspaces
+lint:
+    cargo fmt --all -- --check
+    cargo fmt --manifest-path preload/Cargo.toml -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --manifest-path preload/Cargo.toml --all-targets --target-dir {{target}} -- -D warnings
+
+# Format every crate
+fmt:
+    cargo fmt --all
+    cargo fmt --manifest-path preload/Cargo.toml
+
+# Show FakeNotify at work on a temporary FUSE mount, with and without the preload (under a minute)
+demo:
+    scripts/demo.sh
+
+# Optimised build of everything into target/release
+release:
+    cargo build --release
+    cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}

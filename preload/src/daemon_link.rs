@@ -1,0 +1,182 @@
+//! One request to fakenotifyd on a short connection of its own: connect, send one record with
+//! its fds as `SCM_RIGHTS`, read the `Reply`. Never on the application's fd, which another of
+//! its threads may be reading. Send and receive timeouts (which also bound `connect` on a Unix
+//! socket) are set before connecting, so a stuck daemon costs a hook at most a few seconds.
+
+use core::mem::MaybeUninit;
+use core::time::Duration;
+
+use fakenotify_proto::record::{Record, Reply, MAX_FIXED_RECORD_LEN};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::{retry_on_intr, Errno, IoSlice};
+use rustix::net::sockopt::{set_socket_timeout, Timeout};
+use rustix::net::{
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
+
+use crate::env;
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Most fds a preload record carries (Register and AddWatch carry two).
+const MAX_FDS: usize = 2;
+
+/// The step of a request that failed, named in debug lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Socket,
+    Connect,
+    Socketpair,
+    Fcntl,
+    Send,
+    Recv,
+    /// The answer was not a well-formed Reply.
+    Reply,
+    /// The daemon answered with an errno.
+    Refused,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Socket => "socket",
+            Step::Connect => "connect",
+            Step::Socketpair => "socketpair",
+            Step::Fcntl => "fcntl",
+            Step::Send => "send",
+            Step::Recv => "recv",
+            Step::Reply => "bad reply",
+            Step::Refused => "refused",
+        }
+    }
+}
+
+/// Why a request got no usable answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkError {
+    pub step: Step,
+    pub errno: Errno,
+}
+
+impl LinkError {
+    pub fn at(step: Step) -> impl FnOnce(Errno) -> LinkError {
+        move |errno| LinkError { step, errno }
+    }
+}
+
+/// Connects to the daemon's socket; `SOCK_CLOEXEC` so a concurrent `exec` leaks nothing.
+pub fn connect() -> Result<OwnedFd, LinkError> {
+    let conn = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(LinkError::at(Step::Socket))?;
+    set_socket_timeout(&conn, Timeout::Send, Some(TIMEOUT)).map_err(LinkError::at(Step::Socket))?;
+    set_socket_timeout(&conn, Timeout::Recv, Some(TIMEOUT)).map_err(LinkError::at(Step::Socket))?;
+    let addr = SocketAddrUnix::new(env::socket_path()).map_err(LinkError::at(Step::Connect))?;
+    // A Unix-socket connect interrupted by a signal leaves the socket unconnected: retrying is
+    // safe.
+    retry_on_intr(|| rustix::net::connect(&conn, &addr)).map_err(LinkError::at(Step::Connect))?;
+    Ok(conn)
+}
+
+/// Connects, sends `record` with `fds`, and returns the daemon's reply.
+pub fn request(record: Record<'_>, fds: &[BorrowedFd<'_>]) -> Result<Reply, LinkError> {
+    let conn = connect()?;
+    exchange(conn.as_fd(), record, fds)
+}
+
+/// Sends `record` with `fds` on `conn` and reads the reply.
+pub fn exchange(
+    conn: BorrowedFd<'_>,
+    record: Record<'_>,
+    fds: &[BorrowedFd<'_>],
+) -> Result<Reply, LinkError> {
+    let mut out = [0u8; MAX_FIXED_RECORD_LEN];
+    let len =
+        record.encode(&mut out).map_err(|_| LinkError { step: Step::Send, errno: Errno::PROTO })?;
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(LinkError { step: Step::Send, errno: Errno::PROTO });
+    }
+    let iov = [IoSlice::new(&out[..len])];
+    // NOSIGNAL: a daemon that closed the connection must not SIGPIPE the application.
+    let sent =
+        retry_on_intr(|| rustix::net::sendmsg(conn, &iov, &mut control, SendFlags::NOSIGNAL))
+            .map_err(LinkError::at(Step::Send))?;
+    if sent != len {
+        return Err(LinkError { step: Step::Send, errno: Errno::PROTO });
+    }
+    // One byte more than any reply, so an oversized message fails to decode instead of being
+    // silently cut to a valid-looking prefix.
+    let mut buf = [0u8; MAX_FIXED_RECORD_LEN + 1];
+    let (got, _) = retry_on_intr(|| rustix::net::recv(conn, &mut buf, RecvFlags::empty()))
+        .map_err(LinkError::at(Step::Recv))?;
+    parse_reply(&buf[..got])
+}
+
+fn parse_reply(message: &[u8]) -> Result<Reply, LinkError> {
+    match Record::decode(message) {
+        Ok(Record::Reply(reply)) => Ok(reply),
+        // EOF (the daemon closed without answering), garbage, or another kind of record.
+        _ => Err(LinkError { step: Step::Reply, errno: Errno::PROTO }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_reply_is_a_reply() {
+        let mut buf = [0u8; MAX_FIXED_RECORD_LEN + 1];
+        let n = Record::Reply(Reply { errno: 0, value: 3 }).encode(&mut buf).unwrap();
+        assert_eq!(parse_reply(&buf[..n]), Ok(Reply { errno: 0, value: 3 }));
+        assert_eq!(parse_reply(&buf[..n + 1]).unwrap_err().step, Step::Reply);
+        assert_eq!(parse_reply(&[]).unwrap_err().step, Step::Reply);
+        let n = Record::RmWatch { wd: 1 }.encode(&mut buf).unwrap();
+        assert_eq!(parse_reply(&buf[..n]).unwrap_err().step, Step::Reply);
+    }
+
+    #[test]
+    fn exchange_carries_the_record_and_fds() {
+        use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage};
+        let (ours, daemon) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut reply = [0u8; MAX_FIXED_RECORD_LEN];
+        let n = Record::Reply(Reply { errno: 0, value: 9 }).encode(&mut reply).unwrap();
+        rustix::net::send(&daemon, &reply[..n], SendFlags::empty()).unwrap();
+        let got = exchange(ours.as_fd(), Record::AddWatch { mask: 0x100 }, &[a.as_fd(), b.as_fd()]);
+        assert_eq!(got, Ok(Reply { errno: 0, value: 9 }));
+
+        let mut buf = [0u8; 64];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [rustix::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg(&daemon, &mut iov, &mut control, RecvFlags::empty()).unwrap();
+        let len = msg.bytes;
+        assert_eq!(Record::decode(&buf[..len]), Ok(Record::AddWatch { mask: 0x100 }));
+        let mut count = 0;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                count += fds.count();
+            }
+        }
+        assert_eq!(count, 2);
+    }
+}

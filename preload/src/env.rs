@@ -1,0 +1,109 @@
+//! The preload's settings, read straight from `environ` without allocation: `getenv` would do,
+//! but `environ` is a plain data symbol that glibc and musl both export under that name, and
+//! scanning it needs nothing else from libc. Strings are borrowed from the environment block
+//! under the same contract as `getenv(3)`: valid until the program changes that variable.
+
+use core::ffi::{c_char, CStr};
+
+use fakenotify_proto::{DEFAULT_SOCKET, SOCKET_ENV};
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+const DEBUG_ENV: &[u8] = b"FAKENOTIFY_DEBUG";
+
+const DEFAULT_SOCKET_LEN: usize = DEFAULT_SOCKET.len() + 1;
+const DEFAULT_SOCKET_BYTES: [u8; DEFAULT_SOCKET_LEN] = {
+    let mut bytes = [0u8; DEFAULT_SOCKET_LEN];
+    let src = DEFAULT_SOCKET.as_bytes();
+    let mut i = 0;
+    while i < src.len() {
+        bytes[i] = src[i];
+        i += 1;
+    }
+    bytes
+};
+/// `proto::DEFAULT_SOCKET` with its terminating NUL, built at compile time.
+const DEFAULT_SOCKET_C: &CStr = match CStr::from_bytes_with_nul(&DEFAULT_SOCKET_BYTES) {
+    Ok(path) => path,
+    Err(_) => panic!("DEFAULT_SOCKET holds no NUL byte"),
+};
+
+/// The daemon's socket: `$FAKENOTIFY_SOCKET` if set and not empty, else the default.
+pub fn socket_path() -> &'static CStr {
+    match var(SOCKET_ENV.as_bytes()) {
+        Some(path) if !path.is_empty() => path,
+        _ => DEFAULT_SOCKET_C,
+    }
+}
+
+/// Whether `FAKENOTIFY_DEBUG=1`.
+pub fn debug() -> bool {
+    var(DEBUG_ENV).is_some_and(|value| value.to_bytes() == b"1")
+}
+
+/// The value of `name` in the process environment.
+fn var(name: &[u8]) -> Option<&'static CStr> {
+    // SAFETY: reading the pointer itself; libc sets it before any constructor or hook can run.
+    let mut next = unsafe { environ };
+    if next.is_null() {
+        return None;
+    }
+    let entries = core::iter::from_fn(move || {
+        // SAFETY: `next` points into environ's NULL-terminated array, at or before the NULL.
+        let entry = unsafe { *next };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: `entry` was not the terminator, so the slot after it exists.
+        next = unsafe { next.add(1) };
+        // SAFETY: every environ entry is a NUL-terminated string that outlives this call.
+        Some(unsafe { CStr::from_ptr(entry) })
+    });
+    lookup(entries, name)
+}
+
+/// The value of the first `name=value` among `entries`.
+fn lookup<'a>(entries: impl IntoIterator<Item = &'a CStr>, name: &[u8]) -> Option<&'a CStr> {
+    entries.into_iter().find_map(|entry| value_of(entry, name))
+}
+
+/// `value` if `entry` is `name=value`.
+fn value_of<'a>(entry: &'a CStr, name: &[u8]) -> Option<&'a CStr> {
+    let bytes = entry.to_bytes_with_nul();
+    let rest = bytes.strip_prefix(name)?.strip_prefix(b"=")?;
+    CStr::from_bytes_with_nul(rest).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_exact_name() {
+        let env = [
+            c"FAKENOTIFY_SOCKETX=/wrong",
+            c"FAKENOTIFY_SOCKE=/wrong",
+            c"FAKENOTIFY_SOCKET=/tmp/a.sock",
+            c"FAKENOTIFY_SOCKET=/tmp/b.sock",
+        ];
+        assert_eq!(lookup(env, b"FAKENOTIFY_SOCKET"), Some(c"/tmp/a.sock"));
+        assert_eq!(lookup(env, b"FAKENOTIFY_DEBUG"), None);
+        assert_eq!(lookup([c"A=", c"B"], b"A"), Some(c""));
+        assert_eq!(lookup([c"B"], b"B"), None);
+        assert_eq!(lookup([c"X==1"], b"X"), Some(c"=1"));
+    }
+
+    #[test]
+    fn default_socket_matches_proto() {
+        assert_eq!(DEFAULT_SOCKET_C.to_bytes(), DEFAULT_SOCKET.as_bytes());
+    }
+
+    #[test]
+    fn reads_the_real_environment() {
+        // PATH is set wherever cargo runs tests.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(var(b"PATH").map(CStr::to_bytes), Some(path.as_bytes()));
+    }
+}

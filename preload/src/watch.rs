@@ -1,0 +1,223 @@
+//! `inotify_add_watch` and `inotify_rm_watch`. A socket fd is an instance the daemon serves:
+//! the request goes to the daemon with that fd as proof of ownership. Any other fd gets the
+//! real syscall. The object to watch is opened here, with the caller's credentials and cwd, so
+//! the daemon can only ever watch what the caller could open itself.
+
+use core::ffi::{c_int, CStr};
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::inotify::WatchFlags;
+use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::io::Errno;
+
+use fakenotify_proto::inotify::{
+    IN_ALL_EVENTS, IN_DONT_FOLLOW, IN_MASK_ADD, IN_MASK_CREATE, IN_ONLYDIR,
+};
+use fakenotify_proto::record::{Record, Reply};
+
+use crate::daemon_link::{self, LinkError, Step};
+use crate::{debug, errno};
+
+/// Who decided a call's result, for the debug line.
+enum Route {
+    /// The kernel: `fd` is not a socket.
+    Real,
+    /// The daemon answered.
+    Daemon,
+    /// Refused here before asking the daemon, at the named step.
+    Local(&'static str),
+    /// The daemon could not be asked or gave no usable answer.
+    Unreachable(LinkError),
+}
+
+/// `inotify_add_watch(fd, path, mask)`.
+pub fn add(fd: BorrowedFd<'_>, path: Option<&CStr>, mask: u32) -> Result<c_int, Errno> {
+    let (result, route) = add_routed(fd, path, mask);
+    if debug::enabled() {
+        let mut line = debug::Line::new("inotify_add_watch(");
+        line.int(fd.as_raw_fd().into()).text(", ");
+        match path {
+            Some(path) => line.quoted(path.to_bytes()),
+            None => line.text("NULL"),
+        };
+        line.text(", ").hex(mask).text(")").result("wd ", result.map(i64::from));
+        log_route(&mut line, &route);
+        line.emit();
+    }
+    result
+}
+
+fn add_routed(fd: BorrowedFd<'_>, path: Option<&CStr>, mask: u32) -> (Result<c_int, Errno>, Route) {
+    match is_instance(fd) {
+        Err(errno) => return (Err(errno), Route::Local("fstat")),
+        Ok(false) => {
+            let Some(path) = path else { return (Err(Errno::FAULT), Route::Local("path")) };
+            let real = rustix::fs::inotify::add_watch(fd, path, WatchFlags::from_bits_retain(mask));
+            return (real, Route::Real);
+        }
+        Ok(true) => {}
+    }
+    if let Err(errno) = check_mask(mask) {
+        return (Err(errno), Route::Local("mask"));
+    }
+    let Some(path) = path else { return (Err(Errno::FAULT), Route::Local("path")) };
+    let object = match open_object(path, mask) {
+        Ok(object) => object,
+        Err(errno) => return (Err(errno), Route::Local("open")),
+    };
+    match daemon_link::request(Record::AddWatch { mask }, &[fd, object.as_fd()]) {
+        Ok(Reply { errno: 0, value }) if value > 0 => (Ok(value), Route::Daemon),
+        Ok(Reply { errno: 0, .. }) => (
+            Err(Errno::NOSPC),
+            Route::Unreachable(LinkError { step: Step::Reply, errno: Errno::PROTO }),
+        ),
+        Ok(reply) => (Err(errno::from_reply(reply.errno)), Route::Daemon),
+        // Real inotify's answer when it cannot take another watch.
+        Err(why) => (Err(Errno::NOSPC), Route::Unreachable(why)),
+    }
+}
+
+/// `inotify_rm_watch(fd, wd)`.
+pub fn remove(fd: BorrowedFd<'_>, wd: c_int) -> Result<c_int, Errno> {
+    let (result, route) = remove_routed(fd, wd);
+    if debug::enabled() {
+        let mut line = debug::Line::new("inotify_rm_watch(");
+        line.int(fd.as_raw_fd().into()).text(", ").int(wd.into()).text(")");
+        line.result("", result.map(i64::from));
+        log_route(&mut line, &route);
+        line.emit();
+    }
+    result
+}
+
+fn remove_routed(fd: BorrowedFd<'_>, wd: c_int) -> (Result<c_int, Errno>, Route) {
+    match is_instance(fd) {
+        Err(errno) => (Err(errno), Route::Local("fstat")),
+        Ok(false) => (rustix::fs::inotify::remove_watch(fd, wd).map(|()| 0), Route::Real),
+        Ok(true) => match daemon_link::request(Record::RmWatch { wd }, &[fd]) {
+            Ok(Reply { errno: 0, .. }) => (Ok(0), Route::Daemon),
+            Ok(reply) => (Err(errno::from_reply(reply.errno)), Route::Daemon),
+            // Without the daemon no watch exists: as for an unknown wd.
+            Err(why) => (Err(Errno::INVAL), Route::Unreachable(why)),
+        },
+    }
+}
+
+fn log_route(line: &mut debug::Line, route: &Route) {
+    match route {
+        Route::Real => line.text(" (real inotify)"),
+        Route::Daemon => line.text(" (daemon)"),
+        Route::Local(step) => line.text(" (").text(step).text(")"),
+        Route::Unreachable(why) => line
+            .text(" (daemon unreachable: ")
+            .text(why.step.name())
+            .text(" ")
+            .errno(why.errno)
+            .text(")"),
+    };
+}
+
+/// Whether `fd` is an instance served by the daemon: a socket. A real inotify fd is an
+/// anonymous inode, never a socket.
+fn is_instance(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let stat = rustix::fs::fstat(fd)?;
+    Ok(FileType::from_raw_mode(stat.st_mode) == FileType::Socket)
+}
+
+/// The checks inotify_add_watch(2) makes on the mask before anything else.
+fn check_mask(mask: u32) -> Result<(), Errno> {
+    if mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0 {
+        return Err(Errno::INVAL);
+    }
+    if mask & IN_ALL_EVENTS == 0 {
+        return Err(Errno::INVAL);
+    }
+    Ok(())
+}
+
+/// Opens the object to watch as real inotify would resolve it, with its errors: a directory
+/// for reading (the daemon lists it), anything else `O_PATH` after a read-permission check
+/// (the daemon only stats it). IN_DONT_FOLLOW watches a symlink itself; IN_ONLYDIR refuses
+/// anything but a directory.
+fn open_object(path: &CStr, mask: u32) -> Result<OwnedFd, Errno> {
+    let no_follow = mask & IN_DONT_FOLLOW != 0;
+    let follow = if no_follow { OFlags::NOFOLLOW } else { OFlags::empty() };
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | follow;
+    match rustix::fs::openat(CWD, path, dir_flags, Mode::empty()) {
+        Ok(dir) => return Ok(dir),
+        Err(Errno::NOTDIR) => {}
+        // O_NOFOLLOW on a symlink: the link itself is the object.
+        Err(Errno::LOOP) if no_follow => {}
+        Err(errno) => return Err(errno),
+    }
+    // Errors of the lookup itself (a non-directory in the middle of the path, a symlink loop)
+    // come from this open, before IN_ONLYDIR, as in the kernel.
+    let object =
+        rustix::fs::openat(CWD, path, OFlags::PATH | OFlags::CLOEXEC | follow, Mode::empty())?;
+    if mask & IN_ONLYDIR != 0 {
+        return Err(Errno::NOTDIR);
+    }
+    check_read_access(path, &object)?;
+    Ok(object)
+}
+
+/// Real inotify needs read permission on the object. A symlink (IN_DONT_FOLLOW) always has it.
+fn check_read_access(path: &CStr, object: &OwnedFd) -> Result<(), Errno> {
+    if FileType::from_raw_mode(rustix::fs::fstat(object)?.st_mode) == FileType::Symlink {
+        return Ok(());
+    }
+    // AT_EACCESS: the effective ids, as the kernel checks for inotify. Before Linux 5.8 a
+    // setuid caller gets ENOSYS from this; the daemon only stats non-directories, so letting
+    // that case through leaks nothing the caller could not stat itself.
+    match rustix::fs::accessat(CWD, path, Access::READ_OK, AtFlags::EACCESS) {
+        Err(Errno::NOSYS) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fakenotify_proto::inotify::{IN_CREATE, IN_MODIFY};
+
+    #[test]
+    fn mask_checks_match_the_kernel() {
+        assert_eq!(check_mask(IN_CREATE), Ok(()));
+        assert_eq!(check_mask(IN_MODIFY | IN_MASK_ADD | IN_ONLYDIR), Ok(()));
+        assert_eq!(check_mask(IN_MODIFY | IN_MASK_ADD | IN_MASK_CREATE), Err(Errno::INVAL));
+        assert_eq!(check_mask(0), Err(Errno::INVAL));
+        assert_eq!(check_mask(IN_ONLYDIR | IN_DONT_FOLLOW), Err(Errno::INVAL));
+    }
+
+    fn scratch() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("fakenotify-preload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("file"), b"x").unwrap();
+        std::os::unix::fs::symlink("file", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        dir
+    }
+
+    fn open(dir: &std::path::Path, name: &str, mask: u32) -> Result<FileType, Errno> {
+        let path =
+            std::ffi::CString::new(dir.join(name).into_os_string().into_encoded_bytes()).unwrap();
+        let object = open_object(&path, mask)?;
+        Ok(FileType::from_raw_mode(rustix::fs::fstat(&object)?.st_mode))
+    }
+
+    #[test]
+    fn objects_open_as_inotify_resolves_them() {
+        let dir = scratch();
+        assert_eq!(open(&dir, "", IN_CREATE), Ok(FileType::Directory));
+        assert_eq!(open(&dir, "file", IN_MODIFY), Ok(FileType::RegularFile));
+        assert_eq!(open(&dir, "link", IN_MODIFY), Ok(FileType::RegularFile));
+        assert_eq!(open(&dir, "link", IN_MODIFY | IN_DONT_FOLLOW), Ok(FileType::Symlink));
+        assert_eq!(open(&dir, "file", IN_MODIFY | IN_ONLYDIR), Err(Errno::NOTDIR));
+        assert_eq!(open(&dir, "link", IN_MODIFY | IN_ONLYDIR | IN_DONT_FOLLOW), Err(Errno::NOTDIR));
+        assert_eq!(open(&dir, "missing", IN_MODIFY), Err(Errno::NOENT));
+        assert_eq!(open(&dir, "file/x", IN_MODIFY), Err(Errno::NOTDIR));
+        assert_eq!(open(&dir, "loop", IN_MODIFY), Err(Errno::LOOP));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,251 @@
+//! A `fakenotifyd start` on a temporary socket with a given configuration, stopped on drop.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::temp::TempDir;
+use crate::{artifacts, seqpacket, WAIT};
+
+/// Polls every 200 ms: the configuration most tests use.
+pub const FAST_CONFIG: &str = "[daemon]\ndefault_poll_interval = \"200ms\"\n";
+
+/// A running daemon. Its stderr goes to a file ([`Daemon::log`]); `Drop` sends SIGTERM, waits,
+/// and kills it if it does not stop. When the test is panicking, `Drop` prints the log.
+pub struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    log_path: PathBuf,
+    dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts `fakenotifyd start --socket DIR/fakenotify.sock --config DIR/config.toml` and
+    /// waits until the socket accepts a connection. Panics (with the log) if it exits instead.
+    pub fn start(config_toml: &str) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let config = dir.join("config.toml");
+        std::fs::write(&config, config_toml).expect("write the daemon's config");
+        let socket = dir.join("fakenotify.sock");
+        let log_path = dir.join("daemon.log");
+        let log = File::create(&log_path).expect("create the daemon's log file");
+        let child = Command::new(artifacts().fakenotifyd())
+            .arg("start")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("LD_PRELOAD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn fakenotifyd");
+        let mut daemon = Daemon { child: Some(child), socket, log_path, dir };
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// A daemon with [`FAST_CONFIG`].
+    pub fn fast() -> Daemon {
+        Daemon::start(FAST_CONFIG)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if seqpacket::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "fakenotifyd exited ({status}) before serving {}; log:\n{}",
+                    self.socket.display(),
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "fakenotifyd did not accept connections on {} within {WAIT:?}; log:\n{}",
+                    self.socket.display(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The directory holding the socket, config and log; removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until a log line satisfies `pred` and returns it; `None` after `timeout`.
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| pred(l)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit status; panics if the daemon does not exit within [`WAIT`].
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        match self.wait_exit(WAIT) {
+            Some(status) => status,
+            None => {
+                panic!("fakenotifyd did not exit within {WAIT:?} of SIGTERM; log:\n{}", self.log())
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- fakenotifyd log ({}) ----\n{}---- end of log ----",
+                self.socket.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// The outcome of a `fakenotifyd` run that ends by itself.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `fakenotifyd ARGS...` to completion (killed after [`WAIT`], which panics): for usage and
+/// configuration errors, which must exit at once.
+pub fn run_fakenotifyd(args: &[&str]) -> Finished {
+    let dir = TempDir::new("run");
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new(artifacts().fakenotifyd())
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("create stdout file"))
+        .stderr(File::create(&err).expect("create stderr file"))
+        .spawn()
+        .expect("spawn fakenotifyd");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for fakenotifyd") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "fakenotifyd {args:?} still running after {WAIT:?}; stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    Finished { status, stdout: read(&out), stderr: read(&err) }
+}
+
+/// The part of `fakenotify-ctl status --json` the tests read (unknown keys are skipped).
+#[derive(Clone, Debug, Default, nanoserde::DeJson)]
+pub struct Status {
+    pub uptime_ms: u64,
+    pub watches: u64,
+    pub objects_polled: u64,
+    pub objects_kernel: u64,
+    pub polls: u64,
+    pub overflows: u64,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Clone, Debug, Default, nanoserde::DeJson)]
+pub struct InstanceStatus {
+    pub pid: i32,
+    pub watches: u64,
+    pub queued: u64,
+    pub delivered: u64,
+    pub overflows: u64,
+}
+
+impl Daemon {
+    /// Asks the daemon for its status through `fakenotify-ctl status --json`.
+    pub fn status(&self) -> Status {
+        let output = Command::new(artifacts().fakenotify_ctl())
+            .arg("status")
+            .arg("--json")
+            .arg("--socket")
+            .arg(&self.socket)
+            .env_remove("LD_PRELOAD")
+            .output()
+            .expect("run fakenotify-ctl status");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            panic!(
+                "fakenotify-ctl status failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        nanoserde::DeJson::deserialize_json(&stdout).unwrap_or_else(|e| {
+            panic!("fakenotify-ctl status --json printed unreadable JSON ({e}):\n{stdout}")
+        })
+    }
+}
