@@ -17,7 +17,7 @@ preload:
 
 # All tests: unit tests and the end-to-end suite (needs bindfs, fuse3, inotify-tools, musl-tools, node)
 test:
-    cargo build --workspace && cargo test --workspace -- --test-threads=2
+    cargo test --workspace -- --test-threads=2 && cargo test --manifest-path preload/Cargo.toml
 
 # Only the end-to-end suite (tests/): real daemon, preload, FUSE mount and inotify clients
 e2e:

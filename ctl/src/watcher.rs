@@ -94,20 +94,16 @@ impl Watcher {
     /// Watches `path` for `mask`, opening it with this process's credentials as the preload does.
     pub fn add(&mut self, path: &Path, mask: u32) -> Result<i32, WatchError> {
         let open_error = |errno| WatchError::Open { path: path.to_owned(), errno };
-        let nofollow = if mask & IN_DONT_FOLLOW != 0 { OFlags::NOFOLLOW } else { OFlags::empty() };
-        let object = match rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | nofollow,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOTDIR) if mask & IN_ONLYDIR != 0 => return Err(open_error(Errno::NOTDIR)),
-            Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
-                rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC | nofollow, Mode::empty())
-                    .map_err(open_error)?
-            }
-            Err(errno) => return Err(open_error(errno)),
-        };
+        // O_PATH, as the preload: no IN_OPEN/IN_CLOSE_NOWRITE on the object, no FIFO blocking.
+        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+        if mask & IN_DONT_FOLLOW != 0 {
+            flags |= OFlags::NOFOLLOW;
+        }
+        if mask & IN_ONLYDIR != 0 {
+            flags |= OFlags::DIRECTORY;
+        }
+        let object = rustix::fs::open(path, flags, Mode::empty()).map_err(open_error)?;
+        rustix::fs::access(path, rustix::fs::Access::READ_OK).map_err(open_error)?;
         let conn = Connection::connect(&self.socket).map_err(WatchError::Daemon)?;
         let bytes = conn
             .call(&Record::AddWatch { mask }, &[self.app_end.as_fd(), object.as_fd()])

@@ -110,8 +110,8 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
             Some((before, after)) => attribute_change(before, after, entry.is_dir, entry.unsettled),
             None => (0, entry.unsettled),
         };
-        if mask != 0 {
-            changes.push(Change { mask: mask | isdir(entry), pair: 0, name: name.to_vec() });
+        for kind in one_kind_each(mask) {
+            changes.push(Change { mask: kind | isdir(entry), pair: 0, name: name.to_vec() });
         }
         unsettled.push((n, still_unsettled));
     }
@@ -145,6 +145,12 @@ pub fn attribute_change(
         mask |= IN_CLOSE_WRITE;
     }
     (mask, false)
+}
+
+/// The event kinds set in `mask`, one per event as the kernel reports them, in the order they
+/// happened: the write, its close, then an attribute change seen in the same poll.
+pub fn one_kind_each(mask: u32) -> impl Iterator<Item = u32> {
+    [IN_MODIFY, IN_CLOSE_WRITE, IN_ATTRIB].into_iter().filter(move |kind| mask & kind != 0)
 }
 
 /// `(gone index, appeared index)` pairs that share an inode and kind.
@@ -321,6 +327,18 @@ mod tests {
             E("d", 2, true, Some((300, 8192, 0o755))),
         ]);
         assert_eq!(events(&diff(&old, &mut new)), [ev(IN_ATTRIB, 0, "f")]);
+    }
+
+    #[test]
+    fn settle_and_chmod_in_one_poll_are_two_events() {
+        let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
+        let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
+        assert_eq!(events(&diff(&first, &mut second)), [ev(IN_MODIFY, 0, "f")]);
+        let mut third = snap(&[E("f", 1, false, Some((200, 20, 0o600)))]);
+        assert_eq!(
+            events(&diff(&second, &mut third)),
+            [ev(IN_CLOSE_WRITE, 0, "f"), ev(IN_ATTRIB, 0, "f")]
+        );
     }
 
     #[test]

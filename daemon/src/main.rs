@@ -56,14 +56,24 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
 const DEFAULT_CONFIG: &str = "/etc/fakenotify/config.toml";
 
-/// A failure with its exit code: 2 for the user's input, 1 for the runtime.
+/// A failure with its exit code: 2 for the user's input, 1 for the runtime. `hint` adds the
+/// pointer to `--help` (for command-line mistakes, not for a bad configuration file).
 struct Failure {
     code: u8,
     message: String,
+    hint: bool,
 }
 
 fn usage_error(message: impl Into<String>) -> Failure {
-    Failure { code: 2, message: message.into() }
+    Failure { code: 2, message: message.into(), hint: true }
+}
+
+fn config_error(message: impl Into<String>) -> Failure {
+    Failure { code: 2, message: message.into(), hint: false }
+}
+
+fn runtime_error(message: impl Into<String>) -> Failure {
+    Failure { code: 1, message: message.into(), hint: false }
 }
 
 fn main() -> ExitCode {
@@ -71,7 +81,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("fakenotifyd: {}", failure.message);
-            if failure.code == 2 {
+            if failure.hint {
                 eprintln!("Try 'fakenotifyd --help'.");
             }
             ExitCode::from(failure.code)
@@ -123,7 +133,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         default.exists().then_some(default)
     });
     let config = match &config_path {
-        Some(path) => Config::load(path).map_err(|e| usage_error(e.to_string()))?,
+        Some(path) => Config::load(path).map_err(|e| config_error(e.to_string()))?,
         None => Config::default(),
     };
     log::set_level(config.daemon.log_level);
@@ -131,10 +141,9 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         .or_else(|| config.daemon.socket.clone())
         .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let listener = listener::Listener::bind(&socket)
-        .map_err(|e| Failure { code: 1, message: e.to_string() })?;
+    let listener = listener::Listener::bind(&socket).map_err(|e| runtime_error(e.to_string()))?;
     let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
-        .map_err(|e| Failure { code: 1, message: e.to_string() })?;
+        .map_err(|e| runtime_error(e.to_string()))?;
     info!(
         "listening on {} (default poll interval {}, {} watch policies{})",
         socket.display(),
@@ -142,5 +151,5 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         config.watches.len(),
         config_path.map(|p| format!(", config {}", p.display())).unwrap_or_default()
     );
-    server.run().map_err(|e| Failure { code: 1, message: e.to_string() })
+    server.run().map_err(|e| runtime_error(e.to_string()))
 }

@@ -5,7 +5,7 @@
 //! and attributes wanted, only the known names are `statx`ed again.
 
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
 
@@ -33,6 +33,7 @@ pub fn is_gone(errno: Errno) -> bool {
 
 /// The first state of an object: its own attributes and, for a directory, its listing.
 pub fn baseline(
+    fd: OwnedFd,
     object: &WatchedObject,
     with_stats: bool,
     buf: &mut Vec<MaybeUninit<u8>>,
@@ -40,15 +41,15 @@ pub fn baseline(
     generation: u64,
 ) -> Result<PollState, (&'static str, Errno)> {
     let force_sync = object.governance.force_sync;
-    let st =
-        scan::stat_object(object.fd.as_fd(), force_sync, counters).map_err(|e| ("statx", e))?;
+    let st = scan::stat_object(fd.as_fd(), force_sync, counters).map_err(|e| ("statx", e))?;
     let snapshot = if object.is_dir {
-        scan::list(object.fd.as_fd(), with_stats, force_sync, buf, counters)
+        scan::list(fd.as_fd(), with_stats, force_sync, buf, counters)
             .map_err(|e| ("getdents64", e))?
     } else {
         Default::default()
     };
     Ok(PollState {
+        fd,
         snapshot,
         stamp: scan::dir_stamp(&st),
         own: scan::entry_stat(&st),
@@ -68,10 +69,10 @@ pub fn poll(
     let needs_stats = want_stats || object.needs_stats();
     let force_sync = object.governance.force_sync;
     let is_dir = object.is_dir;
-    let fd = object.fd.as_fd();
     let Source::Polled(state) = &mut object.source else {
         return PollOutcome::Unchanged;
     };
+    let fd = state.fd.as_fd();
     let st = match scan::stat_object(fd, force_sync, counters) {
         Ok(st) if st.stx_nlink == 0 => return PollOutcome::Gone,
         Ok(st) => st,
@@ -87,7 +88,11 @@ pub fn poll(
         return if mask == 0 {
             PollOutcome::Unchanged
         } else {
-            PollOutcome::Changes(vec![Change { mask, pair: 0, name: Vec::new() }])
+            PollOutcome::Changes(
+                diff::one_kind_each(mask)
+                    .map(|mask| Change { mask, pair: 0, name: Vec::new() })
+                    .collect(),
+            )
         };
     }
     let stamp = scan::dir_stamp(&st);

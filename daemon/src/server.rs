@@ -34,7 +34,7 @@ use crate::scan::ScanCounters;
 use crate::schedule::{PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
-use crate::watch::{Source, Subscriber, WatchedObject};
+use crate::watch::{Source, Subscriber, WatchedObject, STAT_EVENTS};
 use crate::wire::{self, RecvError};
 
 const TOKEN_SHIFT: u32 = 56;
@@ -268,7 +268,9 @@ impl Server {
         let ids: Vec<usize> = self.objects.iter().map(|(id, _)| id).collect();
         for id in ids {
             if let Some(object) = self.objects.get_mut(id) {
-                let ancestry = self.policies.ancestry(object.fd.as_fd(), object.is_dir);
+                // Kernel watches have no interval to change.
+                let Source::Polled(state) = &object.source else { continue };
+                let ancestry = self.policies.ancestry(state.fd.as_fd(), object.is_dir);
                 let mode = object.governance.mode;
                 object.governance = self.policies.govern(&ancestry);
                 object.governance.mode = mode;
@@ -459,7 +461,7 @@ impl Server {
         let existing = self.by_identity.get(&identity).copied();
         if let Some(id) = existing {
             if let Some(wd) = self.instances.get(&key).and_then(|i| i.wd_for(id)) {
-                return self.update_watch(id, key, wd, mask);
+                return self.update_watch(id, key, wd, mask, object_fd);
             }
         }
         let watches: usize =
@@ -470,12 +472,7 @@ impl Server {
         }
         let id = match existing {
             Some(id) => {
-                let needs_stats = Subscriber { instance: key, wd: 0, mask }.wants(
-                    fakenotify_proto::inotify::IN_MODIFY
-                        | fakenotify_proto::inotify::IN_ATTRIB
-                        | fakenotify_proto::inotify::IN_CLOSE_WRITE,
-                );
-                if needs_stats
+                if mask & STAT_EVENTS != 0
                     && self.objects.get(id).is_some_and(|o| o.is_polled() && !o.needs_stats())
                 {
                     // Bring pending changes to the current subscribers and take a baseline
@@ -496,12 +493,19 @@ impl Server {
             object.subscribers.push(Subscriber { instance: key, wd, mask });
             debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
         }
-        self.refresh_kernel_mask(id);
+        self.refresh_kernel_mask(id, object_fd);
         Reply { errno: 0, value: wd }
     }
 
     /// `inotify_add_watch` on an object the instance already watches: same wd, new mask.
-    fn update_watch(&mut self, id: usize, key: u64, wd: i32, mask: u32) -> Reply {
+    fn update_watch(
+        &mut self,
+        id: usize,
+        key: u64,
+        wd: i32,
+        mask: u32,
+        object_fd: &OwnedFd,
+    ) -> Reply {
         if mask & IN_MASK_CREATE != 0 {
             return reply(Errno::EXIST);
         }
@@ -513,10 +517,13 @@ impl Server {
                     if mask & IN_MASK_ADD != 0 { sub.mask | (mask & !IN_MASK_ADD) } else { mask };
             }
         }
-        self.refresh_kernel_mask(id);
+        self.refresh_kernel_mask(id, object_fd);
         Reply { errno: 0, value: wd }
     }
 
+    /// A new watched object: a kernel watch for a local one, else a polled baseline. A kernel
+    /// watch keeps no fd (an open fd would hold back IN_DELETE_SELF and pin the mount); a polled
+    /// object keeps a copy of the client's fd in its poll state.
     fn create_object(
         &mut self,
         fd: &OwnedFd,
@@ -524,10 +531,9 @@ impl Server {
         identity: policy::Identity,
         mask: u32,
     ) -> Result<usize, Errno> {
-        let fd = fd.try_clone().map_err(|_| Errno::MFILE)?;
         let ancestry = self.policies.ancestry(fd.as_fd(), is_dir);
         let governance = self.policies.govern(&ancestry);
-        let fs_magic = rustix::fs::fstatfs(&fd).map(|s| fstype::magic(&s)).unwrap_or(0);
+        let fs_magic = rustix::fs::fstatfs(fd).map(|s| fstype::magic(&s)).unwrap_or(0);
         let remote = fstype::remote_name(fs_magic);
         let poll = match governance.mode {
             Mode::Poll => true,
@@ -535,12 +541,11 @@ impl Server {
             Mode::Auto => remote.is_some(),
         };
         let path =
-            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| format!("(dev {} ino {})", identity.0, identity.1));
         let mut object = WatchedObject {
             id: identity,
-            fd,
             is_dir,
             path,
             governance,
@@ -548,16 +553,13 @@ impl Server {
             source: Source::Kernel { wd: -1 },
         };
         if !poll {
-            match self.kernel.watch(object.fd.as_fd(), mask) {
+            match self.kernel.watch(fd.as_fd(), mask) {
                 Ok(kwd) => {
                     object.source = Source::Kernel { wd: kwd };
+                    debug!("{}: kernel watch (local filesystem)", object.path);
                     let id = self.objects.insert(object);
                     self.by_identity.insert(identity, id);
                     self.by_kernel_wd.insert(kwd, id);
-                    debug!(
-                        "{}: kernel watch (local filesystem)",
-                        self.objects.get(id).map_or("", |o| &o.path)
-                    );
                     return Ok(id);
                 }
                 Err(errno) => {
@@ -567,12 +569,13 @@ impl Server {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        let with_stats = Subscriber { instance: 0, wd: 0, mask }.wants(
-            fakenotify_proto::inotify::IN_MODIFY
-                | fakenotify_proto::inotify::IN_ATTRIB
-                | fakenotify_proto::inotify::IN_CLOSE_WRITE,
-        );
+        let with_stats = mask & STAT_EVENTS != 0;
+        let own_fd = readable(fd, is_dir).map_err(|errno| {
+            warn!("{}: reopening for polling: {errno}", object.path);
+            errno
+        })?;
         let state = poller::baseline(
+            own_fd,
             &object,
             with_stats,
             &mut self.list_buf,
@@ -592,10 +595,12 @@ impl Server {
         Ok(id)
     }
 
-    fn refresh_kernel_mask(&mut self, id: usize) {
+    /// Widens a kernel watch to the union of its subscribers' masks, through the fd of the
+    /// request that changed them. Narrowing needs no syscall: events are filtered per subscriber.
+    fn refresh_kernel_mask(&mut self, id: usize, fd: &OwnedFd) {
         let Some(object) = self.objects.get(id) else { return };
         if let Source::Kernel { wd } = object.source {
-            if let Err(errno) = self.kernel.watch(object.fd.as_fd(), object.union_mask()) {
+            if let Err(errno) = self.kernel.watch(fd.as_fd(), object.union_mask()) {
                 warn!("{}: updating kernel watch {wd}: {errno}", object.path);
             }
         }
@@ -624,8 +629,6 @@ impl Server {
         object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
         if object.subscribers.is_empty() {
             self.drop_object(id);
-        } else {
-            self.refresh_kernel_mask(id);
         }
     }
 
@@ -660,8 +663,6 @@ impl Server {
                 object.subscribers.retain(|s| !(s.instance == key && s.wd == *wd));
                 if object.subscribers.is_empty() {
                     self.drop_object(watch.object);
-                } else {
-                    self.refresh_kernel_mask(watch.object);
                 }
             }
         }
@@ -864,6 +865,21 @@ impl Server {
             }
         }
     }
+}
+
+/// The client sends `O_PATH` fds; listing a directory needs one opened for reading. Reopening
+/// through `/proc/self/fd` reaches the very inode the client opened, after the client's own
+/// permission check.
+fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
+    if !is_dir {
+        return fd.try_clone().map_err(|_| Errno::MFILE);
+    }
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+    rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
 }
 
 pub(crate) fn resolve_policies(config: &Config) -> Policies {

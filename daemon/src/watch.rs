@@ -24,8 +24,12 @@ impl Subscriber {
     }
 }
 
-/// The last state seen of a polled object.
+/// Events that need attributes compared between polls.
+pub const STAT_EVENTS: u32 = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE;
+
+/// The last state seen of a polled object, and the client's fd it is polled through.
 pub struct PollState {
+    pub fd: OwnedFd,
     pub snapshot: Snapshot,
     pub stamp: DirStamp,
     /// Attributes of the object itself (for watches on files).
@@ -41,7 +45,6 @@ pub enum Source {
 
 pub struct WatchedObject {
     pub id: Identity,
-    pub fd: OwnedFd,
     pub is_dir: bool,
     /// For log lines: the path as the daemon sees the fd (`/proc/self/fd/N` resolved at add).
     pub path: String,
@@ -57,7 +60,7 @@ impl WatchedObject {
 
     /// Whether a poll must compare attributes, not only names.
     pub fn needs_stats(&self) -> bool {
-        self.union_mask() & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) != 0
+        self.union_mask() & STAT_EVENTS != 0
     }
 
     pub fn is_polled(&self) -> bool {

@@ -140,37 +140,37 @@ fn check_mask(mask: u32) -> Result<(), Errno> {
 /// (the daemon only stats it). IN_DONT_FOLLOW watches a symlink itself; IN_ONLYDIR refuses
 /// anything but a directory.
 fn open_object(path: &CStr, mask: u32) -> Result<OwnedFd, Errno> {
-    let no_follow = mask & IN_DONT_FOLLOW != 0;
-    let follow = if no_follow { OFlags::NOFOLLOW } else { OFlags::empty() };
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | follow;
-    match rustix::fs::openat(CWD, path, dir_flags, Mode::empty()) {
-        Ok(dir) => return Ok(dir),
-        Err(Errno::NOTDIR) => {}
-        // O_NOFOLLOW on a symlink: the link itself is the object.
-        Err(Errno::LOOP) if no_follow => {}
-        Err(errno) => return Err(errno),
+    // O_PATH for every object: it neither blocks on a FIFO nor generates IN_OPEN and
+    // IN_CLOSE_NOWRITE events on the watched object, which a real inotify_add_watch never does.
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if mask & IN_DONT_FOLLOW != 0 {
+        // The symlink itself is the object.
+        flags |= OFlags::NOFOLLOW;
     }
-    // Errors of the lookup itself (a non-directory in the middle of the path, a symlink loop)
-    // come from this open, before IN_ONLYDIR, as in the kernel.
-    let object =
-        rustix::fs::openat(CWD, path, OFlags::PATH | OFlags::CLOEXEC | follow, Mode::empty())?;
     if mask & IN_ONLYDIR != 0 {
-        return Err(Errno::NOTDIR);
+        flags |= OFlags::DIRECTORY;
     }
-    check_read_access(path, &object)?;
+    let object = rustix::fs::openat(CWD, path, flags, Mode::empty())?;
+    check_read_access(path, &object, mask)?;
     Ok(object)
 }
 
 /// Real inotify needs read permission on the object. A symlink (IN_DONT_FOLLOW) always has it.
-fn check_read_access(path: &CStr, object: &OwnedFd) -> Result<(), Errno> {
+fn check_read_access(path: &CStr, object: &OwnedFd, mask: u32) -> Result<(), Errno> {
     if FileType::from_raw_mode(rustix::fs::fstat(object)?.st_mode) == FileType::Symlink {
         return Ok(());
     }
-    // AT_EACCESS: the effective ids, as the kernel checks for inotify. Before Linux 5.8 a
-    // setuid caller gets ENOSYS from this; the daemon only stats non-directories, so letting
-    // that case through leaks nothing the caller could not stat itself.
-    match rustix::fs::accessat(CWD, path, Access::READ_OK, AtFlags::EACCESS) {
-        Err(Errno::NOSYS) => Ok(()),
+    // AT_EACCESS: the effective ids, as the kernel checks for inotify. Kernels before 5.8 lack
+    // faccessat2 and answer ENOSYS; the real ids are then checked, which differ only in setuid
+    // programs.
+    let mut flags = AtFlags::EACCESS;
+    if mask & IN_DONT_FOLLOW != 0 {
+        flags |= AtFlags::SYMLINK_NOFOLLOW;
+    }
+    match rustix::fs::accessat(CWD, path, Access::READ_OK, flags) {
+        Err(Errno::NOSYS) => {
+            rustix::fs::accessat(CWD, path, Access::READ_OK, flags.difference(AtFlags::EACCESS))
+        }
         other => other,
     }
 }

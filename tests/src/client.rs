@@ -100,13 +100,25 @@ impl Client {
         daemon: Option<&Daemon>,
         preload: bool,
     ) -> Client {
+        let socket = daemon.map_or(Path::new(NO_DAEMON_SOCKET), |d| d.socket());
+        Client::spawn_with_socket(program, args, socket, preload)
+    }
+
+    /// Like [`Client::spawn`], with `$FAKENOTIFY_SOCKET` set to `socket`.
+    pub fn spawn_with_socket<S: AsRef<OsStr>>(
+        program: impl AsRef<OsStr>,
+        args: &[S],
+        socket: &Path,
+        preload: bool,
+    ) -> Client {
         let program = program.as_ref();
         let mut command = Command::new(program);
-        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        match daemon {
-            Some(daemon) => command.env("FAKENOTIFY_SOCKET", daemon.socket()),
-            None => command.env("FAKENOTIFY_SOCKET", NO_DAEMON_SOCKET),
-        };
+        command
+            .args(args)
+            .env("FAKENOTIFY_SOCKET", socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if preload {
             command.env("LD_PRELOAD", artifacts().preload());
         } else {
@@ -273,6 +285,11 @@ impl Client {
             (p == wanted).then(|| wd.parse().ok()).flatten()
         });
         found.unwrap_or_else(|| self.fail(&format!("no WATCH line for {wanted}")))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.

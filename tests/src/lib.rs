@@ -6,7 +6,8 @@
 //! NFS, make changes in the backing directory (which the kernel never reports on the mount), and
 //! run inotify clients with and without `LD_PRELOAD=libfakenotify.so` ([`Client`]): the C test
 //! client in `tests/clients/` (glibc and musl builds), `inotifywait` and a Node `fs.watch` script.
-//! [`artifacts`] builds the workspace binaries and the C client once per test process.
+//! [`artifacts`] builds the daemon, the ctl, the preload (a cargo workspace of its own) and the C
+//! client once per test process.
 //!
 //! Every resource is a value whose `Drop` cleans up (kills, unmounts, removes), so tests stay
 //! independent and can run in parallel. Every wait is bounded; a timeout panics with the client's

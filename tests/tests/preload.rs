@@ -68,6 +68,24 @@ fn with_no_daemon_a_preloaded_client_uses_real_inotify() {
 }
 
 #[test]
+fn with_a_stale_socket_a_preloaded_client_uses_real_inotify() {
+    let dir = TempDir::new("stale-socket");
+    let socket = dir.join("fakenotify.sock");
+    // A socket file nobody listens on, as a killed daemon leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let watched = TempDir::new("stale-socket-watched");
+    let spec = format!("CREATE:{}", watched.path().display());
+    let program = artifacts().inotify_client(Libc::Glibc);
+    let mut client = Client::spawn_with_socket(program, &[&spec], &socket, true);
+    client.expect_line("READY", |l| l.text == "READY");
+    client.expect_line("INIT ... inotify (the real one)", |l| {
+        l.text.starts_with("INIT ") && l.text.ends_with(" inotify")
+    });
+    write(&watched.join("seen"), b"");
+    client.expect_event("IN_CREATE seen", |e| e.matches(IN_CREATE, "seen"));
+}
+
+#[test]
 fn programs_that_do_not_use_inotify_are_unaffected() {
     let dir = TempDir::new("unaffected");
     write(&dir.join("file"), b"contents\n");

@@ -225,7 +225,8 @@ fn only_events_in_the_mask_are_delivered() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    witness.expect_event("IN_ATTRIB f1", |e| e.matches(IN_ATTRIB, "f1"));
+    // (Only a step barrier here: whether IN_ATTRIB comes alone is checked elsewhere.)
+    witness.expect_event("IN_ATTRIB f1", |e| e.is(IN_ATTRIB) && e.name == "f1");
     std::fs::rename(fuse.backing("f1"), fuse.backing("f2")).unwrap();
     witness.expect_event("IN_MOVED_TO f2", |e| e.matches(IN_MOVED_TO, "f2"));
     std::fs::remove_file(fuse.backing("f2")).unwrap();
@@ -243,24 +244,147 @@ fn only_events_in_the_mask_are_delivered() {
 }
 
 #[test]
-fn adding_the_same_directory_twice_returns_the_same_wd() {
+#[ignore = "cross-directory rename pairing is issue 4; today it is a delete and a create"]
+fn a_rename_between_two_watched_directories_pairs_cookies_across_wds() {
+    let fuse = FuseMount::new();
+    for dir in ["incoming", "library"] {
+        std::fs::create_dir(fuse.backing(dir)).unwrap();
+    }
+    write(&fuse.backing("incoming/film.mkv"), b"");
+    let daemon = Daemon::fast();
+    let (incoming, library) = (fuse.mounted("incoming"), fuse.mounted("library"));
+    let mut client = Client::inotify_client(
+        Libc::Glibc,
+        &[&format!("all:{}", incoming.display()), &format!("all:{}", library.display())],
+        Some(&daemon),
+        true,
+    );
+    let (from_wd, to_wd) = (client.wd_of(&incoming), client.wd_of(&library));
+
+    std::fs::rename(fuse.backing("incoming/film.mkv"), fuse.backing("library/film.mkv")).unwrap();
+    let from = client.expect_event("IN_MOVED_FROM film.mkv on incoming's wd", |e| {
+        e.wd == from_wd && e.matches(IN_MOVED_FROM, "film.mkv")
+    });
+    let to = client.expect_event("IN_MOVED_TO film.mkv on library's wd", |e| {
+        e.wd == to_wd && e.matches(IN_MOVED_TO, "film.mkv")
+    });
+    assert!(
+        from.cookie != 0 && from.cookie == to.cookie,
+        "cookies {} and {} must be equal and non-zero",
+        from.cookie,
+        to.cookie
+    );
+}
+
+#[test]
+fn a_watched_remote_file_gives_modify_then_delete_self_and_ignored() {
+    let fuse = FuseMount::new();
+    write(&fuse.backing("db.sqlite"), b"v1");
+    let daemon = Daemon::fast();
+    let file = fuse.mounted("db.sqlite");
+    let mut client = Client::inotify_client(
+        Libc::Glibc,
+        &[&format!("all:{}", file.display())],
+        Some(&daemon),
+        true,
+    );
+    let wd = client.wd_of(&file);
+
+    append(&fuse.backing("db.sqlite"), b"v2");
+    client.expect_event("IN_MODIFY on the file itself", |e| e.wd == wd && e.matches(IN_MODIFY, ""));
+    client.expect_event("IN_CLOSE_WRITE on the file itself", |e| {
+        e.wd == wd && e.matches(IN_CLOSE_WRITE, "")
+    });
+    std::fs::remove_file(fuse.backing("db.sqlite")).unwrap();
+    let gone = client.expect_event("IN_DELETE_SELF", |e| e.wd == wd && e.mask == IN_DELETE_SELF);
+    let ignored = client.expect_event("IN_IGNORED", |e| e.wd == wd && e.mask == IN_IGNORED);
+    let events = client.events();
+    let index = |e: &EventLine| events.iter().position(|x| x == e);
+    assert!(index(&gone) < index(&ignored), "IN_IGNORED came before IN_DELETE_SELF: {events:?}");
+}
+
+#[test]
+fn mask_add_extends_the_mask_of_an_existing_watch() {
     let mut remote = Remote::watch("CREATE");
     let mount = remote.fuse.mount.display().to_string();
-    remote.client.command(&format!("add DELETE:{mount}"));
+    remote.client.command(&format!("add DELETE|MASK_ADD:{mount}"));
     remote
         .client
         .expect_line("WATCH 1 for the same directory", |l| l.text == format!("WATCH 1 {mount}"));
-    // The new mask replaces the old one (no IN_MASK_ADD): creates are no longer reported.
-    write(&remote.fuse.backing("ignored-create"), b"");
-    std::fs::remove_file(remote.fuse.backing("ignored-create")).unwrap();
-    write(&remote.fuse.backing("kept"), b"");
-    std::fs::remove_file(remote.fuse.backing("kept")).unwrap();
-    remote.client.expect_event("IN_DELETE kept", |e| e.matches(IN_DELETE, "kept"));
-    let creates: Vec<_> = remote.client.events().into_iter().filter(|e| e.is(IN_CREATE)).collect();
+    write(&remote.fuse.backing("short-lived"), b"");
+    remote.client.expect_event("IN_CREATE short-lived", |e| e.matches(IN_CREATE, "short-lived"));
+    std::fs::remove_file(remote.fuse.backing("short-lived")).unwrap();
+    remote.client.expect_event("IN_DELETE short-lived", |e| e.matches(IN_DELETE, "short-lived"));
+}
+
+#[test]
+fn adding_the_same_directory_twice_returns_the_same_wd_and_replaces_the_mask() {
+    let fuse = FuseMount::new();
+    write(&fuse.backing("kept"), b"");
+    let daemon = Daemon::fast();
+    let mount = fuse.mount.display().to_string();
+    let mut client = Client::inotify_client(
+        Libc::Glibc,
+        &["-n", &format!("CREATE:{mount}")],
+        Some(&daemon),
+        true,
+    );
+    let mut witness =
+        Client::inotify_client(Libc::Glibc, &[&format!("all:{mount}")], Some(&daemon), true);
+
+    client.command(&format!("add DELETE:{mount}"));
+    client.expect_line("WATCH 1 for the same directory", |l| l.text == format!("WATCH 1 {mount}"));
+    std::fs::remove_file(fuse.backing("kept")).unwrap();
+    client.expect_event("IN_DELETE kept (the new mask)", |e| e.matches(IN_DELETE, "kept"));
+    // Without IN_MASK_ADD the new mask replaces the old one: creates are no longer reported.
+    write(&fuse.backing("new"), b"");
+    witness.expect_event("IN_CREATE new", |e| e.matches(IN_CREATE, "new"));
+    client.barrier();
+    let creates: Vec<_> = client.events().into_iter().filter(|e| e.is(IN_CREATE)).collect();
     assert!(
         creates.is_empty(),
         "IN_CREATE delivered after the mask was replaced by IN_DELETE: {creates:?}"
     );
+}
+
+#[test]
+fn each_event_carries_one_kind_and_only_masked_bits() {
+    let fuse = FuseMount::new();
+    let daemon = Daemon::fast();
+    let mount = fuse.mount.display().to_string();
+    let mut everything =
+        Client::inotify_client(Libc::Glibc, &[&format!("all:{mount}")], Some(&daemon), true);
+    let mut attrib =
+        Client::inotify_client(Libc::Glibc, &[&format!("ATTRIB:{mount}")], Some(&daemon), true);
+
+    // A chmod right after the create lands in the poll where the written file settles, so that
+    // poll owes both IN_CLOSE_WRITE and IN_ATTRIB for the same name: two events, as inotify
+    // reports them, never one event with two kinds.
+    write(&fuse.backing("video.mkv"), b"frames");
+    everything.expect_event("IN_CREATE video.mkv", |e| e.matches(IN_CREATE, "video.mkv"));
+    std::fs::set_permissions(
+        fuse.backing("video.mkv"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    everything.expect_event("IN_CLOSE_WRITE video.mkv", |e| {
+        e.is(IN_CLOSE_WRITE) && e.name == "video.mkv"
+    });
+    everything.expect_event("IN_ATTRIB video.mkv", |e| e.is(IN_ATTRIB) && e.name == "video.mkv");
+    attrib.expect_event("IN_ATTRIB video.mkv", |e| e.is(IN_ATTRIB) && e.name == "video.mkv");
+
+    for (client, allowed) in [(&mut everything, IN_ALL_EVENTS), (&mut attrib, IN_ATTRIB)] {
+        for event in client.events() {
+            let kinds = event.mask & IN_ALL_EVENTS;
+            assert_eq!(kinds.count_ones(), 1, "one event kind per event expected, got {event}");
+            assert_eq!(
+                kinds & !allowed,
+                0,
+                "{event} has bits outside the watch mask {}",
+                mask_names(allowed)
+            );
+        }
+    }
 }
 
 #[test]
@@ -290,8 +414,13 @@ fn oneshot_delivers_one_event_then_ignored() {
 
 #[test]
 fn a_reader_that_stops_reading_gets_one_overflow_and_others_are_served() {
-    const FILES: usize = 100;
-    let config = format!("{FAST_CONFIG}max_queued_events = 16\n");
+    // Each round's creates come from one poll, below the limit, so a reader that keeps up never
+    // overflows. Long names make one event per message, so the paused reader's socket fills
+    // after a couple of hundred events and the daemon's own backlog grows past the limit.
+    const LIMIT: usize = 200;
+    const PER_ROUND: usize = 150;
+    const MAX_ROUNDS: usize = 12;
+    let config = format!("{FAST_CONFIG}max_queued_events = {LIMIT}\n");
     let fuse = FuseMount::new();
     let daemon = Daemon::start(&config);
     let spec = format!("CREATE:{}", fuse.mount.display());
@@ -300,13 +429,36 @@ fn a_reader_that_stops_reading_gets_one_overflow_and_others_are_served() {
     slow.command("pause");
     slow.expect_line("PAUSED", |l| l.text == "PAUSED");
 
-    for i in 0..FILES {
-        write(&fuse.backing(format!("f{i:03}")), b"");
+    let slow_pid = slow.pid() as i32;
+    let slow_overflows = |daemon: &Daemon| {
+        daemon
+            .status()
+            .instances
+            .iter()
+            .filter(|i| i.pid == slow_pid)
+            .map(|i| i.overflows)
+            .sum::<u64>()
+    };
+    let long = "x".repeat(200);
+    let mut rounds = 0;
+    while slow_overflows(&daemon) == 0 {
+        assert!(
+            rounds < MAX_ROUNDS,
+            "no overflow for the paused reader after {} events",
+            rounds * PER_ROUND
+        );
+        for i in 0..PER_ROUND {
+            write(&fuse.backing(format!("r{rounds:02}-{i:03}-{long}")), b"");
+        }
+        let last = format!("r{rounds:02}-{:03}-{long}", PER_ROUND - 1);
+        reader.expect_event(&format!("IN_CREATE of round {rounds}'s last file"), |e| {
+            e.matches(IN_CREATE, &last)
+        });
+        rounds += 1;
     }
-    for i in 0..FILES {
-        let name = format!("f{i:03}");
-        reader.expect_event(&format!("IN_CREATE {name}"), |e| e.matches(IN_CREATE, &name));
-    }
+    let total = rounds * PER_ROUND;
+    let reader_creates = reader.events().iter().filter(|e| e.is(IN_CREATE)).count();
+    assert_eq!(reader_creates, total, "the reader that kept up must get every create");
 
     slow.command("resume");
     slow.expect_event("IN_Q_OVERFLOW with wd -1", |e| e.mask == IN_Q_OVERFLOW && e.wd == -1);
@@ -316,12 +468,9 @@ fn a_reader_that_stops_reading_gets_one_overflow_and_others_are_served() {
 
     let events = slow.events();
     let overflows = events.iter().filter(|e| e.is(IN_Q_OVERFLOW)).count();
-    assert_eq!(overflows, 1, "exactly one IN_Q_OVERFLOW expected: {events:?}");
-    let creates = events.iter().filter(|e| e.is(IN_CREATE) && e.name.starts_with('f')).count();
-    assert!(
-        creates < FILES,
-        "the slow reader got all {FILES} creates: no backlog limit was applied"
-    );
+    assert_eq!(overflows, 1, "exactly one IN_Q_OVERFLOW expected");
+    let creates = events.iter().filter(|e| e.is(IN_CREATE) && e.name != "after").count();
+    assert!(creates < total, "the paused reader got all {total} creates: no backlog limit applied");
     let reader_overflows: Vec<_> =
         reader.events().into_iter().filter(|e| e.is(IN_Q_OVERFLOW)).collect();
     assert!(
