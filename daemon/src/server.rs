@@ -570,10 +570,8 @@ impl Server {
         let generation = self.next_generation;
         self.next_generation += 1;
         let with_stats = mask & STAT_EVENTS != 0;
-        let own_fd = readable(fd, is_dir).map_err(|errno| {
-            warn!("{}: reopening for polling: {errno}", object.path);
-            errno
-        })?;
+        let own_fd = readable(fd, is_dir)
+            .inspect_err(|errno| warn!("{}: reopening for polling: {errno}", object.path))?;
         let state = poller::baseline(
             own_fd,
             &object,
