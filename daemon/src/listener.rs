@@ -1,19 +1,39 @@
 //! The daemon's listening socket: created world-connectable in a 0755 directory, a stale socket
-//! of a dead daemon replaced, a live one refused, and removed again on a clean exit.
+//! of a dead daemon replaced, a live one refused, and removed again on a clean exit. Under
+//! systemd socket activation (`fakenotify.socket`) the socket is inherited as fd 3 instead, and
+//! its path belongs to systemd: it is left in place on exit.
 
-use std::os::fd::OwnedFd;
+use std::ffi::OsStr;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::io::Errno;
+use rustix::io::{Errno, FdFlags};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+/// The first fd a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
 
 /// Why the socket could not be set up; each names the path and the step.
 #[derive(Debug)]
 pub enum ListenError {
-    Directory { path: PathBuf, error: std::io::Error },
-    InUse { path: PathBuf },
-    Socket { path: PathBuf, op: &'static str, errno: Errno },
+    Directory {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    InUse {
+        path: PathBuf,
+    },
+    Socket {
+        path: PathBuf,
+        op: &'static str,
+        errno: Errno,
+    },
+    /// `LISTEN_PID`/`LISTEN_FDS` name this process, but fd 3 cannot serve as the listener.
+    Inherited {
+        problem: String,
+    },
 }
 
 impl std::fmt::Display for ListenError {
@@ -28,6 +48,9 @@ impl std::fmt::Display for ListenError {
             ListenError::Socket { path, op, errno } => {
                 write!(f, "{}: {op}: {errno}", path.display())
             }
+            ListenError::Inherited { problem } => {
+                write!(f, "socket activation (LISTEN_FDS): fd 3 {problem}")
+            }
         }
     }
 }
@@ -36,7 +59,10 @@ impl std::error::Error for ListenError {}
 
 pub struct Listener {
     pub fd: OwnedFd,
+    /// The socket's path (for an inherited socket, what `getsockname` says).
     pub path: PathBuf,
+    /// Whether the path is ours to remove on exit: not when systemd created the socket.
+    unlink_on_drop: bool,
 }
 
 pub fn seqpacket_socket(nonblocking: bool) -> Result<OwnedFd, Errno> {
@@ -72,13 +98,71 @@ impl Listener {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
             .map_err(|e| fail("chmod 0666", Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
         rustix::net::listen(&fd, 1024).map_err(|e| fail("listen", e))?;
-        Ok(Listener { fd, path: path.to_owned() })
+        Ok(Listener { fd, path: path.to_owned(), unlink_on_drop: true })
+    }
+
+    /// The listening socket passed by a service manager (sd_listen_fds(3)): `Ok(None)` unless
+    /// `LISTEN_PID` is this process and `LISTEN_FDS` is at least 1. Then fd 3 must be a listening
+    /// `AF_UNIX`/`SOCK_SEQPACKET` socket; it is made non-blocking and close-on-exec, and the
+    /// `LISTEN_*` variables are removed so that no child takes them for its own.
+    pub fn inherited() -> Result<Option<Listener>, ListenError> {
+        let ours = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .is_some_and(|pid| pid == std::process::id());
+        let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.trim().parse::<u32>().ok());
+        if !ours || count.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(name);
+        }
+        let problem = |problem: String| ListenError::Inherited { problem };
+        // SAFETY: fd 3 is only borrowed for the F_GETFD probe below, which fails with EBADF
+        // rather than misbehaving if nothing is open there.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(LISTEN_FDS_START) };
+        rustix::io::fcntl_getfd(borrowed).map_err(|e| problem(format!("is not open: {e}")))?;
+        // SAFETY: fd 3 is open (checked above), and LISTEN_PID names this process, so the
+        // service manager handed it to us alone; nothing else in the process owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
+        let domain = rustix::net::sockopt::socket_domain(&fd)
+            .map_err(|e| problem(format!("is not a socket: {e}")))?;
+        let kind =
+            rustix::net::sockopt::socket_type(&fd).map_err(|e| problem(format!("SO_TYPE: {e}")))?;
+        if domain != AddressFamily::UNIX || kind != SocketType::SEQPACKET {
+            return Err(problem(
+                "is not an AF_UNIX SOCK_SEQPACKET socket (ListenSequentialPacket= in the .socket \
+                 unit makes one)"
+                    .to_owned(),
+            ));
+        }
+        let listening = rustix::net::sockopt::socket_acceptconn(&fd)
+            .map_err(|e| problem(format!("SO_ACCEPTCONN: {e}")))?;
+        if !listening {
+            return Err(problem("is not a listening socket".to_owned()));
+        }
+        rustix::io::ioctl_fionbio(&fd, true).map_err(|e| problem(format!("FIONBIO: {e}")))?;
+        rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC)
+            .map_err(|e| problem(format!("FD_CLOEXEC: {e}")))?;
+        let path = rustix::net::getsockname(&fd)
+            .ok()
+            .and_then(|addr| SocketAddrUnix::try_from(addr).ok())
+            .and_then(|addr| addr.path_bytes().map(|p| PathBuf::from(OsStr::from_bytes(p))))
+            .unwrap_or_else(|| PathBuf::from("(inherited socket)"));
+        Ok(Some(Listener { fd, path, unlink_on_drop: false }))
+    }
+
+    /// Whether the socket came from the service manager.
+    pub fn is_inherited(&self) -> bool {
+        !self.unlink_on_drop
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        // Best effort: a socket left behind is replaced by the next start anyway.
-        let _ = std::fs::remove_file(&self.path);
+        if self.unlink_on_drop {
+            // Best effort: a socket left behind is replaced by the next start anyway.
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

@@ -19,6 +19,7 @@ mod policy;
 mod poller;
 mod scan;
 mod schedule;
+mod sd_notify;
 mod server;
 mod signals;
 mod slab;
@@ -141,15 +142,25 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         .or_else(|| config.daemon.socket.clone())
         .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let listener = listener::Listener::bind(&socket).map_err(|e| runtime_error(e.to_string()))?;
+    // Under socket activation systemd created the socket; --socket and daemon.socket only name
+    // where it is when we create it ourselves.
+    let listener =
+        match listener::Listener::inherited().map_err(|e| runtime_error(e.to_string()))? {
+            Some(inherited) => inherited,
+            None => listener::Listener::bind(&socket).map_err(|e| runtime_error(e.to_string()))?,
+        };
+    let origin = if listener.is_inherited() { ", inherited from the service manager" } else { "" };
+    let socket = listener.path.clone();
     let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
         .map_err(|e| runtime_error(e.to_string()))?;
     info!(
-        "listening on {} (default poll interval {}, {} watch policies{})",
+        "listening on {}{origin} (default poll interval {}, {} watch policies{})",
         socket.display(),
         fakenotify_ctl::duration::format_duration(config.daemon.default_poll_interval),
         config.watches.len(),
         config_path.map(|p| format!(", config {}", p.display())).unwrap_or_default()
     );
+    // The socket is listening: connections made from now on are queued until run() accepts them.
+    sd_notify::notify("READY=1");
     server.run().map_err(|e| runtime_error(e.to_string()))
 }
