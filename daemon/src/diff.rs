@@ -14,12 +14,14 @@ use fakenotify_proto::inotify::{
 use crate::snapshot::{Entry, EntryStat, Snapshot};
 
 /// One event for a name in the directory. `pair` is non-zero for the two halves of a rename;
-/// the caller turns it into a cookie.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// the caller turns it into a cookie. `ino` is the entry's inode for creates and deletes, so
+/// the caller can pair a delete in one directory with a create in another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Change {
     pub mask: u32,
     pub pair: u32,
     pub name: Vec<u8>,
+    pub ino: u64,
 }
 
 /// Compares `old` with `new` and records in `new` which files are still being written.
@@ -75,18 +77,26 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
                 mask: IN_DELETE | isdir(&olds[g]),
                 pair: 0,
                 name: old.name(&olds[g]).to_vec(),
+                ino: olds[g].ino,
             });
         }
     }
     for (pair, &(from, to)) in order_renames(old, new, &renames).iter().enumerate() {
         let mask = isdir(&olds[from]);
         let pair = pair as u32 + 1;
+        let ino = olds[from].ino;
         changes.push(Change {
             mask: IN_MOVED_FROM | mask,
             pair,
             name: old.name(&olds[from]).to_vec(),
+            ino,
         });
-        changes.push(Change { mask: IN_MOVED_TO | mask, pair, name: new.name(&news[to]).to_vec() });
+        changes.push(Change {
+            mask: IN_MOVED_TO | mask,
+            pair,
+            name: new.name(&news[to]).to_vec(),
+            ino,
+        });
     }
     let mut unsettled = Vec::new();
     for &a in appeared.iter().filter(|a| !renamed_to.contains(a)) {
@@ -95,6 +105,7 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
             mask: IN_CREATE | isdir(entry),
             pair: 0,
             name: new.name(entry).to_vec(),
+            ino: entry.ino,
         });
         if !entry.is_dir {
             unsettled.push((a, true));
@@ -111,7 +122,8 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
             None => (0, entry.unsettled),
         };
         for kind in one_kind_each(mask) {
-            changes.push(Change { mask: kind | isdir(entry), pair: 0, name: name.to_vec() });
+            let mask = kind | isdir(entry);
+            changes.push(Change { mask, name: name.to_vec(), ino: entry.ino, ..Change::default() });
         }
         unsettled.push((n, still_unsettled));
     }

@@ -15,6 +15,7 @@ mod fstype;
 mod instance;
 mod kernel;
 mod listener;
+mod moves;
 mod policy;
 mod poller;
 mod scan;

@@ -90,7 +90,7 @@ pub fn poll(
         } else {
             PollOutcome::Changes(
                 diff::one_kind_each(mask)
-                    .map(|mask| Change { mask, pair: 0, name: Vec::new() })
+                    .map(|mask| Change { mask, ..Change::default() })
                     .collect(),
             )
         };

@@ -4,15 +4,15 @@
 //! the poll timer and the signalfd. `run` is the thin epoll loop that dispatches tokens to the
 //! handlers here; all of it runs on one thread.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use fakenotify_proto::inotify::{
-    IN_ALL_EVENTS, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MASK_ADD, IN_MASK_CREATE,
-    IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+    IN_ALL_EVENTS, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MASK_ADD,
+    IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -28,6 +28,7 @@ use crate::fstype;
 use crate::instance::{Flush, Instance, QueuedEvent, WatchRef};
 use crate::kernel::KernelWatches;
 use crate::listener::Listener;
+use crate::moves::{self, MoveTracker};
 use crate::policy::{self, Policies};
 use crate::poller::{self, PollOutcome};
 use crate::scan::ScanCounters;
@@ -75,6 +76,7 @@ pub struct Server {
     list_buf: Vec<MaybeUninit<u8>>,
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
+    moves: MoveTracker,
     pub(crate) running: bool,
     pub(crate) started: Duration,
     pub(crate) stats: Stats,
@@ -176,6 +178,7 @@ impl Server {
             next_generation: 1,
             list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
             dirty: BTreeSet::new(),
+            moves: MoveTracker::default(),
             running: true,
             started: now(),
             stats: Stats::default(),
@@ -632,6 +635,8 @@ impl Server {
 
     fn drop_object(&mut self, id: usize) {
         let Some(object) = self.objects.remove(id) else { return };
+        // Held halves for this object have nobody to go to; those for others go out now.
+        self.release_held(id);
         self.by_identity.remove(&object.id);
         if let Source::Kernel { wd } = object.source {
             self.by_kernel_wd.remove(&wd);
@@ -720,33 +725,82 @@ impl Server {
         }
     }
 
+    /// Polls `id`, then any directory a held rename half waits for (see `moves`), each once.
     fn poll_object(&mut self, id: usize, want_stats: bool) {
-        let Some(object) = self.objects.get_mut(id) else { return };
-        match poller::poll(object, want_stats, &mut self.list_buf, &mut self.counters) {
-            PollOutcome::Unchanged => {}
-            PollOutcome::Changes(changes) => self.deliver(id, &changes),
-            PollOutcome::Gone => self.object_gone(id),
-            PollOutcome::Failed { op, errno } => {
-                warn!("poll {}: {op}: {errno}", object.path);
-                self.stats.error(format!("poll {op}: {errno}"));
+        let mut queue = vec![id];
+        let mut polled = Vec::new();
+        while let Some(next) = queue.pop() {
+            polled.push(next);
+            let Some(object) = self.objects.get_mut(next) else { continue };
+            let want = want_stats && next == id;
+            let changes = match poller::poll(object, want, &mut self.list_buf, &mut self.counters) {
+                PollOutcome::Unchanged => Vec::new(),
+                PollOutcome::Changes(changes) => changes,
+                PollOutcome::Gone => {
+                    self.object_gone(next);
+                    continue;
+                }
+                PollOutcome::Failed { op, errno } => {
+                    warn!("poll {}: {op}: {errno}", object.path);
+                    self.stats.error(format!("poll {op}: {errno}"));
+                    Vec::new()
+                }
+            };
+            let settled = self.settle(next, changes);
+            for source in settled {
+                if !polled.contains(&source) && !queue.contains(&source) {
+                    queue.push(source);
+                }
             }
         }
     }
 
-    /// Sends `changes` of object `id` to each subscriber that asked for them.
+    /// Pairs renames across polled directories of one device, delivers what is settled, and
+    /// returns the directories to poll at once.
+    fn settle(&mut self, id: usize, changes: Vec<Change>) -> Vec<usize> {
+        let Some(object) = self.objects.get(id) else { return Vec::new() };
+        let dev = object.id.0;
+        let others: Vec<usize> = self
+            .objects
+            .iter()
+            .filter(|(other, o)| *other != id && o.id.0 == dev && o.is_dir && o.is_polled())
+            .map(|(other, _)| other)
+            .collect();
+        let created: HashSet<u64> = changes
+            .iter()
+            .filter(|c| c.mask & IN_CREATE != 0 && c.ino != 0)
+            .map(|c| c.ino)
+            .collect();
+        let mut elsewhere: HashMap<u64, usize> = HashMap::new();
+        if !created.is_empty() {
+            for &other in &others {
+                let Some(Source::Polled(state)) = self.objects.get(other).map(|o| &o.source) else {
+                    continue;
+                };
+                for entry in state.snapshot.entries().iter().filter(|e| created.contains(&e.ino)) {
+                    elsewhere.entry(entry.ino).or_insert(other);
+                }
+            }
+        }
+        let context = moves::Context { hold_deletes: !others.is_empty(), elsewhere: &elsewhere };
+        let next_cookie = &mut self.next_cookie;
+        let mut cookie = || {
+            let cookie = *next_cookie;
+            *next_cookie = next_cookie.checked_add(1).unwrap_or(1);
+            cookie
+        };
+        let settled = self.moves.settle(id, dev, changes, &context, &mut cookie);
+        for delivery in settled.deliveries {
+            self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
+        }
+        settled.poll_now
+    }
+
+    /// Sends `changes` of object `id` (cookies assigned) to each subscriber that asked for them.
     fn deliver(&mut self, id: usize, changes: &[Change]) {
-        let mut cookies: HashMap<u32, u32> = HashMap::new();
         let mut oneshot_done: Vec<(u64, i32)> = Vec::new();
         let Some(object) = self.objects.get(id) else { return };
         for change in changes {
-            let cookie = match change.pair {
-                0 => 0,
-                pair => *cookies.entry(pair).or_insert_with(|| {
-                    let cookie = self.next_cookie;
-                    self.next_cookie = self.next_cookie.checked_add(1).unwrap_or(1);
-                    cookie
-                }),
-            };
             for sub in &object.subscribers {
                 if !sub.wants(change.mask) || oneshot_done.contains(&(sub.instance, sub.wd)) {
                     continue;
@@ -755,7 +809,7 @@ impl Server {
                     instance.push(QueuedEvent {
                         wd: sub.wd,
                         mask: change.mask,
-                        cookie,
+                        cookie: change.pair,
                         name: change.name.clone().into(),
                     });
                     self.dirty.insert(sub.instance);
@@ -770,8 +824,16 @@ impl Server {
         }
     }
 
+    /// Delivers what the move tracker held back for `id`, which is no longer polled.
+    fn release_held(&mut self, id: usize) {
+        for delivery in self.moves.release(id) {
+            self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
+        }
+    }
+
     /// The watched object disappeared: IN_DELETE for what it held, IN_DELETE_SELF, IN_IGNORED.
     fn object_gone(&mut self, id: usize) {
+        self.release_held(id);
         let Some(object) = self.objects.get(id) else { return };
         let mut changes = Vec::new();
         if let Source::Polled(state) = &object.source {
@@ -779,12 +841,12 @@ impl Server {
                 let isdir = if entry.is_dir { IN_ISDIR } else { 0 };
                 changes.push(Change {
                     mask: IN_DELETE | isdir,
-                    pair: 0,
                     name: state.snapshot.name(entry).to_vec(),
+                    ..Change::default()
                 });
             }
         }
-        changes.push(Change { mask: IN_DELETE_SELF, pair: 0, name: Vec::new() });
+        changes.push(Change { mask: IN_DELETE_SELF, ..Change::default() });
         debug!("{}: gone", object.path);
         self.deliver(id, &changes);
         let subscribers: Vec<Subscriber> =

@@ -244,7 +244,6 @@ fn only_events_in_the_mask_are_delivered() {
 }
 
 #[test]
-#[ignore = "cross-directory rename pairing is issue 4; today it is a delete and a create"]
 fn a_rename_between_two_watched_directories_pairs_cookies_across_wds() {
     let fuse = FuseMount::new();
     for dir in ["incoming", "library"] {
