@@ -43,3 +43,19 @@ demo:
 release:
     cargo build --release
     cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}
+
+# Static fakenotifyd and fakenotify-ctl (+crt-static) and the preload in target/static; prints sizes
+static:
+    scripts/static-build.sh
+
+# Install the release build (PREFIX=/usr/local, DESTDIR honoured; see deploy/install.sh --help)
+install:
+    deploy/install.sh install
+
+# Remove what `just install` put in place (an edited /etc/fakenotify/config.toml stays)
+uninstall:
+    deploy/install.sh uninstall
+
+# Build the scratch image with the static daemon and ctl (docker build, needs a Docker engine)
+docker tag="fakenotify:latest":
+    docker build -f deploy/docker/Dockerfile -t {{tag}} .
