@@ -116,6 +116,18 @@ fn run() -> Result<(), Failure> {
     }
 }
 
+/// Every polled directory holds an fd: take the hard limit, not the usual soft 1024.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(errno) = setrlimit(Resource::Nofile, limit) {
+            warn!("raising the open-file limit: {errno}");
+        }
+    }
+}
+
 fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     let config_flag: Option<PathBuf> = args
         .opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s)))
@@ -139,6 +151,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         None => Config::default(),
     };
     log::set_level(config.daemon.log_level);
+    raise_fd_limit();
     let socket = socket_flag
         .or_else(|| config.daemon.socket.clone())
         .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))

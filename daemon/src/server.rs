@@ -52,7 +52,14 @@ struct Connection {
     fd: OwnedFd,
     uid: u32,
     pid: i32,
+    opened: Duration,
 }
+
+/// Request connections open at once; past it the oldest is closed. A client's request takes
+/// milliseconds, so only idle or hostile peers are ever evicted.
+const MAX_CONNECTIONS: usize = 256;
+/// A request connection that has not finished within this time is closed.
+const CONNECTION_IDLE: Duration = Duration::from_secs(3);
 
 pub struct Server {
     epoll: OwnedFd,
@@ -77,6 +84,8 @@ pub struct Server {
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
     moves: MoveTracker,
+    /// Held open so that, out of fds, a connection can still be accepted and closed.
+    spare_fd: Option<OwnedFd>,
     pub(crate) running: bool,
     pub(crate) started: Duration,
     pub(crate) stats: Stats,
@@ -179,6 +188,7 @@ impl Server {
             list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
+            spare_fd: spare_fd(),
             running: true,
             started: now(),
             stats: Stats::default(),
@@ -282,7 +292,11 @@ impl Server {
     }
 
     fn arm_timer(&self) {
-        let value = match self.schedule.next_deadline() {
+        let next = match (self.schedule.next_deadline(), self.next_idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let value = match next {
             Some(deadline) => {
                 let wait = deadline.saturating_sub(now()).max(Duration::from_nanos(1));
                 Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: i64::from(wait.subsec_nanos()) }
@@ -299,6 +313,9 @@ impl Server {
 
     fn accept(&mut self) {
         loop {
+            if self.connections.len() >= MAX_CONNECTIONS {
+                self.close_oldest_connection("too many open request connections");
+            }
             let fd = match rustix::net::accept_with(
                 &self.listener.fd,
                 rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
@@ -306,6 +323,21 @@ impl Server {
                 Ok(fd) => fd,
                 Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
                 Err(Errno::AGAIN) => return,
+                Err(errno @ (Errno::MFILE | Errno::NFILE)) => {
+                    // Out of fds: refuse this peer rather than spin on a listener that stays
+                    // readable. The spare fd makes room to accept and close it.
+                    warn!(
+                        "accept on {}: {errno}; refusing a connection",
+                        self.listener.path.display()
+                    );
+                    self.stats.error("accept: out of file descriptors");
+                    self.spare_fd = None;
+                    let refused = rustix::net::accept(&self.listener.fd);
+                    drop(refused);
+                    self.spare_fd = spare_fd();
+                    self.close_oldest_connection("out of file descriptors");
+                    return;
+                }
                 Err(errno) => {
                     warn!("accept on {}: {errno}", self.listener.path.display());
                     return;
@@ -318,7 +350,7 @@ impl Server {
                     continue;
                 }
             };
-            let id = self.connections.insert(Connection { fd, uid, pid });
+            let id = self.connections.insert(Connection { fd, uid, pid, opened: now() });
             let Some(conn) = self.connections.get(id) else { continue };
             if let Err(errno) = epoll::add(
                 &self.epoll,
@@ -330,6 +362,37 @@ impl Server {
                 self.connections.remove(id);
             }
         }
+    }
+
+    fn close_oldest_connection(&mut self, why: &str) {
+        let oldest =
+            self.connections.iter().min_by_key(|(_, c)| c.opened).map(|(id, c)| (id, c.uid, c.pid));
+        if let Some((id, uid, pid)) = oldest {
+            warn!("client pid {pid} uid {uid}: {why}; closing its oldest connection");
+            self.stats.error(format!("connection closed: {why}"));
+            self.close_connection(id);
+        }
+    }
+
+    /// Closes request connections that have not finished a request in `CONNECTION_IDLE`.
+    fn close_idle_connections(&mut self) {
+        let cutoff = now().saturating_sub(CONNECTION_IDLE);
+        let idle: Vec<(usize, u32, i32)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.opened <= cutoff)
+            .map(|(id, c)| (id, c.uid, c.pid))
+            .collect();
+        for (id, uid, pid) in idle {
+            warn!("client pid {pid} uid {uid}: no request within {CONNECTION_IDLE:?}; closing its connection");
+            self.stats.error("connection closed: idle");
+            self.close_connection(id);
+        }
+    }
+
+    /// When the oldest request connection times out.
+    fn next_idle_deadline(&self) -> Option<Duration> {
+        self.connections.iter().map(|(_, c)| c.opened + CONNECTION_IDLE).min()
     }
 
     fn close_connection(&mut self, id: usize) {
@@ -423,10 +486,12 @@ impl Server {
         }
         let owned = self.instances.values().filter(|i| i.uid == uid).count();
         if owned >= self.settings.limits.max_user_instances as usize {
-            warn!(
+            // Counted, not logged: a client looping on a limit must not flood the log.
+            debug!(
                 "uid {uid} (pid {pid}) reached max_user_instances {}",
                 self.settings.limits.max_user_instances
             );
+            self.stats.error("limit: max_user_instances");
             return reply(Errno::MFILE);
         }
         let Ok(socket) = daemon_end.try_clone() else { return reply(Errno::MFILE) };
@@ -470,7 +535,8 @@ impl Server {
         let watches: usize =
             self.instances.values().filter(|i| i.uid == uid).map(|i| i.watches.len()).sum();
         if watches >= self.settings.limits.max_user_watches as usize {
-            warn!("uid {uid} reached max_user_watches {}", self.settings.limits.max_user_watches);
+            debug!("uid {uid} reached max_user_watches {}", self.settings.limits.max_user_watches);
+            self.stats.error("limit: max_user_watches");
             return reply(Errno::NOSPC);
         }
         let id = match existing {
@@ -699,6 +765,7 @@ impl Server {
         let mut expirations = [0u8; 8];
         // The count is not needed: the schedule says what is due.
         let _ = rustix::io::read(&self.timer, &mut expirations);
+        self.close_idle_connections();
         let start = now();
         while let Some(slot) = self.schedule.pop_due(start) {
             let live = matches!(
@@ -925,6 +992,15 @@ impl Server {
             }
         }
     }
+}
+
+fn spare_fd() -> Option<OwnedFd> {
+    rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }
 
 /// The client sends `O_PATH` fds; listing a directory needs one opened for reading. Reopening

@@ -1,0 +1,194 @@
+//! Hostile and broken clients, all at once against one daemon, while a well-behaved preloaded
+//! client keeps receiving its events: idle connections, garbage records, wrong descriptors, a
+//! client that adds watches until refused and one that never reads. The daemon closes and logs
+//! every bad peer and its memory stays bounded.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use fakenotify_proto::record::{Record, HEADER_LEN, MAGIC, VERSION};
+use fakenotify_tests::seqpacket::{self, Answer};
+use fakenotify_tests::*;
+
+/// The daemon's resident memory, from /proc.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct owned by this frame.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn header(kind: u16, len: u32) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&kind.to_le_bytes());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes
+}
+
+/// Sends `message` with `fds` as SCM_RIGHTS, any number of them.
+fn send_with_fds(conn: &OwnedFd, message: &[u8], fds: &[i32]) {
+    let mut iov = libc::iovec { iov_base: message.as_ptr() as *mut _, iov_len: message.len() };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; zeroed is valid and every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer has room for one header with `fds`, as CMSG_SPACE computed.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        assert!(libc::sendmsg(conn.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) >= 0, "sendmsg");
+    }
+}
+
+fn expect_closed(conn: &OwnedFd, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match seqpacket::receive(conn, Duration::from_millis(200)) {
+            Ok(Answer::Closed) | Err(_) => return,
+            Ok(Answer::Message(_)) | Ok(Answer::Silent) if Instant::now() < deadline => {}
+            other => panic!("{what}: the daemon did not close the connection: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_clients_do_not_disturb_a_well_behaved_one() {
+    raise_fd_limit();
+    let fuse = FuseMount::new();
+    let daemon = Daemon::start(
+        "[daemon]\ndefault_poll_interval = \"200ms\"\nmax_user_watches = 64\nmax_queued_events = 512\n",
+    );
+    let spec = format!("IN_CREATE:{}", fuse.mount.display());
+    let mut good = Client::inotify_client(Libc::Glibc, &["-n", &spec], Some(&daemon), true);
+    let baseline = rss_kib(daemon.pid());
+
+    // 1 000 connections that never send anything.
+    let idle: Vec<OwnedFd> =
+        (0..1000).filter_map(|_| seqpacket::connect(daemon.socket()).ok()).collect();
+    assert!(idle.len() >= 900, "could open only {} idle connections", idle.len());
+
+    // Garbage records, each on a connection of its own.
+    let mut bad_magic = header(1, 0);
+    bad_magic[0] = b'X';
+    let mut bad_version = header(1, 0);
+    bad_version[4] = 99;
+    let huge = header(5, u32::MAX);
+    let mut truncated = header(2, 4);
+    truncated.extend_from_slice(&[1, 2]);
+    let unknown_kind = header(77, 0);
+    for (what, message) in [
+        ("wrong magic", bad_magic),
+        ("wrong version", bad_version),
+        ("huge length", huge),
+        ("truncated body", truncated),
+        ("unknown kind", unknown_kind),
+        ("short header", vec![b'F'; HEADER_LEN - 1]),
+    ] {
+        let conn = seqpacket::connect(daemon.socket()).expect("connect");
+        seqpacket::send(&conn, &message).expect("send");
+        expect_closed(&conn, what);
+    }
+
+    // Descriptors that do not fit the record: too many, too few, not sockets.
+    let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let null = file.as_fd().as_raw_fd();
+    let mut register = vec![0u8; 64];
+    let n = Record::Register.encode(&mut register).expect("encode");
+    for (what, fds) in [
+        ("three descriptors", vec![null, null, null]),
+        ("one descriptor for Register", vec![null]),
+        ("non-socket descriptors", vec![null, null]),
+    ] {
+        let conn = seqpacket::connect(daemon.socket()).expect("connect");
+        send_with_fds(&conn, &register[..n], &fds);
+        match seqpacket::receive(&conn, WAIT).expect("receive") {
+            Answer::Message(reply) => match Record::decode(&reply) {
+                Ok(Record::Reply(r)) => assert_ne!(r.errno, 0, "{what} must be refused"),
+                other => panic!("{what}: unexpected answer {other:?}"),
+            },
+            Answer::Closed => {}
+            Answer::Silent => panic!("{what}: no answer"),
+        }
+    }
+
+    // A client that never reads, flooded past its queue limit.
+    let flood_dir = TempDir::new("flood");
+    let flood_spec = format!("IN_CREATE:{}", flood_dir.path().display());
+    let mut sleeper =
+        Client::inotify_client(Libc::Glibc, &["-n", &flood_spec], Some(&daemon), true);
+    sleeper.command("pause");
+    for i in 0..3000 {
+        std::fs::write(flood_dir.join(format!("{i:0>200}")), b"").expect("write");
+    }
+
+    // A client that adds watches until refused: ENOSPC at max_user_watches.
+    let many = TempDir::new("many");
+    let mut specs = Vec::new();
+    for i in 0..80 {
+        let dir = many.join(format!("d{i}"));
+        std::fs::create_dir(&dir).expect("mkdir");
+        specs.push(format!("IN_CREATE:{}", dir.display()));
+    }
+    let spec_refs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let mut greedy = Client::inotify_client(Libc::Glibc, &spec_refs, Some(&daemon), true);
+    greedy.expect_line("ENOSPC", |l| {
+        l.text.starts_with("ERROR add_watch") && l.text.contains("ENOSPC")
+    });
+
+    // Through all of it, the well-behaved client gets its events.
+    for i in 0..3 {
+        let name = format!("still-served-{i}");
+        write(&fuse.backing(&name), b"");
+        good.expect_event(&name, |e| e.matches(IN_CREATE, &name));
+    }
+    let status = daemon.status();
+    assert!(status.overflows >= 1, "the flooded instance overflowed: {status:?}");
+    let grown = rss_kib(daemon.pid()).saturating_sub(baseline);
+    assert!(grown < 32 * 1024, "daemon RSS grew by {grown} KiB under hostile clients");
+
+    // Idle connections are closed after their timeout; the log names every bad peer.
+    let closed = idle
+        .iter()
+        .filter(|c| matches!(seqpacket::receive(c, WAIT), Ok(Answer::Closed) | Err(_)))
+        .count();
+    assert_eq!(closed, idle.len(), "every idle connection is closed");
+    let log = daemon.log();
+    for cause in [
+        "does not start with \"FNTF\"",
+        "protocol version 99",
+        "unknown record kind 77",
+        "header declares a 4-byte body but 2 bytes came",
+        "shorter than the 12-byte header",
+        "record needs 2 descriptors, 3 came",
+        "no request within",
+    ] {
+        assert!(log.contains(cause), "the log names '{cause}':\n{log}");
+    }
+    drop(greedy);
+    drop(sleeper);
+    let name = "after-all";
+    write(&fuse.backing(name), b"");
+    good.expect_event(name, |e| e.matches(IN_CREATE, name));
+}
