@@ -1,0 +1,146 @@
+# NixOS module: services.fakenotify runs fakenotifyd under systemd with socket activation and
+# preloads libfakenotify.so into the services named in preloadInto.
+#
+#   services.fakenotify = {
+#     enable = true;
+#     settings.watch = [ { path = "/mnt/nas/media"; poll_interval = "5s"; } ];
+#     preloadInto = [ "jellyfin" "sonarr" ];
+#   };
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.fakenotify;
+  settingsFormat = pkgs.formats.toml { };
+  configFile = settingsFormat.generate "fakenotify.toml" cfg.settings;
+  socket = cfg.settings.daemon.socket or "/run/fakenotify/fakenotify.sock";
+  library = "${cfg.package}/lib/fakenotify/libfakenotify.so";
+in
+{
+  options.services.fakenotify = {
+    enable = lib.mkEnableOption "FakeNotify, inotify for NFS, SMB/CIFS, FUSE and 9p mounts";
+
+    package = lib.mkOption {
+      type = lib.types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage ./nix/package.nix { }";
+      description = "The FakeNotify package: fakenotifyd, fakenotify-ctl and libfakenotify.so.";
+    };
+
+    settings = lib.mkOption {
+      type = settingsFormat.type;
+      default = { };
+      example = lib.literalExpression ''
+        {
+          daemon.default_poll_interval = "10s";
+          watch = [
+            { path = "/mnt/nas/media"; poll_interval = "5s"; recursive = true; }
+            { path = "/mnt/nas/downloads"; poll_interval = "2s"; mode = "poll"; }
+          ];
+        }
+      '';
+      description = ''
+        fakenotifyd's configuration, written to /etc/fakenotify/config.toml: the [daemon] table
+        and [[watch]] policies (a list under `watch`), as in deploy/config.example.toml.
+        A change reloads the daemon (SIGHUP) rather than restarting it.
+      '';
+    };
+
+    preloadInto = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [
+        "jellyfin"
+        "sonarr"
+        "radarr"
+      ];
+      description = ''
+        Names of systemd services (defined elsewhere) that get LD_PRELOAD=libfakenotify.so and
+        FAKENOTIFY_SOCKET, and start after fakenotify.socket and fakenotify.service.
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        environment.systemPackages = [ cfg.package ];
+        environment.etc."fakenotify/config.toml".source = configFile;
+
+        systemd.sockets.fakenotify = {
+          description = "FakeNotify socket";
+          wantedBy = [ "sockets.target" ];
+          socketConfig = {
+            ListenSequentialPacket = socket;
+            SocketMode = "0666";
+            DirectoryMode = "0755";
+          };
+        };
+
+        systemd.services.fakenotify = {
+          description = "FakeNotify: inotify events for NFS, SMB, FUSE and 9p mounts";
+          wantedBy = [ "multi-user.target" ];
+          wants = [ "network-online.target" ];
+          after = [
+            "network-online.target"
+            "remote-fs.target"
+          ];
+          reloadTriggers = [ configFile ];
+          serviceConfig = {
+            Type = "notify";
+            ExecStart = "${cfg.package}/bin/fakenotifyd start --config /etc/fakenotify/config.toml";
+            ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+            Restart = "on-failure";
+            RestartSec = "2s";
+            LimitNOFILE = 1048576;
+            RuntimeDirectory = "fakenotify";
+            RuntimeDirectoryMode = "0755";
+            RuntimeDirectoryPreserve = "yes";
+            # As deploy/systemd/fakenotify.service: CAP_DAC_READ_SEARCH to reopen the
+            # directories applications pass, nothing else of root.
+            ProtectSystem = "strict";
+            ProtectHome = "read-only";
+            PrivateTmp = true;
+            PrivateDevices = true;
+            NoNewPrivileges = true;
+            CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
+            RestrictAddressFamilies = [ "AF_UNIX" ];
+            RestrictNamespaces = true;
+            RestrictRealtime = true;
+            RestrictSUIDSGID = true;
+            LockPersonality = true;
+            MemoryDenyWriteExecute = true;
+            ProtectClock = true;
+            ProtectControlGroups = true;
+            ProtectHostname = true;
+            ProtectKernelLogs = true;
+            ProtectKernelModules = true;
+            ProtectKernelTunables = true;
+            SystemCallArchitectures = "native";
+            UMask = "0022";
+          };
+        };
+      }
+      {
+        systemd.services = lib.genAttrs cfg.preloadInto (_name: {
+          environment = {
+            LD_PRELOAD = library;
+            FAKENOTIFY_SOCKET = socket;
+          };
+          wants = [
+            "fakenotify.socket"
+            "fakenotify.service"
+          ];
+          after = [
+            "fakenotify.socket"
+            "fakenotify.service"
+          ];
+        });
+      }
+    ]
+  );
+}
