@@ -27,6 +27,28 @@ pub struct PolicyInfo {
     pub polls: u64,
     pub last_poll_us: u64,
     pub worst_poll_us: u64,
+    /// Time spent polling, in all.
+    pub poll_time_us: u64,
+    /// What the polls did: syscalls, entries of fresh listings compared, changes found
+    /// (before each watch's mask is applied).
+    pub syscalls_statx: u64,
+    pub syscalls_getdents: u64,
+    pub entries_compared: u64,
+    pub events: u64,
+    /// Filesystem operations per second that polls may make on one device.
+    pub max_ops: u64,
+    /// Operations per second the objects need at their intervals, over all devices.
+    pub demand_ops: u64,
+    /// Whether intervals are stretched to stay within `max_ops`.
+    pub stretched: bool,
+    /// `interval_ms` as stretched by the budget.
+    pub effective_interval_ms: u64,
+    /// Polls that waited for the budget.
+    pub held_polls: u64,
+    /// Bound of the idle backoff; 0: none.
+    pub max_poll_interval_ms: u64,
+    /// Objects polled less often than their interval because they stay unchanged.
+    pub backed_off: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]

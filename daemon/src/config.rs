@@ -17,15 +17,22 @@ use fakenotify_ctl::duration::parse_duration;
 /// How often remote objects that no `[[watch]]` policy governs are polled.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-const DAEMON_KEYS: [&str; 6] = [
+const DAEMON_KEYS: [&str; 8] = [
     "socket",
     "log_level",
     "default_poll_interval",
+    "default_max_ops",
+    "default_max_poll_interval",
     "max_user_instances",
     "max_user_watches",
     "max_queued_events",
 ];
-const WATCH_KEYS: [&str; 5] = ["path", "poll_interval", "recursive", "mode", "attr_cache"];
+const WATCH_KEYS: [&str; 7] =
+    ["path", "poll_interval", "recursive", "mode", "attr_cache", "max_ops", "max_poll_interval"];
+
+/// Filesystem operations per second that the polls of one policy may make on one device,
+/// unless `default_max_ops` or the policy's `max_ops` says otherwise.
+pub const DEFAULT_MAX_OPS: u32 = 2000;
 
 /// The longest path a Unix socket address holds: `sun_path` is 108 bytes with the final NUL.
 const MAX_SOCKET_PATH: usize = 107;
@@ -48,6 +55,12 @@ pub struct DaemonSettings {
     pub log_level: LogLevel,
     /// `default_poll_interval`, 5 s by default: for remote objects that no policy governs.
     pub default_poll_interval: Duration,
+    /// `default_max_ops`, [`DEFAULT_MAX_OPS`] by default: the budget of policies without
+    /// `max_ops`, and of the objects no policy governs.
+    pub default_max_ops: u32,
+    /// `default_max_poll_interval`, none by default: idle backoff for policies without
+    /// `max_poll_interval`, and for the objects no policy governs.
+    pub default_max_poll_interval: Option<Duration>,
     /// `max_user_instances`, `max_user_watches` and `max_queued_events`, keys of `[daemon]`.
     pub limits: Limits,
 }
@@ -58,6 +71,8 @@ impl Default for DaemonSettings {
             socket: None,
             log_level: LogLevel::default(),
             default_poll_interval: DEFAULT_POLL_INTERVAL,
+            default_max_ops: DEFAULT_MAX_OPS,
+            default_max_poll_interval: None,
             limits: Limits::default(),
         }
     }
@@ -96,6 +111,12 @@ pub struct WatchPolicy {
     pub mode: Mode,
     /// `attr_cache`, `bypass` by default.
     pub attr_cache: AttrCache,
+    /// `max_ops`: filesystem operations per second the polls may make on one device; past it
+    /// intervals stretch. `None` means `daemon.default_max_ops`.
+    pub max_ops: Option<u32>,
+    /// `max_poll_interval`: a directory unchanged for several polls is polled less and less
+    /// often, up to this; `None` means `daemon.default_max_poll_interval`.
+    pub max_poll_interval: Option<Duration>,
 }
 
 /// Why a name is not one of an enum's values; `Display` gives the valid ones.
@@ -292,6 +313,10 @@ fn daemon_settings(table: &BTreeMap<&str, &Toml>) -> Result<DaemonSettings, Conf
             "socket" => socket_path(value).map(|path| settings.socket = Some(path)),
             "log_level" => named(value).map(|level| settings.log_level = level),
             "default_poll_interval" => duration(value).map(|d| settings.default_poll_interval = d),
+            "default_max_ops" => positive(value).map(|n| settings.default_max_ops = n),
+            "default_max_poll_interval" => {
+                duration(value).map(|d| settings.default_max_poll_interval = Some(d))
+            }
             "max_user_instances" => positive(value).map(|n| settings.limits.max_user_instances = n),
             "max_user_watches" => positive(value).map(|n| settings.limits.max_user_watches = n),
             "max_queued_events" => positive(value).map(|n| settings.limits.max_queued_events = n),
@@ -313,6 +338,8 @@ fn watch_policy(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<WatchPoli
         recursive: true,
         mode: Mode::default(),
         attr_cache: AttrCache::default(),
+        max_ops: None,
+        max_poll_interval: None,
     };
     for (&name, &value) in table {
         let set = match name {
@@ -321,6 +348,8 @@ fn watch_policy(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<WatchPoli
             "recursive" => boolean(value).map(|b| watch.recursive = b),
             "mode" => named(value).map(|mode| watch.mode = mode),
             "attr_cache" => named(value).map(|cache| watch.attr_cache = cache),
+            "max_ops" => positive(value).map(|n| watch.max_ops = Some(n)),
+            "max_poll_interval" => duration(value).map(|d| watch.max_poll_interval = Some(d)),
             _ if DAEMON_KEYS.contains(&name) => {
                 Err("unknown key (it belongs under [daemon])".to_owned())
             }
@@ -334,6 +363,14 @@ fn watch_policy(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<WatchPoli
             key("path"),
             "missing (each [[watch]] needs an absolute path)",
         ));
+    }
+    if let (Some(max), Some(interval)) = (watch.max_poll_interval, watch.poll_interval) {
+        if max < interval {
+            return Err(ConfigError::at_key(
+                key("max_poll_interval"),
+                "must be at least poll_interval (it is the bound of the idle backoff)",
+            ));
+        }
     }
     Ok(watch)
 }
@@ -740,6 +777,8 @@ recursive = false
 socket = "/run/fn.sock"
 log_level = "debug"
 default_poll_interval = "1.5s"
+default_max_ops = 500
+default_max_poll_interval = "1m"
 max_user_instances = 16
 max_user_watches = 100000
 max_queued_events = 512
@@ -750,6 +789,8 @@ poll_interval = "2m"
 recursive = true
 mode = "auto"
 attr_cache = "bypass"
+max_ops = 300
+max_poll_interval = "10m"
 
 [[watch]]
 path = "/srv/incoming"
@@ -776,6 +817,8 @@ mode = "inotify"
             recursive,
             mode: Mode::Auto,
             attr_cache: AttrCache::Bypass,
+            max_ops: None,
+            max_poll_interval: None,
         }
     }
 
@@ -818,6 +861,8 @@ mode = "inotify"
                 socket: Some(PathBuf::from("/run/fn.sock")),
                 log_level: LogLevel::Debug,
                 default_poll_interval: Duration::from_millis(1_500),
+                default_max_ops: 500,
+                default_max_poll_interval: Some(secs(60)),
                 limits: Limits {
                     max_user_instances: 16,
                     max_user_watches: 100_000,
@@ -831,6 +876,8 @@ mode = "inotify"
                     recursive: true,
                     mode: Mode::Auto,
                     attr_cache: AttrCache::Bypass,
+                    max_ops: Some(300),
+                    max_poll_interval: Some(secs(600)),
                 },
                 WatchPolicy {
                     path: PathBuf::from("/srv/incoming"),
@@ -838,6 +885,8 @@ mode = "inotify"
                     recursive: false,
                     mode: Mode::Poll,
                     attr_cache: AttrCache::Trust,
+                    max_ops: None,
+                    max_poll_interval: None,
                 },
                 WatchPolicy {
                     path: PathBuf::from("/home/shared"),
@@ -845,6 +894,8 @@ mode = "inotify"
                     recursive: true,
                     mode: Mode::Inotify,
                     attr_cache: AttrCache::Bypass,
+                    max_ops: None,
+                    max_poll_interval: None,
                 },
             ],
         };
@@ -878,6 +929,8 @@ mode = "inotify"
         assert_eq!(config.daemon.socket, None);
         assert_eq!(config.daemon.log_level, LogLevel::Info);
         assert_eq!(config.daemon.default_poll_interval, secs(5));
+        assert_eq!(config.daemon.default_max_ops, 2000);
+        assert_eq!(config.daemon.default_max_poll_interval, None);
         assert_eq!(
             config.daemon.limits,
             Limits { max_user_instances: 128, max_user_watches: 8192, max_queued_events: 16384 }
@@ -1087,6 +1140,23 @@ mode = "inotify"
                 r#"daemon.socket: "fn.sock": must be an absolute path"#,
             ),
             ("[daemon]\nsocket = true\n", "daemon.socket: expected a string in double quotes"),
+            (
+                "[[watch]]\npath = \"/a\"\nmax_ops = 0\n",
+                "watch[0].max_ops: expected a positive integer (at most 4294967295)",
+            ),
+            (
+                "[daemon]\ndefault_max_ops = 1.5\n",
+                "daemon.default_max_ops: expected a positive integer (at most 4294967295)",
+            ),
+            (
+                "[[watch]]\npath = \"/a\"\npoll_interval = \"10s\"\nmax_poll_interval = \"5s\"\n",
+                "watch[0].max_poll_interval: must be at least poll_interval (it is the bound of \
+                 the idle backoff)",
+            ),
+            (
+                "[daemon]\nmax_ops = 10\n",
+                "daemon.max_ops: unknown key (it belongs in a [[watch]] table)",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(error(text), expected, "in:\n{text}");

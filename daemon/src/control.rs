@@ -9,8 +9,10 @@ use fakenotify_ctl::message::{ErrorCount, InstanceInfo, PolicyInfo, Response, St
 use fakenotify_proto::control::{ControlRequest, WireMode};
 
 use crate::config::{AttrCache, Mode, WatchPolicy};
+use crate::pacing::backoff_interval;
 use crate::policy::{Policies, Policy};
 use crate::server::{now, Server};
+use crate::watch::Source;
 
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
@@ -60,6 +62,8 @@ impl Server {
                         WireMode::Inotify => Mode::Inotify,
                     },
                     attr_cache: AttrCache::Bypass,
+                    max_ops: None,
+                    max_poll_interval: None,
                 };
                 if !path.is_absolute() {
                     return Response::Failed(format!(
@@ -74,7 +78,7 @@ impl Server {
                     Some(index) => list[index] = watch,
                     None => list.push(watch),
                 }
-                let policies = Policies::resolve(&list, self.policies.default_interval);
+                let policies = Policies::resolve(&list, self.policies.defaults);
                 let found = policies
                     .list
                     .iter()
@@ -105,8 +109,7 @@ impl Server {
                 if kept.len() == before {
                     return Response::Failed(format!("{}: no such policy", path.display()));
                 }
-                let policies =
-                    Policies { list: kept, default_interval: self.policies.default_interval };
+                let policies = Policies { list: kept, defaults: self.policies.defaults };
                 self.set_policies(policies);
                 info!("policy {} removed by uid {uid}", path.display());
                 Response::Done(format!("policy {} removed", path.display()))
@@ -126,19 +129,25 @@ impl Server {
     fn policy_infos(&self, with_default: bool) -> Vec<PolicyInfo> {
         let count = self.policies.list.len();
         let mut objects = vec![0u64; count + 1];
+        let mut backed_off = vec![0u64; count + 1];
         for (_, object) in self.objects.iter() {
-            objects[object.governance.policy.unwrap_or(count)] += 1;
+            let index = object.governance.policy.unwrap_or(count);
+            objects[index] += 1;
+            if let Source::Polled(state) = &object.source {
+                let g = &object.governance;
+                let interval = backoff_interval(g.interval, g.max_interval, state.pace.idle_polls);
+                backed_off[index] += u64::from(interval > g.interval);
+            }
         }
         let figures = |index: usize| self.stats.per_policy.get(index).copied().unwrap_or_default();
         let mut infos: Vec<PolicyInfo> = self
             .policies
             .list
             .iter()
-            .enumerate()
-            .map(|(index, p)| PolicyInfo {
+            .map(|p| PolicyInfo {
                 path: p.watch.path.display().to_string(),
                 interval_ms: millis(
-                    p.watch.poll_interval.unwrap_or(self.policies.default_interval),
+                    p.watch.poll_interval.unwrap_or(self.policies.defaults.interval),
                 ),
                 recursive: p.watch.recursive,
                 mode: mode_name(p.watch.mode).into(),
@@ -147,25 +156,45 @@ impl Server {
                     AttrCache::Trust => "trust".into(),
                 },
                 found: p.root.is_some(),
-                objects: objects[index],
-                polls: figures(index).polls,
-                last_poll_us: micros(figures(index).last),
-                worst_poll_us: micros(figures(index).worst),
+                max_ops: u64::from(p.watch.max_ops.unwrap_or(self.policies.defaults.max_ops)),
+                max_poll_interval_ms: p
+                    .watch
+                    .max_poll_interval
+                    .or(self.policies.defaults.max_interval)
+                    .map_or(0, millis),
+                ..PolicyInfo::default()
             })
             .collect();
         if with_default {
             infos.push(PolicyInfo {
                 path: "(default)".into(),
-                interval_ms: millis(self.policies.default_interval),
+                interval_ms: millis(self.policies.defaults.interval),
                 recursive: true,
                 mode: "auto".into(),
                 attr_cache: "bypass".into(),
                 found: true,
-                objects: objects[count],
-                polls: figures(count).polls,
-                last_poll_us: micros(figures(count).last),
-                worst_poll_us: micros(figures(count).worst),
+                max_ops: u64::from(self.policies.defaults.max_ops),
+                max_poll_interval_ms: self.policies.defaults.max_interval.map_or(0, millis),
+                ..PolicyInfo::default()
             });
+        }
+        for (index, info) in infos.iter_mut().enumerate() {
+            let f = figures(index);
+            let pace = self.pacing.policy((index < count).then_some(index));
+            info.objects = objects[index];
+            info.polls = f.polls;
+            info.last_poll_us = micros(f.last);
+            info.worst_poll_us = micros(f.worst);
+            info.poll_time_us = micros(f.time);
+            info.syscalls_statx = f.scan.statx;
+            info.syscalls_getdents = f.scan.getdents;
+            info.entries_compared = f.scan.compared;
+            info.events = f.scan.changes;
+            info.demand_ops = pace.demand.round() as u64;
+            info.stretched = pace.stretch > 1.0;
+            info.effective_interval_ms = (info.interval_ms as f64 * pace.stretch).round() as u64;
+            info.held_polls = pace.held;
+            info.backed_off = backed_off[index];
         }
         infos
     }

@@ -16,6 +16,7 @@ mod instance;
 mod kernel;
 mod listener;
 mod moves;
+mod pacing;
 mod policy;
 mod poller;
 mod scan;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustix::fs::{Mode as FileMode, OFlags};
 
-use crate::config::{AttrCache, Mode, WatchPolicy};
+use crate::config::{AttrCache, DaemonSettings, Mode, WatchPolicy};
 
 pub type Identity = (u64, u64);
 
@@ -24,19 +24,48 @@ pub struct Policy {
     pub root: Option<Identity>,
 }
 
-/// What a watched object gets from the policies: interval, mode and attribute caching.
+/// What a watched object gets from the policies: interval, mode, attribute caching, and how
+/// gentle its polls must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Governance {
     pub policy: Option<usize>,
     pub interval: Duration,
     pub mode: Mode,
     pub force_sync: bool,
+    /// Filesystem operations per second for the polls of this policy on one device.
+    pub max_ops: u32,
+    /// The bound of the idle backoff; `None` (or one not above `interval`) means no backoff.
+    pub max_interval: Option<Duration>,
+}
+
+/// What objects no policy governs get, and what a policy leaves out: the `[daemon]` defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyDefaults {
+    pub interval: Duration,
+    pub max_ops: u32,
+    pub max_interval: Option<Duration>,
+}
+
+impl Default for PolicyDefaults {
+    fn default() -> PolicyDefaults {
+        PolicyDefaults::of(&DaemonSettings::default())
+    }
+}
+
+impl PolicyDefaults {
+    pub fn of(settings: &DaemonSettings) -> PolicyDefaults {
+        PolicyDefaults {
+            interval: settings.default_poll_interval,
+            max_ops: settings.default_max_ops,
+            max_interval: settings.default_max_poll_interval,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Policies {
     pub list: Vec<Policy>,
-    pub default_interval: Duration,
+    pub defaults: PolicyDefaults,
 }
 
 pub fn identity(fd: BorrowedFd<'_>) -> rustix::io::Result<Identity> {
@@ -46,7 +75,7 @@ pub fn identity(fd: BorrowedFd<'_>) -> rustix::io::Result<Identity> {
 
 impl Policies {
     /// Resolves each policy's path now; a missing path is reported by the caller.
-    pub fn resolve(watches: &[WatchPolicy], default_interval: Duration) -> Policies {
+    pub fn resolve(watches: &[WatchPolicy], defaults: PolicyDefaults) -> Policies {
         let list = watches
             .iter()
             .map(|watch| {
@@ -54,7 +83,7 @@ impl Policies {
                 Policy { watch: watch.clone(), root }
             })
             .collect();
-        Policies { list, default_interval }
+        Policies { list, defaults }
     }
 
     /// The policy for an object whose identity and ancestors are `ancestry` (the object first).
@@ -67,16 +96,20 @@ impl Policies {
                 let watch = &self.list[index].watch;
                 Governance {
                     policy: Some(index),
-                    interval: watch.poll_interval.unwrap_or(self.default_interval),
+                    interval: watch.poll_interval.unwrap_or(self.defaults.interval),
                     mode: watch.mode,
                     force_sync: watch.attr_cache == AttrCache::Bypass,
+                    max_ops: watch.max_ops.unwrap_or(self.defaults.max_ops),
+                    max_interval: watch.max_poll_interval.or(self.defaults.max_interval),
                 }
             }
             None => Governance {
                 policy: None,
-                interval: self.default_interval,
+                interval: self.defaults.interval,
                 mode: Mode::Auto,
                 force_sync: true,
+                max_ops: self.defaults.max_ops,
+                max_interval: self.defaults.max_interval,
             },
         }
     }
@@ -125,6 +158,8 @@ mod tests {
                 recursive,
                 mode: Mode::Poll,
                 attr_cache: AttrCache::Trust,
+                max_ops: None,
+                max_poll_interval: None,
             },
             root: Some(root),
         }
@@ -138,7 +173,7 @@ mod tests {
                 policy((1, 20), true, 1),
                 policy((1, 30), false, 9),
             ],
-            default_interval: Duration::from_secs(60),
+            defaults: PolicyDefaults { interval: Duration::from_secs(60), ..Default::default() },
         };
         assert_eq!(p.govern(&[(1, 99), (1, 20), (1, 10)]).interval, Duration::from_secs(1));
         assert_eq!(p.govern(&[(1, 98), (1, 10)]).policy, Some(0));
@@ -163,7 +198,7 @@ mod tests {
         let root = rustix::fs::stat(&dir).expect("stat");
         let p = Policies {
             list: vec![policy((root.st_dev, root.st_ino), true, 1)],
-            default_interval: Duration::from_secs(5),
+            defaults: PolicyDefaults::default(),
         };
         let chain = p.ancestry(fd.as_fd(), true);
         assert!(chain.len() >= 3);

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 
 use crate::diff::{self, Change};
+use crate::pacing::Pace;
 use crate::scan::{self, ScanCounters};
 use crate::watch::{PollState, Source, WatchedObject};
 
@@ -48,6 +49,7 @@ pub fn baseline(
     } else {
         Default::default()
     };
+    let snapshot_len = snapshot.len();
     Ok(PollState {
         fd,
         snapshot,
@@ -55,6 +57,7 @@ pub fn baseline(
         own: scan::entry_stat(&st),
         own_unsettled: false,
         generation,
+        pace: Pace::estimate(snapshot_len, with_stats),
     })
 }
 
@@ -85,6 +88,8 @@ pub fn poll(
             diff::attribute_change(&state.own, &own, false, state.own_unsettled);
         state.own = own;
         state.own_unsettled = unsettled;
+        counters.compared += 1;
+        counters.changes += u64::from(mask.count_ones());
         return if mask == 0 {
             PollOutcome::Unchanged
         } else {
@@ -118,6 +123,8 @@ pub fn poll(
         None => return PollOutcome::Unchanged,
     };
     let changes = diff::diff(&state.snapshot, &mut new);
+    counters.compared += new.len() as u64;
+    counters.changes += changes.len() as u64;
     state.snapshot = new;
     state.stamp = stamp;
     if changes.is_empty() {

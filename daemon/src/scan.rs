@@ -12,11 +12,40 @@ use rustix::io::Errno;
 
 use crate::snapshot::{EntryStat, Snapshot, SnapshotBuilder};
 
-/// Syscalls made by polls, for `status` and the bench.
-#[derive(Clone, Copy, Debug, Default)]
+/// Syscalls made by polls and what they found, for `status` and the bench.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScanCounters {
     pub statx: u64,
+    /// Listings read (each is one `getdents64` per 64 KiB of entries, plus the one at the end).
     pub getdents: u64,
+    /// Entries of fresh listings compared with the previous one.
+    pub compared: u64,
+    /// Changes found (events before each subscriber's mask is applied).
+    pub changes: u64,
+}
+
+impl ScanCounters {
+    /// Filesystem operations: what a file server sees of the polls.
+    pub fn ops(&self) -> u64 {
+        self.statx + self.getdents
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &ScanCounters) -> ScanCounters {
+        ScanCounters {
+            statx: self.statx - earlier.statx,
+            getdents: self.getdents - earlier.getdents,
+            compared: self.compared - earlier.compared,
+            changes: self.changes - earlier.changes,
+        }
+    }
+
+    pub fn add(&mut self, other: &ScanCounters) {
+        self.statx += other.statx;
+        self.getdents += other.getdents;
+        self.compared += other.compared;
+        self.changes += other.changes;
+    }
 }
 
 /// What a directory's own attributes say about its listing.

@@ -1,7 +1,7 @@
 //! The earliest-deadline schedule of polled objects, behind one timerfd.
 //!
 //! Deadlines are monotonic-clock durations. First deadlines are spread over the interval with a
-//! golden-ratio sequence, so many directories added at once are polled evenly, not in one burst.
+//! golden-ratio sequence (`pacing` stretches the interval when a budget needs it), so many directories added at once are polled evenly, not in one burst.
 //! Removed objects are not searched for in the heap: their entries carry a generation and are
 //! skipped when they come up.
 
@@ -26,11 +26,10 @@ pub struct PollSchedule {
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl PollSchedule {
-    /// Schedules a newly watched object for its first poll somewhere within `interval`.
-    pub fn add_staggered(&mut self, slot: Slot, now: Duration, interval: Duration) {
+    /// The next point in [0, 1) of a sequence that spreads evenly however many are taken.
+    pub fn spread_fraction(&mut self) -> f64 {
         self.spread = self.spread.wrapping_add(GOLDEN);
-        let fraction = (self.spread >> 11) as f64 / (1u64 << 53) as f64;
-        self.at(slot, now + interval.mul_f64(fraction));
+        (self.spread >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub fn at(&mut self, slot: Slot, deadline: Duration) {
@@ -80,7 +79,8 @@ mod tests {
         let mut s = PollSchedule::default();
         let interval = Duration::from_secs(5);
         for i in 0..10_000 {
-            s.add_staggered(slot(i), Duration::ZERO, interval);
+            let fraction = s.spread_fraction();
+            s.at(slot(i), interval.mul_f64(fraction));
         }
         // Every tenth of the interval gets close to a tenth of the objects.
         let mut buckets = [0usize; 10];

@@ -29,7 +29,8 @@ use crate::instance::{Flush, Instance, QueuedEvent, WatchRef};
 use crate::kernel::KernelWatches;
 use crate::listener::Listener;
 use crate::moves::{self, MoveTracker};
-use crate::policy::{self, Policies};
+use crate::pacing::Pacing;
+use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
 use crate::scan::ScanCounters;
 use crate::schedule::{PollSchedule, Slot};
@@ -78,6 +79,7 @@ pub struct Server {
     settings: DaemonSettings,
     config_path: Option<PathBuf>,
     pub(crate) counters: ScanCounters,
+    pub(crate) pacing: Pacing,
     next_cookie: u32,
     next_generation: u64,
     list_buf: Vec<MaybeUninit<u8>>,
@@ -108,6 +110,10 @@ pub struct PolicyPolls {
     pub polls: u64,
     pub last: Duration,
     pub worst: Duration,
+    /// Time spent polling, in all.
+    pub time: Duration,
+    /// What the polls did: syscalls, entries compared, changes found.
+    pub scan: ScanCounters,
 }
 
 impl Stats {
@@ -183,6 +189,7 @@ impl Server {
             settings: config.daemon,
             config_path,
             counters: ScanCounters::default(),
+            pacing: Pacing::default(),
             next_cookie: 1,
             next_generation: 1,
             list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
@@ -273,6 +280,7 @@ impl Server {
     pub(crate) fn set_policies(&mut self, policies: Policies) {
         self.policies = policies;
         self.stats.reset_policies(self.policies.list.len());
+        self.pacing.reset();
         self.regovern();
     }
 
@@ -658,7 +666,7 @@ impl Server {
         debug!("{}: polled every {interval:?} ({})", object.path, remote.unwrap_or("policy"));
         let id = self.objects.insert(object);
         self.by_identity.insert(identity, id);
-        self.schedule.add_staggered(Slot { object: id, generation }, now(), interval);
+        self.schedule_first_poll(Slot { object: id, generation });
         Ok(id)
     }
 
@@ -767,28 +775,50 @@ impl Server {
         let _ = rustix::io::read(&self.timer, &mut expirations);
         self.close_idle_connections();
         let start = now();
+        self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
         while let Some(slot) = self.schedule.pop_due(start) {
+            let Some(object) = self.objects.get_mut(slot.object) else { continue };
             let live = matches!(
-                self.objects.get(slot.object).map(|o| &o.source),
-                Some(Source::Polled(state)) if state.generation == slot.generation
+                &object.source,
+                Source::Polled(state) if state.generation == slot.generation
             );
             if !live {
                 continue;
             }
+            // Over its group's budget, the poll waits for its turn.
+            if let Some(turn) = self.pacing.hold(object, start) {
+                self.schedule.at(slot, turn);
+                continue;
+            }
+            let before = self.counters;
             let began = now();
             self.poll_object(slot.object, false);
             let finished = now();
+            let spent = self.counters.since(&before);
             self.stats.polls += 1;
-            if let Some(object) = self.objects.get(slot.object) {
+            if let Some(object) = self.objects.get_mut(slot.object) {
                 let index = object.governance.policy.unwrap_or(self.policies.list.len());
                 if let Some(figures) = self.stats.per_policy.get_mut(index) {
                     let took = finished.saturating_sub(began);
                     figures.polls += 1;
                     figures.last = took;
                     figures.worst = figures.worst.max(took);
+                    figures.time += took;
+                    figures.scan.add(&spent);
                 }
-                self.schedule.at(slot, finished + object.governance.interval);
+                let next = self.pacing.after_poll(object, &spent, finished);
+                self.schedule.at(slot, next);
             }
+        }
+    }
+
+    /// The first poll of a new polled object, spread over its interval (stretched when its
+    /// budget group needs it).
+    fn schedule_first_poll(&mut self, slot: Slot) {
+        let fraction = self.schedule.spread_fraction();
+        if let Some(object) = self.objects.get(slot.object) {
+            let first = self.pacing.first_poll(object, now(), fraction);
+            self.schedule.at(slot, first);
         }
     }
 
@@ -1019,7 +1049,7 @@ fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
 }
 
 pub(crate) fn resolve_policies(config: &Config) -> Policies {
-    let policies = Policies::resolve(&config.watches, config.daemon.default_poll_interval);
+    let policies = Policies::resolve(&config.watches, PolicyDefaults::of(&config.daemon));
     for policy in policies.list.iter().filter(|p| p.root.is_none()) {
         warn!(
             "watch policy {}: path not found; it applies once it exists and the daemon reloads",

@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 
 use fakenotify_proto::inotify::{IN_ALL_EVENTS, IN_ATTRIB, IN_CLOSE_WRITE, IN_MODIFY};
 
+use crate::pacing::Pace;
 use crate::policy::{Governance, Identity};
 use crate::scan::DirStamp;
 use crate::snapshot::{EntryStat, Snapshot};
@@ -36,6 +37,7 @@ pub struct PollState {
     pub own: EntryStat,
     pub own_unsettled: bool,
     pub generation: u64,
+    pub pace: Pace,
 }
 
 pub enum Source {
