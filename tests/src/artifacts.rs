@@ -1,9 +1,10 @@
 //! The programs under test, built once per test process: the workspace binaries (cargo) and the
 //! C test client (cc for glibc, musl-gcc for musl, both dynamically linked so LD_PRELOAD works).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Paths of everything the tests run. A piece that could not be built holds the reason, so only
 /// the tests that need it fail, each with the build's own message.
@@ -162,27 +163,51 @@ pub fn build_release_preload(target_dir: &Path) -> Result<PathBuf, String> {
     Ok(target_dir.join("release/libfakenotify.so"))
 }
 
+/// Another C program of `tests/clients/` (`name.c`, glibc, `-lpthread`), compiled on its first
+/// use in this test process; panics with the compiler's message if it does not build.
+pub fn c_program(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
+    let out = artifacts().profile_dir.join("fakenotify-tests");
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let result = built.entry(name.to_owned()).or_insert_with(|| {
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        compile(&out, &clients_dir().join(format!("{name}.c")), "cc", name, true)
+    });
+    result.clone().unwrap_or_else(|reason| panic!("{name}.c could not be built:\n{reason}"))
+}
+
 fn compile_client(out_dir: &Path, libc: Libc) -> Result<PathBuf, String> {
     let source = clients_dir().join("inotify_client.c");
     let (compiler, name) = match libc {
         Libc::Glibc => ("cc", "inotify_client-glibc"),
         Libc::Musl => ("musl-gcc", "inotify_client-musl"),
     };
-    let target = out_dir.join(name);
-    // Built under a private name, then renamed: a concurrent test process never runs half a file.
-    let partial = out_dir.join(format!("{name}.{}", std::process::id()));
-    let mut cc = Command::new(compiler);
-    cc.args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&partial).arg(&source);
-    if libc == Libc::Glibc {
-        cc.arg("-lpthread");
-    }
-    run(&mut cc).map_err(|e| {
+    compile(out_dir, &source, compiler, name, libc == Libc::Glibc).map_err(|e| {
         if libc == Libc::Musl {
             format!("{e}\n(install musl-tools for musl-gcc; Debian's musl-gcc links dynamically)")
         } else {
             e
         }
-    })?;
+    })
+}
+
+/// Compiles `source` into `out_dir/name` with `compiler`.
+fn compile(
+    out_dir: &Path,
+    source: &Path,
+    compiler: &str,
+    name: &str,
+    pthread: bool,
+) -> Result<PathBuf, String> {
+    let target = out_dir.join(name);
+    // Built under a private name, then renamed: a concurrent test process never runs half a file.
+    let partial = out_dir.join(format!("{name}.{}", std::process::id()));
+    let mut cc = Command::new(compiler);
+    cc.args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&partial).arg(source);
+    if pthread {
+        cc.arg("-lpthread");
+    }
+    run(&mut cc)?;
     std::fs::rename(&partial, &target)
         .map_err(|e| format!("rename to {}: {e}", target.display()))?;
     Ok(target)

@@ -28,6 +28,12 @@ impl FuseMount {
     // Mounting is a side effect, not a default value.
     #[allow(clippy::new_without_default)]
     pub fn new() -> FuseMount {
+        FuseMount::with_options(&[])
+    }
+
+    /// Like [`FuseMount::new`], with more bindfs arguments (`["-o", "allow_other"]` lets other
+    /// users than root reach the mount).
+    pub fn with_options(options: &[&str]) -> FuseMount {
         if let Err(missing) = check_prerequisites() {
             panic!("cannot make a FUSE mount: {missing}");
         }
@@ -38,6 +44,7 @@ impl FuseMount {
             std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
         }
         let output = Command::new("bindfs")
+            .args(options)
             .arg(&backing)
             .arg(&mount)
             .stdin(Stdio::null())

@@ -16,20 +16,24 @@
 pub mod artifacts;
 pub mod client;
 pub mod daemon;
+pub mod deploy;
+pub mod differential;
 pub mod fuse;
 pub mod masks;
 pub mod remote;
+pub mod script;
 pub mod seqpacket;
 pub mod temp;
 
 use std::time::Duration;
 
-pub use artifacts::{artifacts, Artifacts, Libc};
+pub use artifacts::{artifacts, c_program, Artifacts, Libc};
 pub use client::{Client, EventLine, Line, Stream};
 pub use daemon::{run_fakenotifyd, Daemon, Finished, Status, FAST_CONFIG};
 pub use fuse::FuseMount;
 pub use masks::{mask_from_names, mask_names};
 pub use remote::{append, write, Remote};
+pub use script::ScriptClient;
 pub use temp::TempDir;
 
 pub use fakenotify_proto::inotify::*;
