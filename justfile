@@ -39,6 +39,13 @@ fmt:
 demo:
     scripts/demo.sh
 
+# Benchmark: FakeNotify's polls against the syscall floor and notify's PollWatcher, one table
+# (10k and 100k trees on local disk and behind bindfs; `just bench --huge` adds 1m; needs root)
+bench *args:
+    cargo build --release -p fakenotifyd -p fakenotify-bench
+    cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}
+    {{target}}/release/fakenotify-bench {{args}}
+
 # Optimised build of everything into target/release
 release:
     cargo build --release
@@ -59,3 +66,14 @@ uninstall:
 # Build the scratch image with the static daemon and ctl (docker build, needs a Docker engine)
 docker tag="fakenotify:latest":
     docker build -f deploy/docker/Dockerfile -t {{tag}} .
+
+# Run every fuzz target for SECONDS each (cargo-fuzz on stable via RUSTC_BOOTSTRAP; seeds in fuzz/corpus)
+fuzz seconds="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd fuzz
+    for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+        work=$(mktemp -d)
+        RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$work" "corpus/$target" -- -max_total_time={{seconds}}
+        rm -rf "$work"
+    done

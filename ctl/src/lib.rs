@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod duration;
+pub mod json_check;
 pub mod message;
 pub mod render;
 pub mod transport;

@@ -1,9 +1,14 @@
-//! Replies to control requests. They carry lists, so they use nanoserde's binary format inside
-//! a `ControlReply` record; the same types render as the stable JSON of `--json`.
+//! Replies to control requests, carried as nanoserde JSON inside a `ControlReply` record; the
+//! same types render as the stable JSON of `--json`.
+//!
+//! Not nanoserde's binary format: its decoder sizes vectors from a length read off the wire
+//! (`Vec::with_capacity(len)`), so one corrupt length aborts the reader on allocation. The JSON
+//! decoder grows as it reads; replies are checked well formed first (`json_check`), as it
+//! panics on some malformed text.
 
-use nanoserde::{DeBin, DeJson, SerBin, SerJson};
+use nanoserde::{DeJson, SerJson};
 
-#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct InstanceInfo {
     pub pid: i32,
     pub uid: u32,
@@ -14,7 +19,7 @@ pub struct InstanceInfo {
 }
 
 /// One policy (or the default, path `"(default)"`) and the objects it governs.
-#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct PolicyInfo {
     pub path: String,
     pub interval_ms: u64,
@@ -51,18 +56,20 @@ pub struct PolicyInfo {
     pub backed_off: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct ErrorCount {
     pub kind: String,
     pub count: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, SerBin, DeBin, SerJson, DeJson)]
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct Status {
     pub version: String,
     pub pid: u32,
     pub uptime_ms: u64,
     pub socket: String,
+    /// All instances; `instances` lists the 256 with the most watches.
+    pub instances_total: u64,
     pub instances: Vec<InstanceInfo>,
     pub watches: u64,
     pub objects_polled: u64,
@@ -76,7 +83,7 @@ pub struct Status {
     pub errors: Vec<ErrorCount>,
 }
 
-#[derive(Clone, Debug, PartialEq, SerBin, DeBin)]
+#[derive(Clone, Debug, PartialEq, SerJson, DeJson)]
 pub enum Response {
     Status(Status),
     Policies(Vec<PolicyInfo>),
@@ -90,11 +97,15 @@ pub enum Response {
 
 impl Response {
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.serialize_bin()
+        self.serialize_json().into_bytes()
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Response, String> {
-        Response::deserialize_bin(bytes)
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| "malformed reply from the daemon: not UTF-8".to_string())?;
+        crate::json_check::well_formed(text)
+            .map_err(|e| format!("malformed reply from the daemon: {e}"))?;
+        Response::deserialize_json(text)
             .map_err(|e| format!("malformed reply from the daemon: {e}"))
     }
 }
@@ -127,6 +138,14 @@ mod tests {
         }
         let json = status.serialize_json();
         assert_eq!(Status::deserialize_json(&json).ok(), Some(status));
+    }
+
+    #[test]
+    fn text_that_panicked_nanoserde_is_an_error() {
+        // Found by the control_reply fuzz target: an unknown key cut off after its colon.
+        let found = br#"{"Policies":[[{"path":"/mnt","interval_ms":200,"recuirsve":"#;
+        assert!(Response::from_bytes(found).is_err());
+        assert!(Response::from_bytes(&[b'['; 10_000]).is_err(), "deep nesting");
     }
 
     #[test]

@@ -133,10 +133,7 @@ pub fn status_text(s: &Status) -> String {
     );
     out.push_str(&format!(
         "instances: {}  watches: {}  objects: {} polled, {} kernel\n",
-        s.instances.len(),
-        s.watches,
-        s.objects_polled,
-        s.objects_kernel
+        s.instances_total, s.watches, s.objects_polled, s.objects_kernel
     ));
     out.push_str(&format!(
         "events delivered: {}  overflows: {}  polls: {}  syscalls: {} statx, {} getdents64\n",

@@ -14,6 +14,9 @@ use crate::policy::{Policies, Policy};
 use crate::server::{now, Server};
 use crate::watch::Source;
 
+/// Instances listed in `status` (about 100 bytes of JSON each); all are counted.
+const MAX_LISTED_INSTANCES: usize = 256;
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Auto => "auto",
@@ -200,7 +203,7 @@ impl Server {
     }
 
     fn status(&self) -> Status {
-        let instances: Vec<InstanceInfo> = self
+        let mut instances: Vec<InstanceInfo> = self
             .instances
             .values()
             .map(|i| InstanceInfo {
@@ -212,20 +215,28 @@ impl Server {
                 overflows: i.overflows,
             })
             .collect();
+        let totals = (
+            instances.iter().map(|i| i.watches).sum::<u64>(),
+            instances.iter().map(|i| i.delivered).sum::<u64>(),
+            instances.iter().map(|i| i.overflows).sum::<u64>(),
+            instances.len() as u64,
+        );
+        // The reply must fit one record: the busiest instances are listed, all are counted.
+        instances.sort_by_key(|i| std::cmp::Reverse(i.watches));
+        instances.truncate(MAX_LISTED_INSTANCES);
         let polled = self.objects.iter().filter(|(_, o)| o.is_polled()).count() as u64;
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             uptime_ms: millis(now().saturating_sub(self.started)),
             socket: self.listener.path.display().to_string(),
-            watches: instances.iter().map(|i| i.watches).sum(),
+            instances_total: totals.3,
+            watches: totals.0,
             objects_polled: polled,
             objects_kernel: self.objects.len() as u64 - polled,
             policies: self.policy_infos(true),
-            events_delivered: self.stats.closed_delivered
-                + instances.iter().map(|i| i.delivered).sum::<u64>(),
-            overflows: self.stats.closed_overflows
-                + instances.iter().map(|i| i.overflows).sum::<u64>(),
+            events_delivered: self.stats.closed_delivered + totals.1,
+            overflows: self.stats.closed_overflows + totals.2,
             polls: self.stats.polls,
             syscalls_statx: self.counters.statx,
             syscalls_getdents: self.counters.getdents,
