@@ -30,21 +30,35 @@ impl Daemon {
         let socket = dir.join("fakenotify.sock");
         let log_path = dir.join("daemon.log");
         let log = File::create(&log_path).expect("create the daemon's log file");
-        let child = Command::new(artifacts().fakenotifyd())
-            .arg("start")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("LD_PRELOAD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn fakenotifyd");
+        let child = spawn(&socket, &config, log);
         let mut daemon = Daemon { child: Some(child), socket, log_path, dir };
         daemon.wait_ready();
         daemon
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would end it, and waits for the process to go.
+    /// The socket file stays behind, as after a real crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a new daemon on the same socket and configuration (the log goes on in the same
+    /// file) once this one is gone ([`Daemon::kill`], [`Daemon::stop`]); waits until it serves.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                panic!("restart: fakenotifyd (pid {}) is still running", child.id());
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("reopen the daemon's log file");
+        self.child = Some(spawn(&self.socket, &self.dir.join("config.toml"), log));
+        self.wait_ready();
     }
 
     /// A daemon with [`FAST_CONFIG`].
@@ -162,6 +176,22 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// `fakenotifyd start --socket SOCKET --config CONFIG`, its stderr to `log`.
+fn spawn(socket: &Path, config: &Path, log: File) -> Child {
+    Command::new(artifacts().fakenotifyd())
+        .arg("start")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--config")
+        .arg(config)
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn fakenotifyd")
 }
 
 /// The outcome of a `fakenotifyd` run that ends by itself.
