@@ -140,8 +140,7 @@ pub fn attribute_change(
     is_dir: bool,
     unsettled: bool,
 ) -> (u32, bool) {
-    let owner_or_mode =
-        before.mode != after.mode || before.uid != after.uid || before.gid != after.gid;
+    let owner_or_mode = before.owner != after.owner;
     if is_dir {
         // A directory's times and size change with its contents; the kernel reports neither.
         return (if owner_or_mode { IN_ATTRIB } else { 0 }, false);
@@ -150,7 +149,7 @@ pub fn attribute_change(
         return (IN_MODIFY, true);
     }
     let mut mask = 0;
-    if owner_or_mode || before.ctime_ns != after.ctime_ns || before.nlink != after.nlink {
+    if owner_or_mode || before.change != after.change {
         mask |= IN_ATTRIB;
     }
     if unsettled {
@@ -216,12 +215,8 @@ mod tests {
     fn snap(entries: &[E]) -> Snapshot {
         let mut b = SnapshotBuilder::default();
         for E(name, ino, dir, stat) in entries {
-            let stat = stat.map(|(mtime_ns, size, mode)| EntryStat {
-                mtime_ns,
-                size,
-                mode,
-                ctime_ns: mtime_ns,
-                ..Default::default()
+            let stat = stat.map(|(mtime_ns, size, mode)| {
+                EntryStat::new(mtime_ns, mtime_ns, size, mode, 1, 0, 0)
             });
             b.push(name.as_bytes(), *ino, *dir, stat);
         }

@@ -78,15 +78,15 @@ fn nanos(ts: rustix::fs::StatxTimestamp) -> i64 {
 }
 
 pub fn entry_stat(st: &Statx) -> EntryStat {
-    EntryStat {
-        mtime_ns: nanos(st.stx_mtime),
-        ctime_ns: nanos(st.stx_ctime),
-        size: st.stx_size,
-        mode: u32::from(st.stx_mode),
-        nlink: st.stx_nlink,
-        uid: st.stx_uid,
-        gid: st.stx_gid,
-    }
+    EntryStat::new(
+        nanos(st.stx_mtime),
+        nanos(st.stx_ctime),
+        st.stx_size,
+        u32::from(st.stx_mode),
+        st.stx_nlink,
+        st.stx_uid,
+        st.stx_gid,
+    )
 }
 
 pub fn dir_stamp(st: &Statx) -> DirStamp {
