@@ -106,7 +106,9 @@ impl Parser<'_> {
                 Some(b'\\') => {
                     self.at += 1;
                     match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 1,
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.at += 1
+                        }
                         Some(b'u') => {
                             self.at += 1;
                             for _ in 0..4 {
@@ -173,7 +175,8 @@ mod tests {
 
     #[test]
     fn accepts_documents() {
-        for text in [r#"{"a":[1,-2.5e3,true,false,null,"x\"\u00e9"]}"#, "[]", " {} ", r#""s""#, "0"] {
+        for text in [r#"{"a":[1,-2.5e3,true,false,null,"x\"\u00e9"]}"#, "[]", " {} ", r#""s""#, "0"]
+        {
             assert_eq!(well_formed(text), Ok(()), "{text}");
         }
     }

@@ -56,6 +56,16 @@ pub struct PolicyInfo {
     pub backed_off: u64,
 }
 
+/// A poll running for more than a second: a slow or hung mount.
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
+pub struct SlowScan {
+    /// The device number, as `stat` prints it in hex.
+    pub device: String,
+    /// The directory being polled.
+    pub path: String,
+    pub running_ms: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct ErrorCount {
     pub kind: String,
@@ -81,11 +91,13 @@ pub struct Status {
     pub syscalls_statx: u64,
     pub syscalls_getdents: u64,
     pub errors: Vec<ErrorCount>,
+    /// Mounts whose scanner has been busy with one poll for over a second.
+    pub slow_scans: Vec<SlowScan>,
 }
 
 #[derive(Clone, Debug, PartialEq, SerJson, DeJson)]
 pub enum Response {
-    Status(Status),
+    Status(Box<Status>),
     Policies(Vec<PolicyInfo>),
     /// Done, with a one-line summary.
     Done(String),
@@ -128,7 +140,7 @@ mod tests {
             ..Default::default()
         };
         for response in [
-            Response::Status(status.clone()),
+            Response::Status(Box::new(status.clone())),
             Response::Policies(status.policies.clone()),
             Response::Done("added".into()),
             Response::Denied("no".into()),

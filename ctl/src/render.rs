@@ -167,6 +167,13 @@ pub fn status_text(s: &Status) -> String {
             ));
         }
     }
+    if !s.slow_scans.is_empty() {
+        out.push_str("\nslow or hung mounts (a poll still running):\n");
+        for scan in &s.slow_scans {
+            let since = format_duration(std::time::Duration::from_millis(scan.running_ms.max(1)));
+            out.push_str(&format!("  device {}: {} for {since}\n", scan.device, scan.path));
+        }
+    }
     if !s.errors.is_empty() {
         out.push_str("\nerrors:\n");
         for e in &s.errors {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fakenotify_ctl::message::{ErrorCount, InstanceInfo, PolicyInfo, Response, Status};
+use fakenotify_ctl::message::{ErrorCount, InstanceInfo, PolicyInfo, Response, SlowScan, Status};
 use fakenotify_proto::control::{ControlRequest, WireMode};
 
 use crate::config::{AttrCache, Mode, WatchPolicy};
@@ -51,7 +51,7 @@ impl Server {
             ));
         }
         match request {
-            ControlRequest::Status => Response::Status(self.status()),
+            ControlRequest::Status => Response::Status(Box::new(self.status())),
             ControlRequest::List => Response::Policies(self.policy_infos(false)),
             ControlRequest::Add { path, interval_ms, recursive, mode } => {
                 let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
@@ -240,6 +240,15 @@ impl Server {
             polls: self.stats.polls,
             syscalls_statx: self.counters.statx,
             syscalls_getdents: self.counters.getdents,
+            slow_scans: self
+                .slow_scans()
+                .into_iter()
+                .map(|(dev, path, running)| SlowScan {
+                    device: format!("{dev:x}"),
+                    path,
+                    running_ms: millis(running),
+                })
+                .collect(),
             errors: self
                 .stats
                 .errors

@@ -20,6 +20,7 @@ mod pacing;
 mod policy;
 mod poller;
 mod scan;
+mod scanner;
 mod schedule;
 mod sd_notify;
 mod server;

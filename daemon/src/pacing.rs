@@ -248,10 +248,8 @@ mod tests {
             subscribers: Vec::new(),
             source: Source::Polled(PollState {
                 fd,
-                snapshot: Default::default(),
-                stamp: Default::default(),
-                own: Default::default(),
-                own_unsettled: false,
+                scan: None,
+                dispatched: None,
                 generation: 1,
                 pace: Pace::estimate(0, false),
             }),

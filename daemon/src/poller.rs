@@ -12,7 +12,7 @@ use rustix::io::Errno;
 use crate::diff::{self, Change};
 use crate::pacing::Pace;
 use crate::scan::{self, ScanCounters};
-use crate::watch::{PollState, Source, WatchedObject};
+use crate::watch::{PollState, ScanState, Source, WatchedObject};
 
 pub enum PollOutcome {
     /// Nothing to report.
@@ -52,10 +52,13 @@ pub fn baseline(
     let snapshot_len = snapshot.len();
     Ok(PollState {
         fd,
-        snapshot,
-        stamp: scan::dir_stamp(&st),
-        own: scan::entry_stat(&st),
-        own_unsettled: false,
+        scan: Some(ScanState {
+            snapshot,
+            stamp: scan::dir_stamp(&st),
+            own: scan::entry_stat(&st),
+            own_unsettled: false,
+        }),
+        dispatched: None,
         generation,
         pace: Pace::estimate(snapshot_len, with_stats),
     })
@@ -72,10 +75,23 @@ pub fn poll(
     let needs_stats = want_stats || object.needs_stats();
     let force_sync = object.governance.force_sync;
     let is_dir = object.is_dir;
-    let Source::Polled(state) = &mut object.source else {
+    let Source::Polled(PollState { fd, scan: Some(state), .. }) = &mut object.source else {
         return PollOutcome::Unchanged;
     };
-    let fd = state.fd.as_fd();
+    poll_state(fd.as_fd(), state, is_dir, needs_stats, force_sync, buf, counters)
+}
+
+/// One poll of the object behind `fd` against its last state `state`, which it updates. Needs
+/// nothing but its arguments, so a scanner thread can run it.
+pub fn poll_state(
+    fd: std::os::fd::BorrowedFd<'_>,
+    state: &mut ScanState,
+    is_dir: bool,
+    needs_stats: bool,
+    force_sync: bool,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    counters: &mut ScanCounters,
+) -> PollOutcome {
     let st = match scan::stat_object(fd, force_sync, counters) {
         Ok(st) if st.stx_nlink == 0 => return PollOutcome::Gone,
         Ok(st) => st,

@@ -30,16 +30,6 @@ impl ScanCounters {
         self.statx + self.getdents
     }
 
-    /// What happened between `earlier` and `self`.
-    pub fn since(&self, earlier: &ScanCounters) -> ScanCounters {
-        ScanCounters {
-            statx: self.statx - earlier.statx,
-            getdents: self.getdents - earlier.getdents,
-            compared: self.compared - earlier.compared,
-            changes: self.changes - earlier.changes,
-        }
-    }
-
     pub fn add(&mut self, other: &ScanCounters) {
         self.statx += other.statx;
         self.getdents += other.getdents;

@@ -33,10 +33,11 @@ use crate::pacing::Pacing;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
 use crate::scan::ScanCounters;
+use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
-use crate::watch::{Source, Subscriber, WatchedObject, STAT_EVENTS};
+use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
 use crate::wire::{self, RecvError};
 
 const TOKEN_SHIFT: u32 = 56;
@@ -46,6 +47,10 @@ const SIGNALS: u64 = 3 << TOKEN_SHIFT;
 const KERNEL: u64 = 4 << TOKEN_SHIFT;
 const CONNECTION: u64 = 5 << TOKEN_SHIFT;
 const INSTANCE: u64 = 6 << TOKEN_SHIFT;
+const SCANNED: u64 = 7 << TOKEN_SHIFT;
+
+/// A poll running longer than this is reported in `status` as a slow or hung mount.
+const SLOW_SCAN: Duration = Duration::from_secs(1);
 const ID_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 
 /// A short-lived request connection and the credentials of its peer.
@@ -86,6 +91,7 @@ pub struct Server {
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
     moves: MoveTracker,
+    scanners: Scanners,
     /// Held open so that, out of fds, a connection can still be accepted and closed.
     spare_fd: Option<OwnedFd>,
     pub(crate) running: bool,
@@ -172,6 +178,9 @@ impl Server {
             .map_err(fail("epoll_ctl signalfd"))?;
         epoll::add(&epoll, kernel.fd(), EventData::new_u64(KERNEL), watch_in)
             .map_err(fail("epoll_ctl inotify"))?;
+        let scanners = Scanners::new().map_err(fail("eventfd"))?;
+        epoll::add(&epoll, scanners.wake_fd(), EventData::new_u64(SCANNED), watch_in)
+            .map_err(fail("epoll_ctl eventfd"))?;
         let policies = resolve_policies(&config);
         Ok(Server {
             epoll,
@@ -195,6 +204,7 @@ impl Server {
             list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
+            scanners,
             spare_fd: spare_fd(),
             running: true,
             started: now(),
@@ -226,6 +236,7 @@ impl Server {
                     KERNEL => self.forward_kernel_events(),
                     CONNECTION => self.serve_connection((token & ID_MASK) as usize),
                     INSTANCE => self.on_instance_ready(token & ID_MASK, flags),
+                    SCANNED => self.on_scanned(),
                     _ => {}
                 }
             }
@@ -778,11 +789,14 @@ impl Server {
         self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
         while let Some(slot) = self.schedule.pop_due(start) {
             let Some(object) = self.objects.get_mut(slot.object) else { continue };
-            let live = matches!(
-                &object.source,
-                Source::Polled(state) if state.generation == slot.generation
-            );
-            if !live {
+            let Source::Polled(state) = &object.source else { continue };
+            if state.generation != slot.generation {
+                continue;
+            }
+            if state.scan.is_none() {
+                // An out-of-turn poll is in flight: this one comes round again.
+                let interval = object.governance.interval;
+                self.schedule.at(slot, start + interval);
                 continue;
             }
             // Over its group's budget, the poll waits for its turn.
@@ -790,26 +804,127 @@ impl Server {
                 self.schedule.at(slot, turn);
                 continue;
             }
-            let before = self.counters;
-            let began = now();
-            self.poll_object(slot.object, false);
-            let finished = now();
-            let spent = self.counters.since(&before);
-            self.stats.polls += 1;
-            if let Some(object) = self.objects.get_mut(slot.object) {
-                let index = object.governance.policy.unwrap_or(self.policies.list.len());
-                if let Some(figures) = self.stats.per_policy.get_mut(index) {
-                    let took = finished.saturating_sub(began);
-                    figures.polls += 1;
-                    figures.last = took;
-                    figures.worst = figures.worst.max(took);
-                    figures.time += took;
-                    figures.scan.add(&spent);
-                }
-                let next = self.pacing.after_poll(object, &spent, finished);
-                self.schedule.at(slot, next);
+            self.dispatch(slot.object, true);
+        }
+    }
+
+    /// Hands a poll of `id` to its device's scanner thread. A scheduled poll is rescheduled
+    /// when its result comes back ([`Server::on_scanned`]).
+    fn dispatch(&mut self, id: usize, scheduled: bool) {
+        let Some(object) = self.objects.get_mut(id) else { return };
+        let needs_stats = object.needs_stats();
+        let (dev, is_dir, force_sync) = (object.id.0, object.is_dir, object.governance.force_sync);
+        let Source::Polled(state) = &mut object.source else { return };
+        let Ok(fd) = state.fd.try_clone() else {
+            warn!("poll {}: no fd left to hand to the scanner", object.path);
+            self.stats.error("poll: out of file descriptors");
+            let next = now() + object.governance.interval;
+            if scheduled {
+                self.schedule.at(Slot { object: id, generation: state.generation }, next);
+            }
+            return;
+        };
+        let Some(scan) = state.scan.take() else { return };
+        let job = ScanJob {
+            object: id,
+            generation: state.generation,
+            scheduled,
+            fd,
+            is_dir,
+            needs_stats,
+            force_sync,
+            state: scan,
+        };
+        state.dispatched = Some(now());
+        if let Err(job) = self.scanners.dispatch(dev, job) {
+            // No thread: the state comes back and the poll is retried at the next interval.
+            state.scan = Some(job.state);
+            state.dispatched = None;
+            if scheduled {
+                let next = now() + object.governance.interval;
+                self.schedule.at(Slot { object: id, generation: state.generation }, next);
             }
         }
+    }
+
+    /// Takes back the finished polls: their state, their counters, their changes.
+    fn on_scanned(&mut self) {
+        for result in self.scanners.drain() {
+            let id = result.object;
+            let Some(object) = self.objects.get_mut(id) else { continue };
+            let Source::Polled(state) = &mut object.source else { continue };
+            if state.generation != result.generation {
+                // The object went and its slot was reused while the poll was in flight.
+                continue;
+            }
+            state.scan = Some(result.state);
+            state.dispatched = None;
+            self.counters.add(&result.counters);
+            let finished = now();
+            if result.scheduled {
+                self.stats.polls += 1;
+                let index = object.governance.policy.unwrap_or(self.policies.list.len());
+                if let Some(figures) = self.stats.per_policy.get_mut(index) {
+                    figures.polls += 1;
+                    figures.last = result.took;
+                    figures.worst = figures.worst.max(result.took);
+                    figures.time += result.took;
+                    figures.scan.add(&result.counters);
+                }
+                let generation = result.generation;
+                let next = self.pacing.after_poll(object, &result.counters, finished);
+                self.schedule.at(Slot { object: id, generation }, next);
+            }
+            let path = object.path.clone();
+            self.take_outcome(id, &path, result.outcome);
+        }
+    }
+
+    /// Delivers what a poll found and starts the out-of-turn polls that rename pairing asks.
+    fn take_outcome(&mut self, id: usize, path: &str, outcome: PollOutcome) {
+        let changes = match outcome {
+            PollOutcome::Unchanged => Vec::new(),
+            PollOutcome::Changes(changes) => changes,
+            PollOutcome::Gone => return self.object_gone(id),
+            PollOutcome::Failed { op, errno } => {
+                warn!("poll {path}: {op}: {errno}");
+                self.stats.error(format!("poll {op}: {errno}"));
+                Vec::new()
+            }
+        };
+        for source in self.settle(id, changes) {
+            let idle = matches!(
+                self.objects.get(source).map(|o| &o.source),
+                Some(Source::Polled(state)) if state.scan.is_some()
+            );
+            if idle {
+                self.dispatch(source, false);
+            }
+        }
+    }
+
+    /// Polls currently running longer than `SLOW_SCAN`, oldest first per device: a mount that
+    /// stopped answering shows here (`status`) until its scanner thread comes back.
+    pub(crate) fn slow_scans(&self) -> Vec<(u64, String, Duration)> {
+        let now = now();
+        let mut oldest: HashMap<u64, (String, Duration)> = HashMap::new();
+        for (_, object) in self.objects.iter() {
+            let Source::Polled(PollState { dispatched: Some(at), .. }) = &object.source else {
+                continue;
+            };
+            let running = now.saturating_sub(*at);
+            if running < SLOW_SCAN {
+                continue;
+            }
+            let entry = oldest.entry(object.id.0).or_insert((object.path.clone(), running));
+            if running > entry.1 {
+                *entry = (object.path.clone(), running);
+            }
+        }
+        let mut list: Vec<(u64, String, Duration)> =
+            oldest.into_iter().map(|(dev, (path, running))| (dev, path, running)).collect();
+        list.sort();
+        list
     }
 
     /// The first poll of a new polled object, spread over its interval (stretched when its
@@ -822,34 +937,13 @@ impl Server {
         }
     }
 
-    /// Polls `id`, then any directory a held rename half waits for (see `moves`), each once.
+    /// Polls `id` at once, on the event loop's thread: used when a subscriber that needs
+    /// attributes joins, to deliver pending changes and take a baseline with attributes.
     fn poll_object(&mut self, id: usize, want_stats: bool) {
-        let mut queue = vec![id];
-        let mut polled = Vec::new();
-        while let Some(next) = queue.pop() {
-            polled.push(next);
-            let Some(object) = self.objects.get_mut(next) else { continue };
-            let want = want_stats && next == id;
-            let changes = match poller::poll(object, want, &mut self.list_buf, &mut self.counters) {
-                PollOutcome::Unchanged => Vec::new(),
-                PollOutcome::Changes(changes) => changes,
-                PollOutcome::Gone => {
-                    self.object_gone(next);
-                    continue;
-                }
-                PollOutcome::Failed { op, errno } => {
-                    warn!("poll {}: {op}: {errno}", object.path);
-                    self.stats.error(format!("poll {op}: {errno}"));
-                    Vec::new()
-                }
-            };
-            let settled = self.settle(next, changes);
-            for source in settled {
-                if !polled.contains(&source) && !queue.contains(&source) {
-                    queue.push(source);
-                }
-            }
-        }
+        let Some(object) = self.objects.get_mut(id) else { return };
+        let outcome = poller::poll(object, want_stats, &mut self.list_buf, &mut self.counters);
+        let path = object.path.clone();
+        self.take_outcome(id, &path, outcome);
     }
 
     /// Pairs renames across polled directories of one device, delivers what is settled, and
@@ -871,7 +965,9 @@ impl Server {
         let mut elsewhere: HashMap<u64, usize> = HashMap::new();
         if !created.is_empty() {
             for &other in &others {
-                let Some(Source::Polled(state)) = self.objects.get(other).map(|o| &o.source) else {
+                let Some(Source::Polled(PollState { scan: Some(state), .. })) =
+                    self.objects.get(other).map(|o| &o.source)
+                else {
                     continue;
                 };
                 for entry in state.snapshot.entries().iter().filter(|e| created.contains(&e.ino)) {
@@ -933,7 +1029,7 @@ impl Server {
         self.release_held(id);
         let Some(object) = self.objects.get(id) else { return };
         let mut changes = Vec::new();
-        if let Source::Polled(state) = &object.source {
+        if let Source::Polled(PollState { scan: Some(state), .. }) = &object.source {
             for entry in state.snapshot.entries() {
                 let isdir = if entry.is_dir { IN_ISDIR } else { 0 };
                 changes.push(Change {

@@ -28,14 +28,23 @@ impl Subscriber {
 /// Events that need attributes compared between polls.
 pub const STAT_EVENTS: u32 = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE;
 
-/// The last state seen of a polled object, and the client's fd it is polled through.
-pub struct PollState {
-    pub fd: OwnedFd,
+/// What a poll compares against: the last state seen of a polled object. It moves to the
+/// device's scanner thread while a poll is in flight.
+pub struct ScanState {
     pub snapshot: Snapshot,
     pub stamp: DirStamp,
     /// Attributes of the object itself (for watches on files).
     pub own: EntryStat,
     pub own_unsettled: bool,
+}
+
+/// A polled object: the client's fd it is polled through, its last state and its pacing.
+pub struct PollState {
+    pub fd: OwnedFd,
+    /// `None` while a scanner thread polls the object.
+    pub scan: Option<ScanState>,
+    /// When the poll in flight was handed to the scanner.
+    pub dispatched: Option<std::time::Duration>,
     pub generation: u64,
     pub pace: Pace,
 }
