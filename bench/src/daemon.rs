@@ -70,7 +70,7 @@ impl Daemon {
 
     fn try_status(&self) -> Option<Status> {
         match Connection::connect(&self.socket).ok()?.control(&ControlRequest::Status).ok()? {
-            Response::Status(status) => Some(status),
+            Response::Status(status) => Some(*status),
             _ => None,
         }
     }
