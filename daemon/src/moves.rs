@@ -131,6 +131,13 @@ impl MoveTracker {
         out
     }
 
+    /// Whether a poll of `object` settles something held: a delete it held, or a create that
+    /// waits for it. A poll that found nothing settles nothing else.
+    pub fn waits_on(&self, object: usize) -> bool {
+        self.deletes.iter().any(|w| w.object == object)
+            || self.creates.iter().any(|w| w.source == object)
+    }
+
     /// The object is no longer polled: what it held back is delivered as it was.
     pub fn release(&mut self, object: usize) -> Vec<Delivery> {
         let (deletes, kept): (Vec<_>, Vec<_>) =
@@ -228,8 +235,10 @@ mod tests {
         let polled = t.settle(1, 7, vec![change(IN_DELETE, "gone", 9)], &ctx, &mut cookie);
         assert_eq!(names(&polled), [(2, IN_CREATE, 0, "link".into())]);
         // The delete is final at directory 1's next poll.
+        assert!(t.waits_on(1) && !t.waits_on(2));
         let next = t.settle(1, 7, vec![], &ctx, &mut cookie);
         assert_eq!(names(&next), [(1, IN_DELETE, 0, "gone".into())]);
+        assert!(!t.waits_on(1), "an empty poll that settles nothing may skip settle");
     }
 
     #[test]

@@ -949,6 +949,10 @@ impl Server {
     /// Pairs renames across polled directories of one device, delivers what is settled, and
     /// returns the directories to poll at once.
     fn settle(&mut self, id: usize, changes: Vec<Change>) -> Vec<usize> {
+        if changes.is_empty() && !self.moves.waits_on(id) {
+            // The common poll: nothing found, nothing held. No walk over the other objects.
+            return Vec::new();
+        }
         let Some(object) = self.objects.get(id) else { return Vec::new() };
         let dev = object.id.0;
         let others: Vec<usize> = self
