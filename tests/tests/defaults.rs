@@ -1,0 +1,64 @@
+//! `fakenotifyd start` with no flags and no configuration file serves on the built-in defaults:
+//! `/run/fakenotify/fakenotify.sock` in a 0755 directory, the socket 0666, every remote mount
+//! polled at the default interval; the ctl finds it without being told where.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fakenotify_tests::*;
+
+const DEFAULT_SOCKET: &str = "/run/fakenotify/fakenotify.sock";
+
+#[test]
+fn start_without_flags_serves_on_the_default_socket() {
+    assert!(
+        !Path::new("/etc/fakenotify/config.toml").exists(),
+        "this test needs the built-in defaults: /etc/fakenotify/config.toml exists"
+    );
+    let socket = Path::new(DEFAULT_SOCKET);
+    assert!(
+        seqpacket::connect(socket).is_err(),
+        "a daemon already serves {DEFAULT_SOCKET}; stop it to run this test"
+    );
+    let mut daemon = Command::new(artifacts().fakenotifyd())
+        .arg("start")
+        .env_remove("FAKENOTIFY_SOCKET")
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fakenotifyd start");
+    let deadline = Instant::now() + WAIT;
+    while seqpacket::connect(socket).is_err() {
+        if let Some(status) = daemon.try_wait().expect("wait") {
+            panic!("fakenotifyd start exited ({status}) instead of serving {DEFAULT_SOCKET}");
+        }
+        assert!(Instant::now() < deadline, "nothing serves {DEFAULT_SOCKET}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(socket.parent().expect("socket dir")), 0o755);
+    assert_eq!(mode(socket), 0o666);
+
+    let status = Command::new(artifacts().fakenotify_ctl())
+        .args(["status", "--json"])
+        .env_remove("FAKENOTIFY_SOCKET")
+        .output()
+        .expect("run fakenotify-ctl status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "ctl finds the default socket: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(text.contains("\"interval_ms\":5000"), "the default interval is 5 s: {text}");
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let exit = daemon.wait().expect("wait for fakenotifyd");
+    assert!(exit.success(), "SIGTERM ends it with 0: {exit}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
