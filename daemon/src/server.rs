@@ -1134,18 +1134,18 @@ fn spare_fd() -> Option<OwnedFd> {
 }
 
 /// The client sends `O_PATH` fds; listing a directory needs one opened for reading. Reopening
-/// through `/proc/self/fd` reaches the very inode the client opened, after the client's own
-/// permission check.
+/// `.` relative to the fd (or, failing that, through `/proc/self/fd`) reaches the very inode the
+/// client opened, after the client's own permission check.
 fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
     if !is_dir {
         return fd.try_clone().map_err(|_| Errno::MFILE);
     }
-    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-    rustix::fs::open(
-        path.as_str(),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+    rustix::fs::openat(fd, c".", flags, rustix::fs::Mode::empty()).or_else(|_| {
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        rustix::fs::open(path.as_str(), flags, rustix::fs::Mode::empty())
+    })
 }
 
 pub(crate) fn resolve_policies(config: &Config) -> Policies {
