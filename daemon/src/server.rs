@@ -71,6 +71,8 @@ pub struct Server {
     epoll: OwnedFd,
     pub(crate) listener: Listener,
     timer: OwnedFd,
+    /// The deadline the timer is armed for.
+    armed: Option<Duration>,
     signals: Signals,
     kernel: KernelWatches,
     connections: Slab<Connection>,
@@ -186,6 +188,7 @@ impl Server {
             epoll,
             listener,
             timer,
+            armed: None,
             signals,
             kernel,
             connections: Slab::default(),
@@ -310,23 +313,31 @@ impl Server {
         }
     }
 
-    fn arm_timer(&self) {
+    /// Arms the timer for the next deadline, an absolute monotonic time; a syscall only when
+    /// the deadline moved (most loop turns, a request served for one, leave it as it is).
+    fn arm_timer(&mut self) {
         let next = match (self.schedule.next_deadline(), self.next_idle_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if next == self.armed {
+            return;
+        }
         let value = match next {
+            // A zero value would disarm; any deadline in the past fires at once.
             Some(deadline) => {
-                let wait = deadline.saturating_sub(now()).max(Duration::from_nanos(1));
-                Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: i64::from(wait.subsec_nanos()) }
+                let at = deadline.max(Duration::from_nanos(1));
+                Timespec { tv_sec: at.as_secs() as i64, tv_nsec: i64::from(at.subsec_nanos()) }
             }
             None => Timespec { tv_sec: 0, tv_nsec: 0 },
         };
         let spec = Itimerspec { it_interval: Timespec { tv_sec: 0, tv_nsec: 0 }, it_value: value };
-        if let Err(errno) =
-            rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec)
-        {
-            error!("timerfd_settime: {errno}");
+        match rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::ABSTIME, &spec) {
+            Ok(_) => self.armed = next,
+            Err(errno) => {
+                self.armed = None;
+                error!("timerfd_settime: {errno}");
+            }
         }
     }
 
@@ -784,6 +795,8 @@ impl Server {
         let mut expirations = [0u8; 8];
         // The count is not needed: the schedule says what is due.
         let _ = rustix::io::read(&self.timer, &mut expirations);
+        // It fired, so it is disarmed: the next turn arms it whatever the deadline.
+        self.armed = None;
         self.close_idle_connections();
         let start = now();
         self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
