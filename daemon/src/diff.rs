@@ -118,7 +118,9 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
         let (entry, name) = (&olds[o], new.name(&news[n]));
         let stats = if compare_stats { old.stat(o).zip(new.stat(n)) } else { None };
         let (mask, still_unsettled) = match stats {
-            Some((before, after)) => attribute_change(before, after, entry.is_dir, entry.unsettled),
+            Some((before, after)) => {
+                attribute_change(before, after, entry.is_dir, entry.unsettled, false)
+            }
             None => (0, entry.unsettled),
         };
         for kind in one_kind_each(mask) {
@@ -134,11 +136,16 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
 }
 
 /// The events for an entry kept under the same name, and whether a write is still in progress.
+///
+/// `own` says whether the stat is of a watched object itself rather than of an entry in a
+/// watched directory: a change of link count or ctime alone (a hard link made or removed) is
+/// IN_ATTRIB for a watch on the inode, but the kernel tells the parent's watch nothing.
 pub fn attribute_change(
     before: &EntryStat,
     after: &EntryStat,
     is_dir: bool,
     unsettled: bool,
+    own: bool,
 ) -> (u32, bool) {
     let owner_or_mode = before.owner != after.owner;
     if is_dir {
@@ -149,7 +156,7 @@ pub fn attribute_change(
         return (IN_MODIFY, true);
     }
     let mut mask = 0;
-    if owner_or_mode || before.change != after.change {
+    if owner_or_mode || (own && before.change != after.change) {
         mask |= IN_ATTRIB;
     }
     if unsettled {

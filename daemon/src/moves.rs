@@ -49,6 +49,11 @@ pub struct Context<'a> {
     pub elsewhere: &'a HashMap<u64, usize>,
 }
 
+/// The same inode of the same kind: a file never pairs with a directory that reused its inode.
+fn same_inode(a: &Change, b: &Change) -> bool {
+    a.ino == b.ino && (a.mask & IN_ISDIR) == (b.mask & IN_ISDIR)
+}
+
 fn moved(change: &Change, kind: u32, cookie: u32) -> Change {
     Change { mask: kind | (change.mask & IN_ISDIR), pair: cookie, ..change.clone() }
 }
@@ -72,11 +77,21 @@ impl MoveTracker {
         out.deliveries.extend(done.into_iter().map(|w| Delivery { object, change: w.change }));
         let mut local_cookies: HashMap<u32, u32> = HashMap::new();
         for mut change in changes {
+            // A delete held from this poll goes out before any later event for the same name,
+            // so that replaying the stream never removes the new entry.
+            while let Some(i) = self.deletes.iter().position(|w| {
+                w.object == object && !change.name.is_empty() && w.change.name == change.name
+            }) {
+                let held = self.deletes.remove(i);
+                out.deliveries.push(Delivery { object, change: held.change });
+            }
             let kind = change.mask & !IN_ISDIR;
             if kind == IN_DELETE && change.ino != 0 {
-                if let Some(i) =
-                    self.creates.iter().position(|w| w.dev == dev && w.change.ino == change.ino)
-                {
+                let create = self
+                    .creates
+                    .iter()
+                    .position(|w| w.dev == dev && same_inode(&w.change, &change));
+                if let Some(i) = create {
                     let create = self.creates.remove(i);
                     let c = cookie();
                     out.deliveries
@@ -93,10 +108,9 @@ impl MoveTracker {
                 continue;
             }
             if kind == IN_CREATE && change.ino != 0 {
-                let pending = self
-                    .deletes
-                    .iter()
-                    .position(|w| w.dev == dev && w.object != object && w.change.ino == change.ino);
+                let pending = self.deletes.iter().position(|w| {
+                    w.dev == dev && w.object != object && same_inode(&w.change, &change)
+                });
                 if let Some(i) = pending {
                     let delete = self.deletes.remove(i);
                     let c = cookie();
@@ -254,6 +268,33 @@ mod tests {
         let other_dev = t.settle(2, 8, vec![change(IN_CREATE, "y", 4)], &held, &mut cookie);
         assert_eq!(names(&other_dev), [(2, IN_CREATE, 0, "y".into())]);
         assert_eq!(t.release(1).len(), 1);
+    }
+
+    #[test]
+    fn a_file_never_pairs_with_a_directory() {
+        let mut t = MoveTracker::default();
+        let none = HashMap::new();
+        let ctx = Context { hold_deletes: true, elsewhere: &none };
+        let mut cookie = counter();
+        t.settle(1, 7, vec![change(IN_DELETE, "f7", 42)], &ctx, &mut cookie);
+        let out = t.settle(3, 7, vec![change(IN_CREATE | IN_ISDIR, "s1", 42)], &ctx, &mut cookie);
+        assert_eq!(names(&out), [(3, IN_CREATE | IN_ISDIR, 0, "s1".into())]);
+    }
+
+    #[test]
+    fn a_held_delete_goes_out_before_a_create_of_the_same_name() {
+        let mut t = MoveTracker::default();
+        let none = HashMap::new();
+        let ctx = Context { hold_deletes: true, elsewhere: &none };
+        let mut cookie = counter();
+        let out = t.settle(
+            2,
+            7,
+            vec![change(IN_DELETE, "f3", 40), change(IN_CREATE, "f3", 41)],
+            &ctx,
+            &mut cookie,
+        );
+        assert_eq!(names(&out), [(2, IN_DELETE, 0, "f3".into()), (2, IN_CREATE, 0, "f3".into())]);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
 
+use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
+
 use crate::diff::{self, Change};
 use crate::pacing::Pace;
 use crate::scan::{self, ScanCounters};
@@ -101,7 +103,7 @@ pub fn poll_state(
     if !is_dir {
         let own = scan::entry_stat(&st);
         let (mask, unsettled) =
-            diff::attribute_change(&state.own, &own, false, state.own_unsettled);
+            diff::attribute_change(&state.own, &own, false, state.own_unsettled, true);
         state.own = own;
         state.own_unsettled = unsettled;
         counters.compared += 1;
@@ -117,6 +119,14 @@ pub fn poll_state(
         };
     }
     let stamp = scan::dir_stamp(&st);
+    // The directory's own mode or owner: IN_ATTRIB|IN_ISDIR on its own wd.
+    let own = scan::entry_stat(&st);
+    let (own_mask, _) = diff::attribute_change(&state.own, &own, true, false, true);
+    state.own = own;
+    let mut changes: Vec<Change> = Vec::new();
+    if own_mask != 0 {
+        changes.push(Change { mask: IN_ATTRIB | IN_ISDIR, ..Change::default() });
+    }
     let listing_changed = stamp != state.stamp || (needs_stats && !state.snapshot.has_stats());
     let restated = if !listing_changed && needs_stats {
         match scan::restat(fd, &state.snapshot, force_sync, counters) {
@@ -136,9 +146,10 @@ pub fn poll_state(
                 Err(errno) => return PollOutcome::Failed { op: "getdents64", errno },
             }
         }
-        None => return PollOutcome::Unchanged,
+        None if changes.is_empty() => return PollOutcome::Unchanged,
+        None => return PollOutcome::Changes(changes),
     };
-    let changes = diff::diff(&state.snapshot, &mut new);
+    changes.extend(diff::diff(&state.snapshot, &mut new));
     counters.compared += new.len() as u64;
     counters.changes += changes.len() as u64;
     state.snapshot = new;

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fakenotify_proto::inotify::{
-    IN_ALL_EVENTS, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MASK_ADD,
-    IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+    watch_mask_is_valid, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,
+    IN_MASK_ADD, IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -546,7 +546,7 @@ impl Server {
 
     fn add_watch(&mut self, uid: u32, mask: u32, fds: &[OwnedFd]) -> Reply {
         let [app_end, object_fd] = fds else { return reply(Errno::INVAL) };
-        if mask & IN_ALL_EVENTS == 0 || (mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0) {
+        if !watch_mask_is_valid(mask) {
             return reply(Errno::INVAL);
         }
         let Some(key) = self.instance_key(app_end) else { return reply(Errno::INVAL) };
@@ -571,13 +571,7 @@ impl Server {
         }
         let id = match existing {
             Some(id) => {
-                if mask & STAT_EVENTS != 0
-                    && self.objects.get(id).is_some_and(|o| o.is_polled() && !o.needs_stats())
-                {
-                    // Bring pending changes to the current subscribers and take a baseline
-                    // with attributes before the new subscriber joins.
-                    self.poll_object(id, true);
-                }
+                self.poll_before_joining(id, mask);
                 id
             }
             None => match self.create_object(object_fd, is_dir, identity, mask) {
@@ -608,6 +602,7 @@ impl Server {
         if mask & IN_MASK_CREATE != 0 {
             return reply(Errno::EXIST);
         }
+        self.poll_before_joining(id, mask);
         if let Some(object) = self.objects.get_mut(id) {
             if let Some(sub) =
                 object.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd)
@@ -618,6 +613,17 @@ impl Server {
         }
         self.refresh_kernel_mask(id, object_fd);
         Reply { errno: 0, value: wd }
+    }
+
+    /// Before a subscriber joins a polled object or changes its mask, changes made so far go
+    /// to the current subscribers under their current masks, as the kernel would have
+    /// delivered them; the poll also takes attributes if the new mask needs them.
+    fn poll_before_joining(&mut self, id: usize, mask: u32) {
+        let Some(object) = self.objects.get(id) else { return };
+        if object.is_polled() {
+            let want_stats = mask & STAT_EVENTS != 0 && !object.needs_stats();
+            self.poll_object(id, want_stats);
+        }
     }
 
     /// A new watched object: a kernel watch for a local one, else a polled baseline. A kernel
@@ -1055,6 +1061,10 @@ impl Server {
                     ..Change::default()
                 });
             }
+        }
+        if !object.is_dir {
+            // Unlinking a watched file drops its link count first, as the kernel reports.
+            changes.push(Change { mask: IN_ATTRIB, ..Change::default() });
         }
         changes.push(Change { mask: IN_DELETE_SELF, ..Change::default() });
         debug!("{}: gone", object.path);

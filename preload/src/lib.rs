@@ -42,6 +42,10 @@ pub extern "C" fn inotify_init1(flags: c_int) -> c_int {
 /// `path` is NULL or a NUL-terminated string, as inotify_add_watch(2) requires.
 #[no_mangle]
 pub unsafe extern "C" fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int {
+    // The kernel checks the mask's bits before the fd.
+    if !fakenotify_proto::inotify::watch_mask_bits_are_known(mask) {
+        return errno::ret(Err(Errno::INVAL));
+    }
     let Some(fd) = borrow(fd) else { return bad_fd("inotify_add_watch(", fd) };
     // SAFETY: the caller passes NULL or a NUL-terminated string that outlives this call.
     let path = (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) });

@@ -11,7 +11,7 @@ use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
 use fakenotify_proto::inotify::{
-    IN_ALL_EVENTS, IN_DONT_FOLLOW, IN_MASK_ADD, IN_MASK_CREATE, IN_ONLYDIR,
+    watch_mask_bits_are_known, watch_mask_is_valid, IN_DONT_FOLLOW, IN_ONLYDIR,
 };
 use fakenotify_proto::record::{Record, Reply};
 
@@ -48,6 +48,10 @@ pub fn add(fd: BorrowedFd<'_>, path: Option<&CStr>, mask: u32) -> Result<c_int, 
 }
 
 fn add_routed(fd: BorrowedFd<'_>, path: Option<&CStr>, mask: u32) -> (Result<c_int, Errno>, Route) {
+    // In the kernel's order: the mask's bits, the fd, then the rest of the mask.
+    if !watch_mask_bits_are_known(mask) {
+        return (Err(Errno::INVAL), Route::Local("mask"));
+    }
     match is_instance(fd) {
         Err(errno) => return (Err(errno), Route::Local("fstat")),
         Ok(false) => {
@@ -126,13 +130,11 @@ fn is_instance(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
 
 /// The checks inotify_add_watch(2) makes on the mask before anything else.
 fn check_mask(mask: u32) -> Result<(), Errno> {
-    if mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0 {
-        return Err(Errno::INVAL);
+    if watch_mask_is_valid(mask) {
+        Ok(())
+    } else {
+        Err(Errno::INVAL)
     }
-    if mask & IN_ALL_EVENTS == 0 {
-        return Err(Errno::INVAL);
-    }
-    Ok(())
 }
 
 /// Opens the object to watch as real inotify would resolve it, with its errors: a directory
@@ -178,7 +180,7 @@ fn check_read_access(path: &CStr, object: &OwnedFd, mask: u32) -> Result<(), Err
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fakenotify_proto::inotify::{IN_CREATE, IN_MODIFY};
+    use fakenotify_proto::inotify::{IN_CREATE, IN_MASK_ADD, IN_MASK_CREATE, IN_MODIFY};
 
     #[test]
     fn mask_checks_match_the_kernel() {
@@ -186,7 +188,8 @@ mod tests {
         assert_eq!(check_mask(IN_MODIFY | IN_MASK_ADD | IN_ONLYDIR), Ok(()));
         assert_eq!(check_mask(IN_MODIFY | IN_MASK_ADD | IN_MASK_CREATE), Err(Errno::INVAL));
         assert_eq!(check_mask(0), Err(Errno::INVAL));
-        assert_eq!(check_mask(IN_ONLYDIR | IN_DONT_FOLLOW), Err(Errno::INVAL));
+        assert_eq!(check_mask(IN_ONLYDIR | IN_DONT_FOLLOW), Ok(()), "flags alone, as the kernel");
+        assert_eq!(check_mask(IN_CREATE | 0x0800_0000), Err(Errno::INVAL));
     }
 
     fn scratch() -> std::path::PathBuf {

@@ -36,6 +36,22 @@ pub const IN_ALWAYS: u32 = IN_IGNORED | IN_Q_OVERFLOW | IN_UNMOUNT;
 pub const IN_WATCH_FLAGS: u32 =
     IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK | IN_MASK_CREATE | IN_MASK_ADD | IN_ONESHOT;
 
+/// Every bit `inotify_add_watch` knows (the kernel's `ALL_INOTIFY_BITS`).
+pub const ALL_INOTIFY_BITS: u32 =
+    IN_ALL_EVENTS | IN_UNMOUNT | IN_Q_OVERFLOW | IN_IGNORED | IN_ISDIR | IN_WATCH_FLAGS;
+
+/// The mask checks `inotify_add_watch` makes before it looks at the fd: no unknown bit, and at
+/// least one known bit.
+pub const fn watch_mask_bits_are_known(mask: u32) -> bool {
+    mask & !ALL_INOTIFY_BITS == 0 && mask & ALL_INOTIFY_BITS != 0
+}
+
+/// All of `inotify_add_watch`'s mask checks: the bits, then (after the fd) not IN_MASK_ADD
+/// together with IN_MASK_CREATE.
+pub const fn watch_mask_is_valid(mask: u32) -> bool {
+    watch_mask_bits_are_known(mask) && !(mask & IN_MASK_ADD != 0 && mask & IN_MASK_CREATE != 0)
+}
+
 /// `inotify_init1` flags (equal to `O_NONBLOCK` and `O_CLOEXEC`).
 pub const IN_NONBLOCK: u32 = 0o4000;
 pub const IN_CLOEXEC: u32 = 0o2000000;
@@ -171,6 +187,17 @@ mod tests {
         assert_eq!(event_len(15), 32);
         assert_eq!(event_len(16), 48);
         assert_eq!(event_len(NAME_MAX), MAX_EVENT_LEN);
+    }
+
+    #[test]
+    fn mask_checks_follow_the_kernel() {
+        assert!(watch_mask_is_valid(IN_CREATE));
+        assert!(watch_mask_is_valid(IN_ONLYDIR), "flags alone are accepted");
+        assert!(watch_mask_is_valid(IN_IGNORED));
+        assert!(!watch_mask_is_valid(0));
+        assert!(!watch_mask_is_valid(IN_CREATE | 0x0800_0000), "unknown bit");
+        assert!(!watch_mask_is_valid(IN_CREATE | 0x0001_0000), "unknown bit");
+        assert!(!watch_mask_is_valid(IN_MODIFY | IN_MASK_ADD | IN_MASK_CREATE));
     }
 
     #[test]

@@ -147,7 +147,6 @@ fn onlydir_refuses_what_is_not_a_directory() {
 }
 
 #[test]
-#[ignore = "daemon bug: unlinking a watched object gives no IN_ATTRIB before IN_DELETE_SELF"]
 fn dont_follow_watches_the_symlink_itself() {
     Differential::new(
         "
@@ -185,7 +184,6 @@ fn excl_unlink_hides_writes_to_an_unlinked_file() {
 }
 
 #[test]
-#[ignore = "daemon bug: unlinking a watched file gives no IN_ATTRIB before IN_DELETE_SELF"]
 fn watches_on_single_files() {
     Differential::new(
         "
@@ -241,7 +239,6 @@ fn errno_parity_for_bad_fds_wds_masks_and_paths() {
 }
 
 #[test]
-#[ignore = "preload bug: the fd is checked before the mask; the kernel answers EINVAL for a bad mask first"]
 fn errno_parity_for_a_bad_mask_on_a_bad_fd() {
     // The kernel checks the mask before the fd.
     Differential::new(
@@ -256,7 +253,6 @@ fn errno_parity_for_a_bad_mask_on_a_bad_fd() {
 }
 
 #[test]
-#[ignore = "preload/daemon bug: unknown mask bits are accepted; the kernel answers EINVAL"]
 fn errno_parity_for_unknown_mask_bits() {
     Differential::new(
         "
@@ -269,7 +265,6 @@ fn errno_parity_for_unknown_mask_bits() {
 }
 
 #[test]
-#[ignore = "preload bug: a mask of flags alone (IN_ONLYDIR, IN_IGNORED) is EINVAL; the kernel accepts it"]
 fn errno_parity_for_masks_without_events() {
     // Flags alone are accepted by the kernel (the watch then reports nothing).
     Differential::new(
@@ -461,7 +456,6 @@ fn a_new_directory_is_created_before_events_inside_it_once_watched() {
 }
 
 #[test]
-#[ignore = "daemon bug: a new subscriber of a polled directory gets events of changes made before its add_watch"]
 fn a_second_watch_sees_no_change_made_before_it() {
     // Another instance already polls the directory; the change made before the second
     // instance's add_watch belongs to the first instance only.
@@ -481,7 +475,6 @@ fn a_second_watch_sees_no_change_made_before_it() {
 }
 
 #[test]
-#[ignore = "daemon bug: add_watch on a watched object changes the mask before polling, so earlier changes are filtered by the new mask"]
 fn a_mask_change_does_not_rewrite_changes_made_before_it() {
     // The kernel generates each event with the mask in force when the change happens.
     Differential::new(
@@ -513,7 +506,6 @@ fn changing_times_gives_attrib_not_modify() {
 }
 
 #[test]
-#[ignore = "daemon bug: a link-count change gives the directory watch IN_ATTRIB for the other name; the kernel gives none"]
 fn a_hard_link_gives_create_only() {
     Differential::new(
         "
@@ -530,7 +522,6 @@ fn a_hard_link_gives_create_only() {
 }
 
 #[test]
-#[ignore = "daemon bug: chmod of a watched directory gives no IN_ATTRIB|IN_ISDIR on its own wd"]
 fn chmod_of_the_watched_directory_itself_gives_attrib() {
     Differential::new(
         "
