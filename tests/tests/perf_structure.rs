@@ -1,0 +1,143 @@
+//! The cost of polling, checked structurally from the daemon's own counters (`fakenotify-ctl
+//! status --json`), never by timing: an unchanged directory watched for creates, deletes and
+//! renames costs one `statx` per poll and no listing; and a `max_ops` budget holds the daemon's
+//! rate of filesystem operations while events still arrive. Timings are `just bench`'s job.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fakenotify_ctl::message::{PolicyInfo, Status};
+use fakenotify_ctl::watcher::Watcher;
+use fakenotify_tests::*;
+use nanoserde::DeJson;
+
+const DIRS: usize = 1000;
+const CREATE_ONLY: u32 = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO;
+
+/// `root/dNNNN` with two files each.
+fn tree(root: &Path) -> Vec<PathBuf> {
+    (0..DIRS)
+        .map(|i| {
+            let dir = root.join(format!("d{i:04}"));
+            std::fs::create_dir(&dir).expect("mkdir");
+            for f in ["a.mkv", "b.nfo"] {
+                std::fs::write(dir.join(f), b"x").expect("write");
+            }
+            dir
+        })
+        .collect()
+}
+
+fn config(root: &Path, extra: &str) -> String {
+    format!(
+        "[daemon]\nmax_user_watches = 100000\n\n[[watch]]\npath = \"{}\"\nmode = \"poll\"\n\
+         poll_interval = \"1s\"\n{extra}",
+        root.display()
+    )
+}
+
+/// Every policy's counters, as `fakenotify-ctl status --json` prints them.
+fn policy(daemon: &Daemon, root: &Path) -> PolicyInfo {
+    let output = Command::new(artifacts().fakenotify_ctl())
+        .args(["status", "--json", "--socket"])
+        .arg(daemon.socket())
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run fakenotify-ctl status");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let status = Status::deserialize_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let root = root.display().to_string();
+    status.policies.into_iter().find(|p| p.path == root).expect("the tree's policy in status")
+}
+
+fn watch_all(daemon: &Daemon, dirs: &[PathBuf]) -> Watcher {
+    let mut watcher = Watcher::register(daemon.socket()).expect("register with the daemon");
+    for dir in dirs {
+        watcher.add(dir, CREATE_ONLY).expect("add a watch");
+    }
+    watcher
+}
+
+/// Waits until the policy made at least `polls` polls more than `from`.
+fn after_polls(daemon: &Daemon, root: &Path, from: &PolicyInfo, polls: u64) -> PolicyInfo {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = policy(daemon, root);
+        if now.polls >= from.polls + polls {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "only {} polls in {WAIT:?}", now.polls - from.polls);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_unchanged_tree_costs_one_statx_per_directory_and_no_listing() {
+    let dir = TempDir::new("perf-structure");
+    let root = dir.join("library");
+    std::fs::create_dir(&root).expect("mkdir");
+    let dirs = tree(&root);
+    let daemon = Daemon::start(&config(&root, ""));
+    let _watcher = watch_all(&daemon, &dirs);
+    // The first round after the baselines, then one whole round measured.
+    let start = policy(&daemon, &root);
+    let warm = after_polls(&daemon, &root, &start, DIRS as u64);
+    let round = after_polls(&daemon, &root, &warm, DIRS as u64);
+    let polls = round.polls - warm.polls;
+    assert!(polls >= DIRS as u64);
+    assert_eq!(round.syscalls_statx - warm.syscalls_statx, polls, "one statx per poll");
+    assert_eq!(round.syscalls_getdents - warm.syscalls_getdents, 0, "no listing re-read");
+    assert_eq!(round.entries_compared - warm.entries_compared, 0, "nothing to compare");
+    assert_eq!(round.events - warm.events, 0);
+    assert!(!round.stretched, "1000 statx/s is within the default budget: {round:?}");
+}
+
+#[test]
+fn max_ops_holds_the_operation_rate_and_events_still_arrive() {
+    let dir = TempDir::new("perf-budget");
+    let root = dir.join("library");
+    std::fs::create_dir(&root).expect("mkdir");
+    let dirs = tree(&root);
+    // 1000 directories at 1 s need 1000 statx/s; the budget is 200.
+    let daemon = Daemon::start(&config(&root, "max_ops = 200\n"));
+    let mut watcher = watch_all(&daemon, &dirs);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(Some(events)) = watcher.read_events() {
+            for event in events {
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (a, t0) = (policy(&daemon, &root), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    let (b, t1) = (policy(&daemon, &root), Instant::now());
+    let ops = (b.syscalls_statx + b.syscalls_getdents) - (a.syscalls_statx + a.syscalls_getdents);
+    let rate = ops as f64 / (t1 - t0).as_secs_f64();
+    assert!(rate <= 230.0, "{rate:.0} ops/s over a 200/s budget ({a:?} -> {b:?})");
+    assert!(rate >= 150.0, "{rate:.0} ops/s: the budget should be used evenly, not idle");
+    assert!(b.stretched, "status says the intervals are stretched: {b:?}");
+    assert!(b.held_polls > 0 || b.effective_interval_ms >= 4000, "{b:?}");
+    assert!(
+        (4000..=6000).contains(&b.effective_interval_ms),
+        "1 s stretched about 5x: {}",
+        b.effective_interval_ms
+    );
+    // A new file still shows, within one stretched interval (about 5 s).
+    let made = Instant::now();
+    std::fs::write(dirs[DIRS / 2].join("new.mkv"), b"x").expect("write");
+    let deadline = made + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = rx.recv_timeout(left).expect("IN_CREATE new.mkv within 15 s");
+        if event.name == b"new.mkv" && event.mask & IN_CREATE != 0 {
+            break;
+        }
+    }
+}
