@@ -91,7 +91,9 @@ fn interval(ms: u64) -> String {
 }
 
 fn micros(us: u64) -> String {
-    if us >= 10_000 {
+    if us >= 10_000_000 {
+        format!("{:.1}s", us as f64 / 1e6)
+    } else if us >= 10_000 {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")
@@ -155,6 +157,37 @@ pub fn status_text(s: &Status) -> String {
             micros(p.worst_poll_us)
         ));
     }
+    out.push_str(&format!(
+        "\n{:<40} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>10}\n",
+        "POLICY", "POLLING", "STATX", "GETDENTS", "COMPARED", "EVENTS", "MAX_OPS", "NEEDS"
+    ));
+    for p in &s.policies {
+        out.push_str(&format!(
+            "{:<40} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>8}/s\n",
+            p.path,
+            micros(p.poll_time_us),
+            p.syscalls_statx,
+            p.syscalls_getdents,
+            p.entries_compared,
+            p.events,
+            p.max_ops,
+            p.demand_ops
+        ));
+        if p.stretched {
+            out.push_str(&format!(
+                "  over budget: intervals stretched to {} ({} polls held back)\n",
+                interval(p.effective_interval_ms),
+                p.held_polls
+            ));
+        }
+        if p.backed_off > 0 {
+            out.push_str(&format!(
+                "  idle backoff: {} objects polled less often (up to {})\n",
+                p.backed_off,
+                interval(p.max_poll_interval_ms)
+            ));
+        }
+    }
     if !s.instances.is_empty() {
         out.push_str(&format!(
             "\n{:>8} {:>6} {:>8} {:>7} {:>10} {:>9}\n",
@@ -200,6 +233,31 @@ mod tests {
         assert_eq!(parse_events("all"), Ok(IN_ALL_EVENTS));
         assert!(parse_events("isdir").is_err(), "a flag is not an event");
         assert!(parse_events("bogus").unwrap_err().contains("bogus"));
+    }
+
+    #[test]
+    fn status_shows_the_budget_and_the_backoff() {
+        let status = Status {
+            policies: vec![PolicyInfo {
+                path: "/mnt/nas".into(),
+                interval_ms: 1000,
+                poll_time_us: 12_345_678,
+                max_ops: 200,
+                demand_ops: 1000,
+                stretched: true,
+                effective_interval_ms: 5000,
+                held_polls: 7,
+                backed_off: 3,
+                max_poll_interval_ms: 60_000,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = status_text(&status);
+        assert!(text.contains("12.3s"), "{text}");
+        assert!(text.contains("1000/s"), "{text}");
+        assert!(text.contains("intervals stretched to 5s (7 polls held back)"), "{text}");
+        assert!(text.contains("3 objects polled less often (up to 1m)"), "{text}");
     }
 
     #[test]
