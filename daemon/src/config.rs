@@ -910,7 +910,7 @@ mode = "inotify"
                 ..DaemonSettings::default()
             },
             watches: vec![
-                watch("/mnt/nas/media", Some(secs(5)), true),
+                WatchPolicy { max_ops: Some(2000), ..watch("/mnt/nas/media", Some(secs(5)), true) },
                 WatchPolicy {
                     mode: Mode::Poll,
                     attr_cache: AttrCache::Trust,
