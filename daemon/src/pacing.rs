@@ -250,6 +250,7 @@ mod tests {
                 fd,
                 scan: None,
                 dispatched: None,
+                missing: false,
                 generation: 1,
                 pace: Pace::estimate(0, false),
             }),

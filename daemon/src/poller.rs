@@ -61,6 +61,7 @@ pub fn baseline(
             own_unsettled: false,
         }),
         dispatched: None,
+        missing: false,
         generation,
         pace: Pace::estimate(snapshot_len, with_stats),
     })

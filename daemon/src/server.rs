@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fakenotify_proto::inotify::{
     watch_mask_is_valid, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,
-    IN_MASK_ADD, IN_MASK_CREATE, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+    IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_TO, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -556,7 +556,13 @@ impl Server {
             return reply(Errno::NOTDIR);
         }
         let identity = (st.st_dev, st.st_ino);
-        let existing = self.by_identity.get(&identity).copied();
+        let mut existing = self.by_identity.get(&identity).copied();
+        if let Some(id) = existing.filter(|&id| self.is_stale(id)) {
+            // The inode number was freed and reused by the object being added: the watched
+            // object is gone, as the kernel would have said when the old inode died.
+            self.object_gone(id);
+            existing = None;
+        }
         if let Some(id) = existing {
             if let Some(wd) = self.instances.get(&key).and_then(|i| i.wd_for(id)) {
                 return self.update_watch(id, key, wd, mask, object_fd);
@@ -901,9 +907,17 @@ impl Server {
 
     /// Delivers what a poll found and starts the out-of-turn polls that rename pairing asks.
     fn take_outcome(&mut self, id: usize, path: &str, outcome: PollOutcome) {
+        if !matches!(outcome, PollOutcome::Gone) {
+            if let Some(WatchedObject { source: Source::Polled(state), .. }) =
+                self.objects.get_mut(id)
+            {
+                state.missing = false;
+            }
+        }
         let changes = match outcome {
             PollOutcome::Unchanged => Vec::new(),
             PollOutcome::Changes(changes) => changes,
+            PollOutcome::Gone if self.first_miss(id) => Vec::new(),
             PollOutcome::Gone => return self.object_gone(id),
             PollOutcome::Failed { op, errno } => {
                 warn!("poll {path}: {op}: {errno}");
@@ -1007,9 +1021,67 @@ impl Server {
         };
         let settled = self.moves.settle(id, dev, changes, &context, &mut cookie);
         for delivery in settled.deliveries {
+            if delivery.change.mask == IN_MOVED_TO | IN_ISDIR {
+                self.follow_moved_directory(delivery.object, &delivery.change);
+            }
             self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
         }
         settled.poll_now
+    }
+
+    /// Whether a polled object's fd no longer reaches an inode of its identity.
+    fn is_stale(&self, id: usize) -> bool {
+        let Some(object) = self.objects.get(id) else { return false };
+        let Source::Polled(state) = &object.source else { return false };
+        match rustix::fs::fstat(&state.fd) {
+            Ok(st) => st.st_nlink == 0 || (st.st_dev, st.st_ino) != object.id,
+            Err(errno) => poller::is_gone(errno),
+        }
+    }
+
+    /// A polled directory that cannot be found is given one more poll before it counts as
+    /// gone: behind a path-based FUSE server (bindfs, rclone, sshfs, mergerfs) a directory
+    /// renamed on the server leaves the daemon's fd dangling, and its parent's next poll (the
+    /// rename, seen as IN_MOVED_TO) hands the daemon a fresh one. Returns whether this was the
+    /// first miss.
+    fn first_miss(&mut self, id: usize) -> bool {
+        let Some(object) = self.objects.get_mut(id) else { return false };
+        let is_dir = object.is_dir;
+        let Source::Polled(state) = &mut object.source else { return false };
+        if !is_dir || state.missing {
+            return false;
+        }
+        state.missing = true;
+        true
+    }
+
+    /// A watched directory moved to `change.name` under the directory `parent`: reopen it
+    /// there, so its watch follows it as a kernel watch does.
+    fn follow_moved_directory(&mut self, parent: usize, change: &Change) {
+        let Some(parent_object) = self.objects.get(parent) else { return };
+        let dev = parent_object.id.0;
+        let Some(&child) = self.by_identity.get(&(dev, change.ino)) else { return };
+        let Source::Polled(parent_state) = &parent_object.source else { return };
+        let Ok(name) = std::ffi::CString::new(change.name.clone()) else { return };
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::CLOEXEC;
+        let Ok(fd) =
+            rustix::fs::openat(&parent_state.fd, name.as_c_str(), flags, rustix::fs::Mode::empty())
+        else {
+            return;
+        };
+        if rustix::fs::fstat(&fd).map(|st| (st.st_dev, st.st_ino)) != Ok((dev, change.ino)) {
+            return;
+        }
+        let parent_path = parent_object.path.clone();
+        let Some(object) = self.objects.get_mut(child) else { return };
+        if let Source::Polled(state) = &mut object.source {
+            state.fd = fd;
+            state.missing = false;
+            object.path = format!("{parent_path}/{}", String::from_utf8_lossy(&change.name));
+            debug!("{}: watch follows the renamed directory", object.path);
+        }
     }
 
     /// Sends `changes` of object `id` (cookies assigned) to each subscriber that asked for them.

@@ -535,7 +535,6 @@ fn chmod_of_the_watched_directory_itself_gives_attrib() {
 }
 
 #[test]
-#[ignore = "daemon bug: a watched directory renamed behind a path-based FUSE mount gets IN_DELETE_SELF and IN_IGNORED; the kernel keeps the watch"]
 fn a_watched_directory_that_is_renamed_keeps_its_watch() {
     // The watch follows the inode, as the kernel's does; a path-based FUSE server (bindfs,
     // rclone, sshfs) answers for the old path no more, so a daemon that keeps polling its

@@ -331,6 +331,8 @@ fn adding_the_same_directory_twice_returns_the_same_wd_and_replaces_the_mask() {
     let mut witness =
         Client::inotify_client(Libc::Glibc, &[&format!("all:{mount}")], Some(&daemon), true);
 
+    // Waits look past the first WATCH line: the answer to this add must be in before the change.
+    client.mark();
     client.command(&format!("add DELETE:{mount}"));
     client.expect_line("WATCH 1 for the same directory", |l| l.text == format!("WATCH 1 {mount}"));
     std::fs::remove_file(fuse.backing("kept")).unwrap();

@@ -449,7 +449,7 @@ fn differences(model: &Tree, real: &Tree) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "daemon bugs: cross-directory pairing matches a dir with a file by a reused inode; a held IN_DELETE comes after the IN_CREATE of the same name; a renamed watched dir gets IN_DELETE_SELF"]
+#[ignore = "daemon limit: a delete and a create that reuses the freed inode number within one poll (ext4 does at once) pair as a false rename; the model then drifts"]
 fn a_client_that_applies_only_events_keeps_an_exact_model_of_a_randomly_changed_tree() {
     let fuse = FuseMount::new();
     let daemon = Daemon::start(CONFIG);
