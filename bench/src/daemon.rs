@@ -17,10 +17,20 @@ pub struct Daemon {
 
 /// Resident memory of `pid` in bytes (`VmRSS`).
 pub fn rss(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
+}
+
+/// Its private anonymous part (`RssAnon`): the heap and stacks, without the mapped binary and
+/// shared libraries.
+pub fn rss_anon(pid: u32) -> u64 {
+    proc_status(pid, "RssAnon:")
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
@@ -62,6 +72,10 @@ impl Daemon {
 
     pub fn rss(&self) -> u64 {
         rss(self.pid())
+    }
+
+    pub fn rss_anon(&self) -> u64 {
+        rss_anon(self.pid())
     }
 
     fn log(&self) -> String {

@@ -40,8 +40,10 @@ impl Floor {
         Ok(Floor { dirs, buf: vec![MaybeUninit::uninit(); 64 * 1024] })
     }
 
-    /// One pass; returns its time and the entries it saw.
-    pub fn pass(&mut self) -> std::io::Result<(Duration, usize)> {
+    /// One pass; returns its time and the entries it saw. Without `force_sync`, NFS and FUSE may
+    /// answer from their attribute caches (what notify's PollWatcher gets).
+    pub fn pass(&mut self, force_sync: bool) -> std::io::Result<(Duration, usize)> {
+        let sync = if force_sync { AtFlags::STATX_FORCE_SYNC } else { AtFlags::empty() };
         let start = Instant::now();
         let mut seen = 0;
         for dir in &self.dirs {
@@ -53,7 +55,7 @@ impl Floor {
                 if name == c"." || name == c".." {
                     continue;
                 }
-                let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC;
+                let flags = AtFlags::SYMLINK_NOFOLLOW | sync;
                 if rustix::fs::statx(dir, name, flags, STAT_MASK).is_ok() {
                     seen += 1;
                 }

@@ -191,6 +191,7 @@ struct Column {
     entries: usize,
     dirs: usize,
     floor: Duration,
+    floor_cached: Duration,
     modify: MaskFigures,
     create: MaskFigures,
     pollwatcher: Option<pollwatch::PollWatcherFigures>,
@@ -201,7 +202,7 @@ struct Context {
     fakenotifyd: PathBuf,
     preload: PathBuf,
     work: PathBuf,
-    idle_rss: Option<u64>,
+    idle_rss: Option<(u64, u64)>,
 }
 
 /// Waits until the policy of `root` has made `polls` more polls than `from` (and at least
@@ -245,7 +246,7 @@ fn measure_mask(
     std::thread::sleep(Duration::from_millis(300));
     let idle = daemon.rss();
     if ctx.idle_rss.is_none() {
-        ctx.idle_rss = Some(idle);
+        ctx.idle_rss = Some((idle, daemon.rss_anon()));
     }
     let mut watcher = Watcher::register(&daemon.socket).map_err(|e| e.to_string())?;
     let dirs = view.watched_dirs();
@@ -306,12 +307,17 @@ fn measure_column(
     eprintln!("bench: {label}: floor");
     let dirs = view.watched_dirs();
     let mut floor = Floor::open(&dirs).map_err(|e| format!("floor: {e}"))?;
-    floor.pass().map_err(|e| format!("floor: {e}"))?;
-    let mut passes: Vec<Duration> = (0..3)
-        .map(|_| floor.pass().map(|(d, _)| d))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("floor: {e}"))?;
-    passes.sort_unstable();
+    let mut median = |force_sync: bool| -> Result<Duration, String> {
+        floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?;
+        let mut passes: Vec<Duration> = (0..3)
+            .map(|_| floor.pass(force_sync).map(|(d, _)| d))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("floor: {e}"))?;
+        passes.sort_unstable();
+        Ok(passes[1])
+    };
+    let floor_time = median(true)?;
+    let floor_cached = median(false)?;
     drop(floor);
     eprintln!("bench: {label}: fakenotifyd, IN_MODIFY mask");
     let modify = measure_mask(ctx, view, backing, MODIFY_MASK, "modify")?;
@@ -326,7 +332,8 @@ fn measure_column(
         label,
         entries: view.listed_entries(),
         dirs: dirs.len(),
-        floor: passes[1],
+        floor: floor_time,
+        floor_cached,
         modify,
         create,
         pollwatcher,
@@ -339,6 +346,7 @@ fn measure_column(
 struct Extras {
     add_watch: Vec<(String, latency::CallTimes)>,
     event_latency: Option<(String, Duration, Duration, usize)>,
+    static_idle_rss: Option<(u64, u64)>,
     notes: Vec<String>,
 }
 
@@ -420,7 +428,8 @@ fn print_table(columns: &[Column], ctx: &Context, extras: &Extras, bin_dir: &Pat
         println!("{line}");
     };
     row("entries (directories watched)", &|c| format!("{} ({})", c.entries, c.dirs));
-    row("floor: getdents64 + statx of every entry", &|c| ms(c.floor));
+    row("floor: getdents64 + statx (FORCE_SYNC) of every entry", &|c| ms(c.floor));
+    row("floor with cached attributes (plain statx)", &|c| ms(c.floor_cached));
     let vs = |d: Duration, c: &Column| {
         let mut s = format!("{} ({:.2}x floor", ms(d), ratio(d, c.floor));
         if let Some(pw) = &c.pollwatcher {
@@ -461,8 +470,20 @@ fn print_table(columns: &[Column], ctx: &Context, extras: &Extras, bin_dir: &Pat
     row("adding every watch (IN_MODIFY mask)", &|c| ms(c.modify.add_time));
     println!();
     println!("| figure | value |\n|---|---:|");
-    if let Some(idle) = ctx.idle_rss {
-        println!("| daemon idle RSS | {:.2} MiB |", idle as f64 / 1048576.0);
+    let mib = |b: u64| b as f64 / 1048576.0;
+    if let Some((idle, anon)) = ctx.idle_rss {
+        println!(
+            "| daemon idle RSS (of which private anonymous) | {:.2} MiB ({:.2} MiB) |",
+            mib(idle),
+            mib(anon)
+        );
+    }
+    if let Some((idle, anon)) = extras.static_idle_rss {
+        println!(
+            "| static daemon idle RSS (of which private anonymous) | {:.2} MiB ({:.2} MiB) |",
+            mib(idle),
+            mib(anon)
+        );
     }
     for (name, t) in &extras.add_watch {
         let failed =
@@ -553,6 +574,13 @@ fn run(options: Options) -> Result<(), String> {
         }
         drop(mount);
         let _ = std::fs::remove_dir_all(&backing.root);
+    }
+    let static_daemon = bin_dir.parent().map(|t| t.join("static/fakenotifyd")).unwrap_or_default();
+    if static_daemon.exists() {
+        let daemon =
+            Daemon::start(&static_daemon, &ctx.work, "static", &config(&[], "1s", None, "auto"));
+        std::thread::sleep(Duration::from_millis(300));
+        extras.static_idle_rss = Some((daemon.rss(), daemon.rss_anon()));
     }
     print_table(&columns, &ctx, &extras, &bin_dir);
     Ok(())
