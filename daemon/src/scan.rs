@@ -154,12 +154,7 @@ pub fn restat(
     let mut stats = Vec::with_capacity(known.len());
     for entry in known.entries() {
         counters.statx += 1;
-        let name = known.name(entry);
-        let mut path = [0u8; 256];
-        path[..name.len()].copy_from_slice(name);
-        let Ok(path) = std::ffi::CStr::from_bytes_until_nul(&path) else {
-            return Ok(None);
-        };
+        let Some(path) = known.c_name(entry) else { return Ok(None) };
         match rustix::fs::statx(
             dir,
             path,

@@ -1,8 +1,10 @@
 //! A compact listing of one polled directory: sorted entries with names in one arena.
 //!
-//! An entry is 16 bytes plus its name; the 24-byte attributes are kept only while some subscriber
-//! asks for IN_MODIFY, IN_ATTRIB or IN_CLOSE_WRITE. Sorting by name lets two listings be diffed
-//! in one merge pass.
+//! An entry is 16 bytes plus its name and a NUL (a poll hands the name to `statx` as it is); the
+//! 24-byte attributes are kept only while some subscriber asks for IN_MODIFY, IN_ATTRIB or
+//! IN_CLOSE_WRITE. Sorting by name lets two listings be diffed in one merge pass.
+
+use std::ffi::CStr;
 
 /// The attributes compared between polls to tell IN_MODIFY from IN_ATTRIB, in 24 bytes (a
 /// million watched files cost 24 MB of them): what tells IN_MODIFY exactly, and 32-bit
@@ -77,6 +79,12 @@ impl Snapshot {
         &self.names[start..start + entry.name_len as usize]
     }
 
+    /// The name with its NUL, for a syscall.
+    pub fn c_name(&self, entry: &Entry) -> Option<&CStr> {
+        let start = entry.name_start as usize;
+        CStr::from_bytes_with_nul(&self.names[start..=start + entry.name_len as usize]).ok()
+    }
+
     pub fn stat(&self, index: usize) -> Option<&EntryStat> {
         self.stats.get(index)
     }
@@ -109,14 +117,19 @@ pub struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
-    /// Adds an entry. Names longer than `NAME_MAX` cannot come from `getdents64` and are skipped.
+    /// Adds an entry. Names longer than `NAME_MAX` or holding a NUL cannot come from
+    /// `getdents64` and are skipped.
     pub fn push(&mut self, name: &[u8], ino: u64, is_dir: bool, stat: Option<EntryStat>) {
         let (Ok(name_len), Ok(name_start)) =
             (u8::try_from(name.len()), u32::try_from(self.names.len()))
         else {
             return;
         };
+        if name.contains(&0) {
+            return;
+        }
         self.names.extend_from_slice(name);
+        self.names.push(0);
         self.entries.push(Entry { ino, name_start, name_len, is_dir, unsettled: false });
         if let Some(stat) = stat {
             self.stats.push(stat);
@@ -155,6 +168,7 @@ mod tests {
         let s = b.finish();
         let names: Vec<&[u8]> = s.entries().iter().map(|e| s.name(e)).collect();
         assert_eq!(names, [&b"alpha"[..], b"mid", b"zeta"]);
+        assert_eq!(s.c_name(&s.entries()[1]), Some(c"mid"));
         assert_eq!(s.stat(0).map(|st| st.size), Some(10));
         assert_eq!(s.stat(2).map(|st| st.size), Some(30));
         assert!(s.entries()[0].is_dir);
