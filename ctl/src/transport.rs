@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fakenotify_proto::control::ControlRequest;
-use fakenotify_proto::record::{Record, MAX_RECORD_LEN};
+use fakenotify_proto::record::{Record, HEADER_LEN, MAX_FIXED_RECORD_LEN, MAX_RECORD_LEN};
 use fakenotify_proto::{DEFAULT_SOCKET, SOCKET_ENV};
 use rustix::io::Errno;
 use rustix::net::{
@@ -56,7 +56,11 @@ pub fn send_record(
     fds: &[BorrowedFd<'_>],
     nonblocking: bool,
 ) -> Result<(), Errno> {
-    let mut bytes = vec![0u8; MAX_RECORD_LEN];
+    let size = match record {
+        Record::Control(body) | Record::ControlReply(body) => HEADER_LEN + body.len(),
+        _ => MAX_FIXED_RECORD_LEN,
+    };
+    let mut bytes = vec![0u8; size];
     let len = record.encode(&mut bytes).map_err(|_| Errno::MSGSIZE)?;
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = SendAncillaryBuffer::new(&mut space);

@@ -64,15 +64,17 @@ impl Received {
     }
 }
 
-/// Reads one message without blocking.
-pub fn recv_record(fd: BorrowedFd<'_>) -> Result<Received, RecvError> {
-    let mut bytes = vec![0u8; MAX_RECORD_LEN + 1];
+/// Reads one message without blocking. `scratch` is a buffer the caller keeps from call to call,
+/// so that no receive allocates or clears the largest record's worth of memory.
+pub fn recv_record(fd: BorrowedFd<'_>, scratch: &mut Vec<u8>) -> Result<Received, RecvError> {
+    scratch.resize(MAX_RECORD_LEN + 1, 0);
+    let bytes = scratch;
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match rustix::net::recvmsg(
             fd,
-            &mut [IoSliceMut::new(&mut bytes)],
+            &mut [IoSliceMut::new(bytes)],
             &mut control,
             RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
         ) {
@@ -95,8 +97,7 @@ pub fn recv_record(fd: BorrowedFd<'_>) -> Result<Received, RecvError> {
     if msg.bytes == 0 && fds.is_empty() {
         return Err(RecvError::Closed);
     }
-    bytes.truncate(msg.bytes);
-    Ok(Received { bytes, fds })
+    Ok(Received { bytes: bytes[..msg.bytes].to_vec(), fds })
 }
 
 /// Sends one record, with descriptors if any, without waiting for a slow peer.
