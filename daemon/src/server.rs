@@ -394,6 +394,9 @@ impl Server {
                 warn!("epoll_ctl for a connection: {errno}");
                 self.connections.remove(id);
             }
+            // One per wake-up: the listener is level-triggered and reports the next one, and a
+            // lone request costs no extra accept that finds nothing.
+            return;
         }
     }
 
@@ -424,65 +427,67 @@ impl Server {
     }
 
     /// When the oldest request connection times out.
+    /// Rounded up to the next whole second, so that a stream of short requests does not re-arm
+    /// the timer for each connection.
     fn next_idle_deadline(&self) -> Option<Duration> {
-        self.connections.iter().map(|(_, c)| c.opened + CONNECTION_IDLE).min()
+        let oldest = self.connections.iter().map(|(_, c)| c.opened + CONNECTION_IDLE).min()?;
+        Some(Duration::from_secs(oldest.as_secs() + 1))
     }
 
     fn close_connection(&mut self, id: usize) {
-        if let Some(conn) = self.connections.remove(id) {
-            // The fd is closed right after, which removes it from the epoll set anyway.
-            let _ = epoll::delete(&self.epoll, &conn.fd);
-        }
+        // Closing the fd (its only copy) takes it out of the epoll set.
+        self.connections.remove(id);
     }
 
+    /// Answers one request. The connection stays in the (level-triggered) epoll set, so a
+    /// further request or the peer's close wakes the loop again.
     fn serve_connection(&mut self, id: usize) {
-        loop {
-            let Some(conn) = self.connections.get(id) else { return };
-            let (uid, pid) = (conn.uid, conn.pid);
-            let received = match wire::recv_record(conn.fd.as_fd(), &mut self.recv_buf) {
-                Ok(received) => received,
-                Err(RecvError::WouldBlock) => return,
-                Err(RecvError::Closed) => return self.close_connection(id),
-                Err(error) => {
-                    warn!("client pid {pid} uid {uid}: {error}; closing its connection");
-                    self.stats.error("protocol");
-                    self.answer_bad_version(id, &error);
-                    return self.close_connection(id);
-                }
-            };
-            let answer = match received.record() {
-                Ok(Record::Register) => self.register(uid, pid, &received.fds),
-                Ok(Record::AddWatch { mask }) => self.add_watch(uid, mask, &received.fds),
-                Ok(Record::RmWatch { wd }) => self.rm_watch(wd, &received.fds),
-                Ok(Record::Control(body)) => {
-                    let response = self.control(uid, pid, body);
-                    let Some(conn) = self.connections.get(id) else { return };
-                    let bytes = response.to_bytes();
-                    if wire::send_record(conn.fd.as_fd(), &Record::ControlReply(&bytes), &[])
-                        .is_err()
-                    {
-                        return self.close_connection(id);
-                    }
-                    continue;
-                }
-                Ok(record) => {
-                    warn!("client pid {pid} uid {uid}: unexpected {:?} record; closing its connection", record.kind());
-                    self.stats.error("protocol");
-                    return self.close_connection(id);
-                }
-                Err(error) => {
-                    warn!("client pid {pid} uid {uid}: {error}; closing its connection");
-                    self.stats.error("protocol");
-                    self.answer_bad_version(id, &error);
-                    return self.close_connection(id);
-                }
-            };
-            drop(received);
-            self.flush_dirty();
-            let Some(conn) = self.connections.get(id) else { return };
-            if wire::send_record(conn.fd.as_fd(), &Record::Reply(answer), &[]).is_err() {
+        let Some(conn) = self.connections.get(id) else { return };
+        let (uid, pid) = (conn.uid, conn.pid);
+        let received = match wire::recv_record(conn.fd.as_fd(), &mut self.recv_buf) {
+            Ok(received) => received,
+            Err(RecvError::WouldBlock) => return,
+            Err(RecvError::Closed) => return self.close_connection(id),
+            Err(error) => {
+                warn!("client pid {pid} uid {uid}: {error}; closing its connection");
+                self.stats.error("protocol");
+                self.answer_bad_version(id, &error);
                 return self.close_connection(id);
             }
+        };
+        let answer = match received.record() {
+            Ok(Record::Register) => self.register(uid, pid, &received.fds),
+            Ok(Record::AddWatch { mask }) => self.add_watch(uid, mask, &received.fds),
+            Ok(Record::RmWatch { wd }) => self.rm_watch(wd, &received.fds),
+            Ok(Record::Control(body)) => {
+                let response = self.control(uid, pid, body);
+                let Some(conn) = self.connections.get(id) else { return };
+                let bytes = response.to_bytes();
+                if wire::send_record(conn.fd.as_fd(), &Record::ControlReply(&bytes), &[]).is_err() {
+                    return self.close_connection(id);
+                }
+                return;
+            }
+            Ok(record) => {
+                warn!(
+                    "client pid {pid} uid {uid}: unexpected {:?} record; closing its connection",
+                    record.kind()
+                );
+                self.stats.error("protocol");
+                return self.close_connection(id);
+            }
+            Err(error) => {
+                warn!("client pid {pid} uid {uid}: {error}; closing its connection");
+                self.stats.error("protocol");
+                self.answer_bad_version(id, &error);
+                return self.close_connection(id);
+            }
+        };
+        drop(received);
+        self.flush_dirty();
+        let Some(conn) = self.connections.get(id) else { return };
+        if wire::send_record(conn.fd.as_fd(), &Record::Reply(answer), &[]).is_err() {
+            self.close_connection(id);
         }
     }
 
