@@ -66,6 +66,16 @@ impl Instance {
         }
     }
 
+    /// The next wd to hand out, for the state saved across a restart.
+    pub fn next_wd(&self) -> i32 {
+        self.next_wd
+    }
+
+    /// Continues the wd sequence of an instance restored after a restart.
+    pub fn resume_wds(&mut self, next: i32) {
+        self.next_wd = next.max(1);
+    }
+
     /// A new watch descriptor; wds count up from 1 and are not reused while the instance lives.
     pub fn allocate_wd(&mut self) -> i32 {
         let wd = self.next_wd;

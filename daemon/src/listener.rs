@@ -4,16 +4,13 @@
 //! its path belongs to systemd: it is left in place on exit.
 
 use std::ffi::OsStr;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::io::{Errno, FdFlags};
+use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-
-/// The first fd a service manager passes (`SD_LISTEN_FDS_START`).
-const LISTEN_FDS_START: i32 = 3;
 
 /// Why the socket could not be set up; each names the path and the step.
 #[derive(Debug)]
@@ -30,7 +27,8 @@ pub enum ListenError {
         op: &'static str,
         errno: Errno,
     },
-    /// `LISTEN_PID`/`LISTEN_FDS` name this process, but fd 3 cannot serve as the listener.
+    /// `LISTEN_PID`/`LISTEN_FDS` name this process, but the passed socket cannot serve as the
+    /// listener.
     Inherited {
         problem: String,
     },
@@ -49,7 +47,7 @@ impl std::fmt::Display for ListenError {
                 write!(f, "{}: {op}: {errno}", path.display())
             }
             ListenError::Inherited { problem } => {
-                write!(f, "socket activation (LISTEN_FDS): fd 3 {problem}")
+                write!(f, "socket activation (LISTEN_FDS): {problem}")
             }
         }
     }
@@ -101,30 +99,20 @@ impl Listener {
         Ok(Listener { fd, path: path.to_owned(), unlink_on_drop: true })
     }
 
-    /// The listening socket passed by a service manager (sd_listen_fds(3)): `Ok(None)` unless
-    /// `LISTEN_PID` is this process and `LISTEN_FDS` is at least 1. Then fd 3 must be a listening
-    /// `AF_UNIX`/`SOCK_SEQPACKET` socket; it is made non-blocking and close-on-exec, and the
-    /// `LISTEN_*` variables are removed so that no child takes them for its own.
-    pub fn inherited() -> Result<Option<Listener>, ListenError> {
-        let ours = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|pid| pid.trim().parse::<u32>().ok())
-            .is_some_and(|pid| pid == std::process::id());
-        let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.trim().parse::<u32>().ok());
-        if !ours || count.unwrap_or(0) == 0 {
-            return Ok(None);
-        }
-        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-            std::env::remove_var(name);
-        }
-        let problem = |problem: String| ListenError::Inherited { problem };
-        // SAFETY: fd 3 is only borrowed for the F_GETFD probe below, which fails with EBADF
-        // rather than misbehaving if nothing is open there.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(LISTEN_FDS_START) };
-        rustix::io::fcntl_getfd(borrowed).map_err(|e| problem(format!("is not open: {e}")))?;
-        // SAFETY: fd 3 is open (checked above), and LISTEN_PID names this process, so the
-        // service manager handed it to us alone; nothing else in the process owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
+    /// The listening socket among the fds a service manager passed (sd_listen_fds(3)): the
+    /// first one not named `stored` (those are the daemon's own, back from the fd store), or
+    /// `Ok(None)` if there is none. It must be a listening `AF_UNIX`/`SOCK_SEQPACKET` socket; it
+    /// is made non-blocking. The stored fds are returned beside it.
+    pub fn inherited(
+        passed: Vec<(OwnedFd, String)>,
+        stored: &str,
+    ) -> Result<(Option<Listener>, Vec<OwnedFd>), ListenError> {
+        let (kept, others): (Vec<_>, Vec<_>) = passed.into_iter().partition(|(_, n)| n == stored);
+        let kept = kept.into_iter().map(|(fd, _)| fd).collect();
+        let Some((fd, _)) = others.into_iter().next() else { return Ok((None, kept)) };
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let problem =
+            |problem: String| ListenError::Inherited { problem: format!("fd {raw} {problem}") };
         let domain = rustix::net::sockopt::socket_domain(&fd)
             .map_err(|e| problem(format!("is not a socket: {e}")))?;
         let kind =
@@ -142,14 +130,12 @@ impl Listener {
             return Err(problem("is not a listening socket".to_owned()));
         }
         rustix::io::ioctl_fionbio(&fd, true).map_err(|e| problem(format!("FIONBIO: {e}")))?;
-        rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC)
-            .map_err(|e| problem(format!("FD_CLOEXEC: {e}")))?;
         let path = rustix::net::getsockname(&fd)
             .ok()
             .and_then(|addr| SocketAddrUnix::try_from(addr).ok())
             .and_then(|addr| addr.path_bytes().map(|p| PathBuf::from(OsStr::from_bytes(p))))
             .unwrap_or_else(|| PathBuf::from("(inherited socket)"));
-        Ok(Some(Listener { fd, path, unlink_on_drop: false }))
+        Ok((Some(Listener { fd, path, unlink_on_drop: false }), kept))
     }
 
     /// Whether the socket came from the service manager.

@@ -19,6 +19,8 @@ mod moves;
 mod pacing;
 mod policy;
 mod poller;
+mod restart;
+mod saved_state;
 mod scan;
 mod scanner;
 mod schedule;
@@ -160,15 +162,20 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     // Under socket activation systemd created the socket; --socket and daemon.socket only name
     // where it is when we create it ourselves.
-    let listener =
-        match listener::Listener::inherited().map_err(|e| runtime_error(e.to_string()))? {
-            Some(inherited) => inherited,
-            None => listener::Listener::bind(&socket).map_err(|e| runtime_error(e.to_string()))?,
-        };
+    let passed = sd_notify::take_listen_fds();
+    let (inherited, stored) = listener::Listener::inherited(passed, saved_state::STORE_NAME)
+        .map_err(|e| runtime_error(e.to_string()))?;
+    let listener = match inherited {
+        Some(inherited) => inherited,
+        None => listener::Listener::bind(&socket).map_err(|e| runtime_error(e.to_string()))?,
+    };
     let origin = if listener.is_inherited() { ", inherited from the service manager" } else { "" };
     let socket = listener.path.clone();
     let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
         .map_err(|e| runtime_error(e.to_string()))?;
+    if !stored.is_empty() {
+        server.restore(stored);
+    }
     info!(
         "listening on {}{origin} (default poll interval {}, {} watch policies{})",
         socket.display(),

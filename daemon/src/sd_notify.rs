@@ -1,11 +1,18 @@
-//! sd_notify(3) without libsystemd: one datagram such as `READY=1` to `$NOTIFY_SOCKET`, so that
-//! a `Type=notify` unit counts the daemon as started only once its socket answers. A leading '@'
-//! in the variable names an abstract socket. Without the variable it does nothing.
+//! The service manager's side channels without libsystemd: sd_notify(3) datagrams such as
+//! `READY=1` to `$NOTIFY_SOCKET` (a leading '@' names an abstract socket), fds handed to its
+//! file-descriptor store (`FDSTORE=1`), and the fds it passes back (`LISTEN_FDS`). Without
+//! the variables each does nothing.
 
 use std::ffi::OsString;
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
 
 const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
@@ -20,12 +27,82 @@ pub fn notify(state: &str) {
     }
 }
 
-fn send(target: &OsString, state: &str) -> rustix::io::Result<()> {
-    let bytes = target.as_bytes();
-    let addr = match bytes.strip_prefix(b"@") {
-        Some(name) => SocketAddrUnix::new_abstract_name(name)?,
-        None => SocketAddrUnix::new(bytes)?,
+/// Hands `fds` to the service manager's file-descriptor store under `name` (in batches of at
+/// most 250, the kernel's limit per message being 253). Without `$NOTIFY_SOCKET`, `Ok(false)`.
+pub fn store_fds(name: &str, fds: &[BorrowedFd<'_>]) -> rustix::io::Result<bool> {
+    let Some(target) = std::env::var_os(NOTIFY_SOCKET).filter(|s| !s.is_empty()) else {
+        return Ok(false);
     };
+    let addr = address(&target)?;
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let state = format!("FDSTORE=1\nFDNAME={name}");
+    for batch in fds.chunks(250) {
+        let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(250))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(batch)) {
+            return Err(rustix::io::Errno::NOBUFS);
+        }
+        rustix::net::sendmsg_addr(
+            &socket,
+            &addr,
+            &[IoSlice::new(state.as_bytes())],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?;
+    }
+    Ok(true)
+}
+
+/// The fds a service manager passed (sd_listen_fds(3)) with their names (`LISTEN_FDNAMES`;
+/// `"unknown"` when it gave none). Empty unless `LISTEN_PID` is this process. The `LISTEN_*`
+/// variables are removed so that no child takes them for its own.
+pub fn take_listen_fds() -> Vec<(OwnedFd, String)> {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.trim().parse::<i32>().ok());
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(name);
+    }
+    let Some(count) = count.filter(|&n| ours && n > 0) else { return Vec::new() };
+    let mut names = names.split(':');
+    (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count))
+        .filter_map(|raw| {
+            let name = names.next().filter(|n| !n.is_empty()).unwrap_or("unknown").to_owned();
+            // SAFETY: only borrowed for the F_GETFD probe, which fails with EBADF rather than
+            // misbehaving if nothing is open there.
+            let probe = unsafe { BorrowedFd::borrow_raw(raw) };
+            rustix::io::fcntl_getfd(probe).ok()?;
+            // SAFETY: the fd is open (probed above) and LISTEN_PID names this process, so the
+            // service manager handed it to this process alone; nothing else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // Passed fds are not close-on-exec; nothing the daemon runs should inherit them.
+            let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+            Some((fd, name))
+        })
+        .collect()
+}
+
+/// The first fd a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+fn address(target: &OsString) -> rustix::io::Result<SocketAddrUnix> {
+    let bytes = target.as_bytes();
+    match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddrUnix::new_abstract_name(name),
+        None => SocketAddrUnix::new(bytes),
+    }
+}
+
+fn send(target: &OsString, state: &str) -> rustix::io::Result<()> {
+    let addr = address(target)?;
     let socket = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::DGRAM,

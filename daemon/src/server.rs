@@ -46,7 +46,7 @@ const TIMER: u64 = 2 << TOKEN_SHIFT;
 const SIGNALS: u64 = 3 << TOKEN_SHIFT;
 const KERNEL: u64 = 4 << TOKEN_SHIFT;
 const CONNECTION: u64 = 5 << TOKEN_SHIFT;
-const INSTANCE: u64 = 6 << TOKEN_SHIFT;
+pub(crate) const INSTANCE: u64 = 6 << TOKEN_SHIFT;
 const SCANNED: u64 = 7 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
@@ -68,7 +68,7 @@ const MAX_CONNECTIONS: usize = 256;
 const CONNECTION_IDLE: Duration = Duration::from_secs(3);
 
 pub struct Server {
-    epoll: OwnedFd,
+    pub(crate) epoll: OwnedFd,
     pub(crate) listener: Listener,
     timer: OwnedFd,
     /// The deadline the timer is armed for.
@@ -83,7 +83,7 @@ pub struct Server {
     by_kernel_wd: HashMap<i32, usize>,
     schedule: PollSchedule,
     pub(crate) policies: Policies,
-    settings: DaemonSettings,
+    pub(crate) settings: DaemonSettings,
     config_path: Option<PathBuf>,
     pub(crate) counters: ScanCounters,
     pub(crate) pacing: Pacing,
@@ -248,6 +248,7 @@ impl Server {
             }
             self.flush_dirty();
         }
+        self.save_to_fd_store();
         info!(
             "stopping: {} instances, {} watched objects",
             self.instances.len(),
@@ -646,7 +647,7 @@ impl Server {
     /// A new watched object: a kernel watch for a local one, else a polled baseline. A kernel
     /// watch keeps no fd (an open fd would hold back IN_DELETE_SELF and pin the mount); a polled
     /// object keeps a copy of the client's fd in its poll state.
-    fn create_object(
+    pub(crate) fn create_object(
         &mut self,
         fd: &OwnedFd,
         is_dir: bool,
@@ -752,7 +753,7 @@ impl Server {
         }
     }
 
-    fn drop_object(&mut self, id: usize) {
+    pub(crate) fn drop_object(&mut self, id: usize) {
         let Some(object) = self.objects.remove(id) else { return };
         // Held halves for this object have nobody to go to; those for others go out now.
         self.release_held(id);

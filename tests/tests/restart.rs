@@ -1,0 +1,166 @@
+//! A restart that keeps every watch: the daemon, stopped cleanly under a service manager, hands
+//! its instance sockets and polled objects to the manager's fd store with a state record; started
+//! again with them, it resumes each instance, and the same client fd receives the next event with
+//! its original wd. The service manager here is the test itself: it implements the FDSTORE side
+//! of sd_notify and passes the fds back as `LISTEN_FDS`, as systemd does.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fakenotify_tests::*;
+
+/// A daemon process killed on drop, whatever the test's outcome.
+struct Managed(Child);
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Receives one datagram and the fds passed with it, waiting up to `timeout`.
+fn receive(socket: &UnixDatagram, timeout: Duration) -> Option<(String, Vec<OwnedFd>)> {
+    socket.set_read_timeout(Some(timeout)).expect("timeout");
+    let mut data = vec![0u8; 4096];
+    let mut control = vec![0u8; 8192];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: msghdr is plain data; the buffers it points to outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: a valid msghdr on a socket this test owns.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return None;
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control; the CMSG macros walk it within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+                let data = libc::CMSG_DATA(cmsg) as *const i32;
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(*data.add(i)));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Some((String::from_utf8_lossy(&data[..n as usize]).into_owned(), fds))
+}
+
+/// Starts `fakenotifyd start` under the test's "service manager", passing `fds` as systemd
+/// passes its fd store (fds 3.., `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`).
+fn start(dir: &TempDir, notify: &std::path::Path, fds: &[OwnedFd]) -> Managed {
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let names = vec!["fakenotify"; raw.len()].join(":");
+    let mut command = Command::new("sh");
+    // `exec` keeps the shell's pid, which $$ names: LISTEN_PID is the daemon's own pid.
+    command
+        .args(["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\""])
+        .arg(artifacts().fakenotifyd())
+        .args(["start", "--socket"])
+        .arg(dir.join("fakenotify.sock"))
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("NOTIFY_SOCKET", notify)
+        .env("LISTEN_FDS", raw.len().to_string())
+        .env("LISTEN_FDNAMES", names)
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("daemon-{}.log", raw.len()))).expect("log"));
+    // SAFETY: between fork and exec only dup2/fcntl, which are async-signal-safe; the fds are
+    // first moved above any target so that no dup2 overwrites one still to be placed.
+    unsafe {
+        command.pre_exec(move || {
+            for (i, &fd) in raw.iter().enumerate() {
+                if libc::dup2(fd, 200 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for i in 0..raw.len() as i32 {
+                if libc::dup2(200 + i, 3 + i) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(200 + i);
+            }
+            Ok(())
+        });
+    }
+    Managed(command.spawn().expect("spawn fakenotifyd under the test's service manager"))
+}
+
+fn wait_ready(notify: &UnixDatagram) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some((text, _)) = receive(notify, Duration::from_millis(200)) {
+            if text.contains("READY=1") {
+                return;
+            }
+        }
+    }
+    panic!("the daemon sent no READY=1");
+}
+
+#[test]
+fn a_restart_keeps_the_clients_fd_and_wd() {
+    let fuse = FuseMount::new();
+    let dir = TempDir::new("restart");
+    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let socket = dir.join("fakenotify.sock");
+
+    let mut first = start(&dir, &notify_path, &[]);
+    wait_ready(&notify);
+    let spec = format!("IN_CREATE:{}", fuse.mount.display());
+    let mut client = Client::spawn_with_socket(
+        artifacts().inotify_client(Libc::Glibc),
+        &["-n", &spec],
+        &socket,
+        true,
+    );
+    client.expect_line("READY", |l| l.text == "READY");
+    write(&fuse.backing("before"), b"");
+    let before = client.expect_event("before", |e| e.matches(IN_CREATE, "before"));
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) };
+    let mut stored = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some((text, fds)) = receive(&notify, Duration::from_millis(200)) {
+            assert!(text.contains("FDSTORE=1") && text.contains("FDNAME=fakenotify"), "{text}");
+            stored.extend(fds);
+        }
+        if first.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+    }
+    let exit = first.0.wait().expect("wait for the first daemon");
+    assert!(exit.success(), "SIGTERM ends the daemon with 0: {exit}");
+    assert!(
+        stored.len() >= 3,
+        "state record, instance socket and object fd stored: {}",
+        stored.len()
+    );
+
+    let _second = start(&dir, &notify_path, &stored);
+    drop(stored);
+    wait_ready(&notify);
+    let log = std::fs::read_to_string(dir.join(format!("daemon-{}.log", 3))).unwrap_or_default();
+    write(&fuse.backing("after"), b"");
+    let after = client
+        .expect_event("after, through the restarted daemon", |e| e.matches(IN_CREATE, "after"));
+    assert_eq!(after.wd, before.wd, "the watch keeps its wd across the restart; log:\n{log}");
+    assert!(client.is_running(), "the client never saw EOF");
+}
