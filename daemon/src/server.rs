@@ -395,6 +395,9 @@ impl Server {
                 warn!("epoll_ctl for a connection: {errno}");
                 self.connections.remove(id);
             }
+            // A client sends its request right after connecting: it is usually there already,
+            // and answering now saves a trip through epoll_wait.
+            self.serve_connection(id);
             // One per wake-up: the listener is level-triggered and reports the next one, and a
             // lone request costs no extra accept that finds nothing.
             return;
