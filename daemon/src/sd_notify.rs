@@ -34,12 +34,7 @@ pub fn store_fds(name: &str, fds: &[BorrowedFd<'_>]) -> rustix::io::Result<bool>
         return Ok(false);
     };
     let addr = address(&target)?;
-    let socket = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let socket = datagram_socket()?;
     let state = format!("FDSTORE=1\nFDNAME={name}");
     for batch in fds.chunks(250) {
         let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(250))];
@@ -101,14 +96,13 @@ fn address(target: &OsString) -> rustix::io::Result<SocketAddrUnix> {
     }
 }
 
+fn datagram_socket() -> rustix::io::Result<OwnedFd> {
+    rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, SocketFlags::CLOEXEC, None)
+}
+
 fn send(target: &OsString, state: &str) -> rustix::io::Result<()> {
     let addr = address(target)?;
-    let socket = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let socket = datagram_socket()?;
     rustix::net::sendto(&socket, state.as_bytes(), SendFlags::NOSIGNAL, &addr)?;
     Ok(())
 }
