@@ -666,10 +666,16 @@ impl Server {
             Mode::Inotify => false,
             Mode::Auto => remote.is_some(),
         };
-        let path =
+        // The path is only for people: status and log lines. A kernel watch names it only in
+        // debug lines, so the common local add_watch skips the readlink.
+        let id_text = || format!("(dev {} ino {})", identity.0, identity.1);
+        let path = if poll || crate::log::enabled(crate::config::LogLevel::Debug) {
             std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))
                 .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| format!("(dev {} ino {})", identity.0, identity.1));
+                .unwrap_or_else(|_| id_text())
+        } else {
+            id_text()
+        };
         let mut object = WatchedObject {
             id: identity,
             is_dir,
