@@ -152,6 +152,11 @@ pub fn attribute_change(
         // A directory's times and size change with its contents; the kernel reports neither.
         return (if owner_or_mode { IN_ATTRIB } else { 0 }, false);
     }
+    if before.size == after.size && before.mtime_ns != after.mtime_ns && after.times_set() {
+        // Only the times moved, to a value no write gives: utimensat, which the kernel reports
+        // as IN_ATTRIB. (`touch` to the current time looks like a write and stays IN_MODIFY.)
+        return (IN_ATTRIB | if unsettled { IN_CLOSE_WRITE } else { 0 }, false);
+    }
     if before.mtime_ns != after.mtime_ns || before.size != after.size {
         return (IN_MODIFY, true);
     }
@@ -352,6 +357,22 @@ mod tests {
         assert_eq!(
             events(&diff(&second, &mut third)),
             [ev(IN_CLOSE_WRITE, 0, "f"), ev(IN_ATTRIB, 0, "f")]
+        );
+    }
+
+    #[test]
+    fn times_set_apart_from_a_write_are_attrib() {
+        let stat = |mtime, ctime| EntryStat::new(mtime, ctime, 10, 0o644, 1, 0, 0);
+        let written = stat(100, 100);
+        // touch -d: mtime to a value of its own, ctime now.
+        assert_eq!(
+            attribute_change(&written, &stat(50, 200), false, false, false),
+            (IN_ATTRIB, false)
+        );
+        // A write of the same size: both times now.
+        assert_eq!(
+            attribute_change(&written, &stat(200, 200), false, false, false),
+            (IN_MODIFY, true)
         );
     }
 

@@ -15,7 +15,9 @@ pub struct EntryStat {
     pub size: u64,
     /// Mode, owner and group: a change is IN_ATTRIB, on a directory too.
     pub owner: u32,
-    /// Change time and link count: a change without a new mtime or size is IN_ATTRIB.
+    /// Change time and link count: a change without a new mtime or size is IN_ATTRIB. The top
+    /// bit says whether mtime differs from ctime: a write sets both to the same instant, while
+    /// `utimensat` (`touch -d`, `rsync -t`) sets mtime to a value of its own.
     pub change: u32,
 }
 
@@ -33,10 +35,18 @@ impl EntryStat {
             mtime_ns,
             size,
             owner: fingerprint(&[u64::from(mode), u64::from(uid) << 32 | u64::from(gid)]),
-            change: fingerprint(&[ctime_ns as u64, u64::from(nlink)]),
+            change: fingerprint(&[ctime_ns as u64, u64::from(nlink)]) & !TIMES_SET
+                | if mtime_ns != ctime_ns { TIMES_SET } else { 0 },
         }
     }
+
+    /// Whether mtime was last set apart from ctime, by `utimensat` rather than a write.
+    pub fn times_set(&self) -> bool {
+        self.change & TIMES_SET != 0
+    }
 }
+
+const TIMES_SET: u32 = 1 << 31;
 
 /// A 32-bit digest of `parts` (multiply-xorshift; not for adversaries, who can only change
 /// attributes of files they own anyway).

@@ -490,7 +490,6 @@ fn a_mask_change_does_not_rewrite_changes_made_before_it() {
 }
 
 #[test]
-#[ignore = "daemon bug: utimensat on a file gives IN_MODIFY; the kernel gives IN_ATTRIB"]
 fn changing_times_gives_attrib_not_modify() {
     // utimensat, as `touch -d`, `rsync -t` and rclone's mtime setting do.
     Differential::new(
