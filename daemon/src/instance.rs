@@ -5,7 +5,7 @@
 //! read buffer real inotify accepts receives them unsplit. A socket that is full keeps the rest
 //! queued (up to the instance's limit, then one IN_Q_OVERFLOW) until EPOLLOUT.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 
 use fakenotify_proto::inotify::{Event, IN_Q_OVERFLOW, MAX_EVENT_LEN};
@@ -32,7 +32,10 @@ pub struct Instance {
     pub socket: OwnedFd,
     pub uid: u32,
     pub pid: i32,
+    /// Read here; changed only through `add_watch` and `remove_watch`, which keep `by_object`.
     pub watches: BTreeMap<i32, WatchRef>,
+    /// The reverse of `watches`: each object's wd, so a repeated add_watch finds it at once.
+    by_object: HashMap<usize, i32>,
     next_wd: i32,
     queue: VecDeque<QueuedEvent>,
     max_queued: usize,
@@ -58,6 +61,7 @@ impl Instance {
             uid,
             pid,
             watches: BTreeMap::new(),
+            by_object: HashMap::new(),
             next_wd: 1,
             queue: VecDeque::new(),
             max_queued: max_queued.max(1),
@@ -84,7 +88,18 @@ impl Instance {
     }
 
     pub fn wd_for(&self, object: usize) -> Option<i32> {
-        self.watches.iter().find(|(_, w)| w.object == object).map(|(wd, _)| *wd)
+        self.by_object.get(&object).copied()
+    }
+
+    pub fn add_watch(&mut self, wd: i32, object: usize) {
+        self.watches.insert(wd, WatchRef { object });
+        self.by_object.insert(object, wd);
+    }
+
+    pub fn remove_watch(&mut self, wd: i32) {
+        if let Some(watch) = self.watches.remove(&wd) {
+            self.by_object.remove(&watch.object);
+        }
     }
 
     pub fn queued(&self) -> usize {

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::fs::FileType;
 
-use crate::instance::{Instance, WatchRef};
+use crate::instance::Instance;
 use crate::saved_state::{SavedInstance, SavedObject, SavedState, SavedWatch, HEADER, STORE_NAME};
 use crate::sd_notify;
 use crate::server::{Server, INSTANCE};
@@ -125,7 +125,7 @@ impl Server {
         for saved in &state.watches {
             let Some(&id) = objects.get(&saved.object) else { continue };
             let Some(instance) = self.instances.get_mut(&saved.key) else { continue };
-            instance.watches.insert(saved.wd, WatchRef { object: id });
+            instance.add_watch(saved.wd, id);
             if let Some(object) = self.objects.get_mut(id) {
                 object.subscribers.push(Subscriber {
                     instance: saved.key,

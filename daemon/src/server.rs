@@ -25,7 +25,7 @@ use rustix::time::{
 use crate::config::{Config, DaemonSettings, Mode};
 use crate::diff::Change;
 use crate::fstype;
-use crate::instance::{Flush, Instance, QueuedEvent, WatchRef};
+use crate::instance::{Flush, Instance, QueuedEvent};
 use crate::kernel::KernelWatches;
 use crate::listener::Listener;
 use crate::moves::{self, MoveTracker};
@@ -599,7 +599,7 @@ impl Server {
         };
         let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
         let wd = instance.allocate_wd();
-        instance.watches.insert(wd, WatchRef { object: id });
+        instance.add_watch(wd, id);
         if let Some(object) = self.objects.get_mut(id) {
             object.subscribers.push(Subscriber { instance: key, wd, mask });
             debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
@@ -751,7 +751,7 @@ impl Server {
     /// Ends one watch: IN_IGNORED to its instance, and the object goes once nobody watches it.
     fn unsubscribe(&mut self, key: u64, wd: i32, id: usize) {
         if let Some(instance) = self.instances.get_mut(&key) {
-            instance.watches.remove(&wd);
+            instance.remove_watch(wd);
             instance.push(QueuedEvent { wd, mask: IN_IGNORED, cookie: 0, name: Box::default() });
             self.dirty.insert(key);
         }
