@@ -30,6 +30,10 @@ pub struct WatchRef {
 pub struct Instance {
     /// The daemon's end of the pair; the application reads the other.
     pub socket: OwnedFd,
+    /// The connection that registered the instance, kept as its request channel: the
+    /// registering process sends its add_watch and rm_watch records here, without a connection
+    /// each. None once the peer closed it, and for instances restored after a restart.
+    pub channel: Option<OwnedFd>,
     pub uid: u32,
     pub pid: i32,
     /// Read here; changed only through `add_watch` and `remove_watch`, which keep `by_object`.
@@ -58,6 +62,7 @@ impl Instance {
     pub fn new(socket: OwnedFd, uid: u32, pid: i32, max_queued: usize) -> Instance {
         Instance {
             socket,
+            channel: None,
             uid,
             pid,
             watches: BTreeMap::new(),

@@ -48,6 +48,7 @@ const KERNEL: u64 = 4 << TOKEN_SHIFT;
 const CONNECTION: u64 = 5 << TOKEN_SHIFT;
 pub(crate) const INSTANCE: u64 = 6 << TOKEN_SHIFT;
 const SCANNED: u64 = 7 << TOKEN_SHIFT;
+const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
@@ -243,6 +244,7 @@ impl Server {
                     CONNECTION => self.serve_connection((token & ID_MASK) as usize),
                     INSTANCE => self.on_instance_ready(token & ID_MASK, flags),
                     SCANNED => self.on_scanned(),
+                    CHANNEL => self.serve_channel(token & ID_MASK),
                     _ => {}
                 }
             }
@@ -460,9 +462,25 @@ impl Server {
             }
         };
         let answer = match received.record() {
-            Ok(Record::Register) => self.register(uid, pid, &received.fds),
-            Ok(Record::AddWatch { mask }) => self.add_watch(uid, mask, &received.fds),
-            Ok(Record::RmWatch { wd }) => self.rm_watch(wd, &received.fds),
+            Ok(Record::Register) => {
+                let answer = self.register(uid, pid, &received.fds);
+                drop(received);
+                return self.bind_channel(id, answer);
+            }
+            Ok(Record::AddWatch { mask }) => match &received.fds[..] {
+                [app_end, object_fd] => match self.instance_key(app_end) {
+                    Some(key) => self.add_watch(key, uid, mask, object_fd),
+                    None => reply(Errno::INVAL),
+                },
+                _ => reply(Errno::INVAL),
+            },
+            Ok(Record::RmWatch { wd }) => match &received.fds[..] {
+                [app_end] => match self.instance_key(app_end) {
+                    Some(key) => self.rm_watch(key, wd),
+                    None => reply(Errno::INVAL),
+                },
+                _ => reply(Errno::INVAL),
+            },
             Ok(Record::Control(body)) => {
                 let response = self.control(uid, pid, body);
                 let Some(conn) = self.connections.get(id) else { return };
@@ -495,6 +513,79 @@ impl Server {
         }
     }
 
+    /// Answers a Register. Once it succeeded, the connection leaves the pool of short request
+    /// connections (no idle timeout, not counted against their cap) and becomes the instance's
+    /// request channel, which lives as long as the instance or until its peer closes it.
+    fn bind_channel(&mut self, id: usize, answer: Result<u64, Errno>) {
+        let Some(conn) = self.connections.get(id) else { return };
+        let reply = match answer {
+            Ok(_) => Reply { errno: 0, value: 0 },
+            Err(errno) => reply(errno),
+        };
+        if wire::send_record(conn.fd.as_fd(), &Record::Reply(reply), &[]).is_err() {
+            return self.close_connection(id);
+        }
+        let Ok(key) = answer else { return };
+        let Some(conn) = self.connections.remove(id) else { return };
+        if let Err(errno) =
+            epoll::modify(&self.epoll, &conn.fd, EventData::new_u64(CHANNEL | key), EventFlags::IN)
+        {
+            warn!("epoll_ctl for the request channel of instance {key}: {errno}");
+            return;
+        }
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.channel = Some(conn.fd);
+        }
+    }
+
+    /// Answers one request on an instance's channel: AddWatch carries the object's fd alone,
+    /// RmWatch no fd, since the channel itself names the instance. A closed or misbehaving
+    /// channel is dropped; the instance and its watches stay, and the process falls back to a
+    /// short connection per request.
+    fn serve_channel(&mut self, key: u64) {
+        let Some(instance) = self.instances.get(&key) else { return };
+        let Some(channel) = instance.channel.as_ref() else { return };
+        let (uid, pid) = (instance.uid, instance.pid);
+        let received = match wire::recv_record(channel.as_fd(), &mut self.recv_buf) {
+            Ok(received) => received,
+            Err(RecvError::WouldBlock) => return,
+            Err(RecvError::Closed) => return self.drop_channel(key),
+            Err(error) => {
+                warn!("instance {key} (pid {pid} uid {uid}): {error}; closing its request channel");
+                self.stats.error("protocol");
+                return self.drop_channel(key);
+            }
+        };
+        let answer = match (received.channel_record(), &received.fds[..]) {
+            (Ok(Record::AddWatch { mask }), [object_fd]) => {
+                self.add_watch(key, uid, mask, object_fd)
+            }
+            (Ok(Record::RmWatch { wd }), []) => self.rm_watch(key, wd),
+            // channel_record checked the count of fds for each kind it lets through.
+            (Ok(_), _) => return self.drop_channel(key),
+            (Err(error), _) => {
+                warn!("instance {key} (pid {pid} uid {uid}): {error}; closing its request channel");
+                self.stats.error("protocol");
+                return self.drop_channel(key);
+            }
+        };
+        drop(received);
+        self.flush_dirty();
+        let Some(channel) = self.instances.get(&key).and_then(|i| i.channel.as_ref()) else {
+            return;
+        };
+        if wire::send_record(channel.as_fd(), &Record::Reply(answer), &[]).is_err() {
+            self.drop_channel(key);
+        }
+    }
+
+    fn drop_channel(&mut self, key: u64) {
+        // Closing the fd (its only copy) takes it out of the epoll set.
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.channel = None;
+        }
+    }
+
     /// A peer of another protocol version gets a reply it can recognise before the close.
     fn answer_bad_version(&self, id: usize, error: &RecvError) {
         if let (
@@ -511,20 +602,21 @@ impl Server {
         }
     }
 
-    fn register(&mut self, uid: u32, pid: i32, fds: &[OwnedFd]) -> Reply {
-        let [app_end, daemon_end] = fds else { return reply(Errno::INVAL) };
+    /// A new instance; its key is the inode of the application's end.
+    fn register(&mut self, uid: u32, pid: i32, fds: &[OwnedFd]) -> Result<u64, Errno> {
+        let [app_end, daemon_end] = fds else { return Err(Errno::INVAL) };
         for fd in fds {
             let is_seqpacket = rustix::net::sockopt::socket_type(fd)
                 .map(|t| t == rustix::net::SocketType::SEQPACKET);
             if is_seqpacket != Ok(true) {
-                return reply(Errno::INVAL);
+                return Err(Errno::INVAL);
             }
         }
         let Ok(key) = rustix::fs::fstat(app_end).map(|st| st.st_ino) else {
-            return reply(Errno::BADF);
+            return Err(Errno::BADF);
         };
         if self.instances.contains_key(&key) {
-            return reply(Errno::EXIST);
+            return Err(Errno::EXIST);
         }
         let owned = self.instances.values().filter(|i| i.uid == uid).count();
         if owned >= self.settings.limits.max_user_instances as usize {
@@ -534,19 +626,19 @@ impl Server {
                 self.settings.limits.max_user_instances
             );
             self.stats.error("limit: max_user_instances");
-            return reply(Errno::MFILE);
+            return Err(Errno::MFILE);
         }
-        let Ok(socket) = daemon_end.try_clone() else { return reply(Errno::MFILE) };
+        let Ok(socket) = daemon_end.try_clone() else { return Err(Errno::MFILE) };
         if let Err(errno) =
             epoll::add(&self.epoll, &socket, EventData::new_u64(INSTANCE | key), EventFlags::RDHUP)
         {
             warn!("epoll_ctl for an instance: {errno}");
-            return reply(Errno::NOMEM);
+            return Err(Errno::NOMEM);
         }
         let max_queued = self.settings.limits.max_queued_events as usize;
         self.instances.insert(key, Instance::new(socket, uid, pid, max_queued));
         debug!("instance {key}: registered by pid {pid} uid {uid}");
-        Reply { errno: 0, value: 0 }
+        Ok(key)
     }
 
     fn instance_key(&self, fd: &OwnedFd) -> Option<u64> {
@@ -556,12 +648,11 @@ impl Server {
         .then_some(st.st_ino)
     }
 
-    fn add_watch(&mut self, uid: u32, mask: u32, fds: &[OwnedFd]) -> Reply {
-        let [app_end, object_fd] = fds else { return reply(Errno::INVAL) };
+    /// `inotify_add_watch` for instance `key` on the object the client opened.
+    fn add_watch(&mut self, key: u64, uid: u32, mask: u32, object_fd: &OwnedFd) -> Reply {
         if !watch_mask_is_valid(mask) {
             return reply(Errno::INVAL);
         }
-        let Some(key) = self.instance_key(app_end) else { return reply(Errno::INVAL) };
         let Ok(st) = rustix::fs::fstat(object_fd) else { return reply(Errno::BADF) };
         let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
         if mask & IN_ONLYDIR != 0 && !is_dir {
@@ -736,9 +827,7 @@ impl Server {
         }
     }
 
-    fn rm_watch(&mut self, wd: i32, fds: &[OwnedFd]) -> Reply {
-        let [app_end] = fds else { return reply(Errno::INVAL) };
-        let Some(key) = self.instance_key(app_end) else { return reply(Errno::INVAL) };
+    fn rm_watch(&mut self, key: u64, wd: i32) -> Reply {
         let Some(object) =
             self.instances.get(&key).and_then(|i| i.watches.get(&wd)).map(|w| w.object)
         else {

@@ -8,7 +8,7 @@ use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use fakenotify_proto::record::{DecodeError, Record, MAX_RECORD_LEN};
+use fakenotify_proto::record::{DecodeError, Kind, Record, MAX_RECORD_LEN};
 use rustix::io::Errno;
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
 
@@ -31,6 +31,8 @@ pub enum RecvError {
         expected: usize,
         got: usize,
     },
+    /// A record that an instance's request channel does not carry.
+    NotOnChannel(Kind),
 }
 
 impl std::fmt::Display for RecvError {
@@ -43,6 +45,9 @@ impl std::fmt::Display for RecvError {
             RecvError::Decode(e) => write!(f, "{e}"),
             RecvError::Fds { expected, got } => {
                 write!(f, "record needs {expected} descriptors, {got} came")
+            }
+            RecvError::NotOnChannel(kind) => {
+                write!(f, "unexpected {kind:?} record on a request channel")
             }
         }
     }
@@ -59,6 +64,16 @@ impl Received {
         let record = Record::decode(&self.bytes).map_err(RecvError::Decode)?;
         if record.fds() != self.fds.len() {
             return Err(RecvError::Fds { expected: record.fds(), got: self.fds.len() });
+        }
+        Ok(record)
+    }
+
+    /// The record, as received on an instance's request channel.
+    pub fn channel_record(&self) -> Result<Record<'_>, RecvError> {
+        let record = Record::decode(&self.bytes).map_err(RecvError::Decode)?;
+        let expected = record.channel_fds().ok_or(RecvError::NotOnChannel(record.kind()))?;
+        if expected != self.fds.len() {
+            return Err(RecvError::Fds { expected, got: self.fds.len() });
         }
         Ok(record)
     }

@@ -1,7 +1,8 @@
-//! One request to fakenotifyd on a short connection of its own: connect, send one record with
-//! its fds as `SCM_RIGHTS`, read the `Reply`. Never on the application's fd, which another of
-//! its threads may be reading. Send and receive timeouts (which also bound `connect` on a Unix
-//! socket) are set before connecting, so a stuck daemon costs a hook at most a few seconds.
+//! One request to fakenotifyd: send one record with its fds as `SCM_RIGHTS`, read the `Reply`.
+//! It goes on the instance's request channel when this process has it free, else on a short
+//! connection of its own; never on the application's fd, which another of its threads may be
+//! reading. Send and receive timeouts (which also bound `connect` on a Unix socket) are set
+//! before connecting, so a stuck daemon costs a hook at most a few seconds.
 
 use core::mem::MaybeUninit;
 use core::time::Duration;
@@ -16,6 +17,7 @@ use rustix::net::{
 };
 
 use crate::env;
+use crate::instances::{self, Used};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Most fds a preload record carries (Register and AddWatch carry two).
@@ -88,6 +90,55 @@ pub fn request(record: Record<'_>, fds: &[BorrowedFd<'_>]) -> Result<Reply, Link
     exchange(conn.as_fd(), record, fds)
 }
 
+/// The way a request went, for debug lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The instance's request channel.
+    Channel,
+    /// A short connection of its own.
+    Connection,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Channel => "channel",
+            Via::Connection => "connection",
+        }
+    }
+}
+
+/// Sends an AddWatch or RmWatch `record` about the instance whose application end is `app`
+/// (socket inode `app_ino`), with the `object` to watch if any, and returns the reply. On the
+/// instance's channel the channel names the instance; on a short connection `app` goes along
+/// as proof of ownership.
+pub fn instance_request(
+    app: BorrowedFd<'_>,
+    app_ino: u64,
+    record: Record<'_>,
+    object: Option<BorrowedFd<'_>>,
+) -> (Result<Reply, LinkError>, Via) {
+    let on_channel = instances::with_channel(app_ino, |channel| {
+        match exchange(channel, record, object.as_slice()) {
+            Ok(reply) => Used::Kept(Some(Ok(reply))),
+            // The daemon never took the request: the channel was closed before it (the daemon
+            // restarted) or it was refused unanswered (an older daemon that keeps no channel).
+            // It can go on a short connection instead.
+            Err(LinkError { step: Step::Send, .. })
+            | Err(LinkError { step: Step::Recv, errno: Errno::CONNRESET }) => Used::Broken(None),
+            Err(why) => Used::Broken(Some(Err(why))),
+        }
+    });
+    if let Some(Some(result)) = on_channel {
+        return (result, Via::Channel);
+    }
+    let result = match object {
+        Some(object) => request(record, &[app, object]),
+        None => request(record, &[app]),
+    };
+    (result, Via::Connection)
+}
+
 /// Sends `record` with `fds` on `conn` and reads the reply.
 pub fn exchange(
     conn: BorrowedFd<'_>,
@@ -115,6 +166,10 @@ pub fn exchange(
     let mut buf = [0u8; MAX_FIXED_RECORD_LEN + 1];
     let (got, _) = retry_on_intr(|| rustix::net::recv(conn, &mut buf, RecvFlags::empty()))
         .map_err(LinkError::at(Step::Recv))?;
+    if got == 0 {
+        // The daemon closed the connection without answering.
+        return Err(LinkError { step: Step::Recv, errno: Errno::CONNRESET });
+    }
     parse_reply(&buf[..got])
 }
 

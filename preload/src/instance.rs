@@ -1,8 +1,8 @@
 //! `inotify_init1`: an instance served by the daemon when one answers, else a real inotify fd.
 //! The application gets one end of a `SOCK_SEQPACKET` socketpair; the daemon gets both ends
 //! with the Register record, keeps its own and learns the instance's identity from the
-//! application's end. Nothing about the instance stays in this process except the held copy of
-//! the daemon's end (see `held_ends`).
+//! application's end. What stays in this process is the held copy of the daemon's end and the
+//! registering connection, kept as the instance's request channel (see `instances`).
 
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::inotify::CreateFlags;
@@ -14,7 +14,7 @@ use fakenotify_proto::inotify::{IN_CLOEXEC, IN_NONBLOCK};
 use fakenotify_proto::record::Record;
 
 use crate::daemon_link::{self, LinkError, Step};
-use crate::{debug, errno, held_ends};
+use crate::{debug, errno, instances};
 
 /// Which hook asked, for the debug line.
 #[derive(Clone, Copy)]
@@ -33,7 +33,7 @@ enum Route {
 
 /// `inotify_init1(flags)`; `inotify_init()` is `inotify_init1(0)`.
 pub fn create(call: Call, flags: u32) -> Result<OwnedFd, Errno> {
-    held_ends::sweep();
+    instances::sweep();
     let (result, route) = if flags & !(IN_NONBLOCK | IN_CLOEXEC) != 0 {
         (Err(Errno::INVAL), Route::BadFlags)
     } else {
@@ -94,13 +94,12 @@ fn register(flags: u32) -> Result<OwnedFd, LinkError> {
     }
     let reply =
         daemon_link::exchange(conn.as_fd(), Record::Register, &[app.as_fd(), daemon.as_fd()])?;
-    drop(conn);
     if reply.errno != 0 {
         return Err(LinkError { step: Step::Refused, errno: errno::from_reply(reply.errno) });
     }
     if flags & IN_CLOEXEC == 0 {
         rustix::io::fcntl_setfd(&app, FdFlags::empty()).map_err(LinkError::at(Step::Fcntl))?;
     }
-    held_ends::hold(daemon);
+    instances::keep(app.as_fd(), daemon, conn);
     Ok(app)
 }

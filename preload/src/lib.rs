@@ -14,8 +14,8 @@ mod daemon_link;
 mod debug;
 mod env;
 mod errno;
-mod held_ends;
 mod instance;
+mod instances;
 mod watch;
 
 use core::ffi::{c_char, c_int, CStr};

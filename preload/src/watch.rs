@@ -15,15 +15,15 @@ use fakenotify_proto::inotify::{
 };
 use fakenotify_proto::record::{Record, Reply};
 
-use crate::daemon_link::{self, LinkError, Step};
+use crate::daemon_link::{self, LinkError, Step, Via};
 use crate::{debug, errno};
 
 /// Who decided a call's result, for the debug line.
 enum Route {
     /// The kernel: `fd` is not a socket.
     Real,
-    /// The daemon answered.
-    Daemon,
+    /// The daemon answered, over the instance's channel or a connection of its own.
+    Daemon(Via),
     /// Refused here before asking the daemon, at the named step.
     Local(&'static str),
     /// The daemon could not be asked or gave no usable answer.
@@ -52,15 +52,15 @@ fn add_routed(fd: BorrowedFd<'_>, path: Option<&CStr>, mask: u32) -> (Result<c_i
     if !watch_mask_bits_are_known(mask) {
         return (Err(Errno::INVAL), Route::Local("mask"));
     }
-    match is_instance(fd) {
+    let app_ino = match instance_ino(fd) {
         Err(errno) => return (Err(errno), Route::Local("fstat")),
-        Ok(false) => {
+        Ok(None) => {
             let Some(path) = path else { return (Err(Errno::FAULT), Route::Local("path")) };
             let real = rustix::fs::inotify::add_watch(fd, path, WatchFlags::from_bits_retain(mask));
             return (real, Route::Real);
         }
-        Ok(true) => {}
-    }
+        Ok(Some(ino)) => ino,
+    };
     if let Err(errno) = check_mask(mask) {
         return (Err(errno), Route::Local("mask"));
     }
@@ -69,13 +69,15 @@ fn add_routed(fd: BorrowedFd<'_>, path: Option<&CStr>, mask: u32) -> (Result<c_i
         Ok(object) => object,
         Err(errno) => return (Err(errno), Route::Local("open")),
     };
-    match daemon_link::request(Record::AddWatch { mask }, &[fd, object.as_fd()]) {
-        Ok(Reply { errno: 0, value }) if value > 0 => (Ok(value), Route::Daemon),
+    let (result, via) =
+        daemon_link::instance_request(fd, app_ino, Record::AddWatch { mask }, Some(object.as_fd()));
+    match result {
+        Ok(Reply { errno: 0, value }) if value > 0 => (Ok(value), Route::Daemon(via)),
         Ok(Reply { errno: 0, .. }) => (
             Err(Errno::NOSPC),
             Route::Unreachable(LinkError { step: Step::Reply, errno: Errno::PROTO }),
         ),
-        Ok(reply) => (Err(errno::from_reply(reply.errno)), Route::Daemon),
+        Ok(reply) => (Err(errno::from_reply(reply.errno)), Route::Daemon(via)),
         // Real inotify's answer when it cannot take another watch.
         Err(why) => (Err(Errno::NOSPC), Route::Unreachable(why)),
     }
@@ -95,22 +97,24 @@ pub fn remove(fd: BorrowedFd<'_>, wd: c_int) -> Result<c_int, Errno> {
 }
 
 fn remove_routed(fd: BorrowedFd<'_>, wd: c_int) -> (Result<c_int, Errno>, Route) {
-    match is_instance(fd) {
+    match instance_ino(fd) {
         Err(errno) => (Err(errno), Route::Local("fstat")),
-        Ok(false) => (rustix::fs::inotify::remove_watch(fd, wd).map(|()| 0), Route::Real),
-        Ok(true) => match daemon_link::request(Record::RmWatch { wd }, &[fd]) {
-            Ok(Reply { errno: 0, .. }) => (Ok(0), Route::Daemon),
-            Ok(reply) => (Err(errno::from_reply(reply.errno)), Route::Daemon),
-            // Without the daemon no watch exists: as for an unknown wd.
-            Err(why) => (Err(Errno::INVAL), Route::Unreachable(why)),
-        },
+        Ok(None) => (rustix::fs::inotify::remove_watch(fd, wd).map(|()| 0), Route::Real),
+        Ok(Some(app_ino)) => {
+            match daemon_link::instance_request(fd, app_ino, Record::RmWatch { wd }, None) {
+                (Ok(Reply { errno: 0, .. }), via) => (Ok(0), Route::Daemon(via)),
+                (Ok(reply), via) => (Err(errno::from_reply(reply.errno)), Route::Daemon(via)),
+                // Without the daemon no watch exists: as for an unknown wd.
+                (Err(why), _) => (Err(Errno::INVAL), Route::Unreachable(why)),
+            }
+        }
     }
 }
 
 fn log_route(line: &mut debug::Line, route: &Route) {
     match route {
         Route::Real => line.text(" (real inotify)"),
-        Route::Daemon => line.text(" (daemon)"),
+        Route::Daemon(via) => line.text(" (daemon, ").text(via.name()).text(")"),
         Route::Local(step) => line.text(" (").text(step).text(")"),
         Route::Unreachable(why) => line
             .text(" (daemon unreachable: ")
@@ -121,11 +125,11 @@ fn log_route(line: &mut debug::Line, route: &Route) {
     };
 }
 
-/// Whether `fd` is an instance served by the daemon: a socket. A real inotify fd is an
+/// If `fd` is an instance served by the daemon (a socket), its inode. A real inotify fd is an
 /// anonymous inode, never a socket.
-fn is_instance(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+fn instance_ino(fd: BorrowedFd<'_>) -> Result<Option<u64>, Errno> {
     let stat = rustix::fs::fstat(fd)?;
-    Ok(FileType::from_raw_mode(stat.st_mode) == FileType::Socket)
+    Ok((FileType::from_raw_mode(stat.st_mode) == FileType::Socket).then_some(stat.st_ino))
 }
 
 /// The checks inotify_add_watch(2) makes on the mask before anything else.

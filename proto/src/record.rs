@@ -5,7 +5,8 @@
 //! Reply) have fixed bodies; control records carry a nanoserde-binary body that the ctl crate
 //! defines. `Record::decode` checks magic, version, kind and lengths once; a record it returns is
 //! well formed. File descriptors travel beside the record as `SCM_RIGHTS`; `Record::fds` says how
-//! many each kind must carry.
+//! many each kind must carry on a short connection, `Record::channel_fds` on an instance's
+//! request channel (the connection that carried its Register, which then stays open).
 
 pub const MAGIC: [u8; 4] = *b"FNTF";
 /// Bumped whenever a record's layout or meaning changes; peers refuse any other version.
@@ -22,11 +23,13 @@ pub const MAX_FIXED_RECORD_LEN: usize = HEADER_LEN + 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Kind {
-    /// Preload → daemon: a new instance. fds: the application's end, the daemon's end.
+    /// Preload → daemon: a new instance. fds: the application's end, the daemon's end. After
+    /// the reply, the connection stays open as the instance's request channel.
     Register = 1,
-    /// Preload → daemon: watch an object. fds: the application's end, the opened object.
+    /// Preload → daemon: watch an object. fds: the application's end (not on the instance's
+    /// channel), the opened object.
     AddWatch = 2,
-    /// Preload → daemon: remove a watch. fds: the application's end.
+    /// Preload → daemon: remove a watch. fds: the application's end (none on the channel).
     RmWatch = 3,
     /// Daemon → preload: the answer to any of the three above.
     Reply = 4,
@@ -140,6 +143,17 @@ impl<'a> Record<'a> {
             Record::Register | Record::AddWatch { .. } => 2,
             Record::RmWatch { .. } => 1,
             Record::Reply(_) | Record::Control(_) | Record::ControlReply(_) => 0,
+        }
+    }
+
+    /// How many file descriptors travel with this record on an instance's request channel,
+    /// where the channel names the instance and the application's end is not sent; None for a
+    /// record that has no place there.
+    pub fn channel_fds(&self) -> Option<usize> {
+        match self {
+            Record::AddWatch { .. } => Some(1),
+            Record::RmWatch { .. } => Some(0),
+            _ => None,
         }
     }
 

@@ -192,3 +192,59 @@ fn hostile_clients_do_not_disturb_a_well_behaved_one() {
     write(&fuse.backing(name), b"");
     good.expect_event(name, |e| e.matches(IN_CREATE, name));
 }
+
+/// Sends `record` with `fds` on `conn` and returns the daemon's Reply as (errno, value).
+fn ask(conn: &OwnedFd, record: Record<'_>, fds: &[i32]) -> (i32, i32) {
+    let mut buf = vec![0u8; 64];
+    let n = record.encode(&mut buf).expect("encode");
+    send_with_fds(conn, &buf[..n], fds);
+    match seqpacket::receive(conn, WAIT).expect("receive") {
+        Answer::Message(reply) => match Record::decode(&reply) {
+            Ok(Record::Reply(r)) => (r.errno, r.value),
+            other => panic!("{record:?}: unexpected answer {other:?}"),
+        },
+        other => panic!("{record:?}: no reply: {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_on_a_request_channel_closes_the_channel_not_the_instance() {
+    let dir = TempDir::new("channel-garbage");
+    let daemon = Daemon::fast();
+    let mut pair = [0i32; 2];
+    // SAFETY: socketpair fills two fds, which `OwnedFd`s take over at once.
+    let (app, daemon_end) = unsafe {
+        assert_eq!(libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, pair.as_mut_ptr()), 0);
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1]))
+    };
+    let channel = seqpacket::connect(daemon.socket()).expect("connect");
+    let ends = [app.as_raw_fd(), daemon_end.as_raw_fd()];
+    assert_eq!(ask(&channel, Record::Register, &ends), (0, 0), "registered");
+    drop(daemon_end);
+
+    // On the channel, the instance is implied: a Register, or an AddWatch carrying the
+    // application's end too, is out of place there.
+    let watched = std::fs::File::open(dir.path()).expect("open the directory");
+    let mut add = vec![0u8; 64];
+    let n = Record::AddWatch { mask: IN_CREATE }.encode(&mut add).expect("encode");
+    send_with_fds(&channel, &add[..n], &[app.as_raw_fd(), watched.as_raw_fd()]);
+    expect_closed(&channel, "an AddWatch with two descriptors on the channel");
+
+    // The instance lives on: a short connection adds a watch, and its events arrive.
+    let conn = seqpacket::connect(daemon.socket()).expect("connect");
+    let (errno, wd) =
+        ask(&conn, Record::AddWatch { mask: IN_CREATE }, &[app.as_raw_fd(), watched.as_raw_fd()]);
+    assert_eq!((errno, wd), (0, 1), "the instance still takes watches");
+    write(&dir.join("after"), b"");
+    match seqpacket::receive(&app, WAIT).expect("read the instance") {
+        Answer::Message(bytes) => {
+            let name_len = u32::from_le_bytes(bytes[12..16].try_into().expect("len")) as usize;
+            let mask = u32::from_le_bytes(bytes[4..8].try_into().expect("mask"));
+            assert_eq!(mask, IN_CREATE);
+            assert!(bytes[16..16 + name_len].starts_with(b"after"), "{bytes:?}");
+        }
+        other => panic!("no event after the channel closed: {other:?}"),
+    }
+    assert!(daemon.log().contains("record needs 1 descriptors, 2 came"), "{}", daemon.log());
+}

@@ -184,3 +184,28 @@ fn when_the_daemon_stops_the_stream_goes_quiet() {
     );
     assert!(client.is_running(), "the client exited when the daemon stopped");
 }
+
+#[test]
+fn watches_are_requested_over_the_instances_channel() {
+    let dir = TempDir::new("channel");
+    for name in ["a", "b"] {
+        std::fs::create_dir(dir.join(name)).expect("mkdir");
+    }
+    let daemon = Daemon::fast();
+    // inotifywait adds both watches, waits a second for events and exits.
+    let output = Command::new("inotifywait")
+        .args(["-t", "1", "-e", "create"])
+        .arg(dir.join("a"))
+        .arg(dir.join("b"))
+        .env("LD_PRELOAD", artifacts().preload())
+        .env("FAKENOTIFY_SOCKET", daemon.socket())
+        .env("FAKENOTIFY_DEBUG", "1")
+        .output()
+        .expect("run inotifywait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let adds: Vec<&str> = stderr.lines().filter(|l| l.contains("inotify_add_watch(")).collect();
+    assert_eq!(adds.len(), 2, "two add_watch lines:\n{stderr}");
+    for line in adds {
+        assert!(line.ends_with("(daemon, channel)"), "not over the channel: {line}\n{stderr}");
+    }
+}

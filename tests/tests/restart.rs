@@ -162,5 +162,14 @@ fn a_restart_keeps_the_clients_fd_and_wd() {
     let after = client
         .expect_event("after, through the restarted daemon", |e| e.matches(IN_CREATE, "after"));
     assert_eq!(after.wd, before.wd, "the watch keeps its wd across the restart; log:\n{log}");
+
+    // The instance's request channel died with the first daemon: a new watch takes a short
+    // connection to the second one and continues the wd sequence.
+    std::fs::create_dir(fuse.backing("later")).expect("mkdir");
+    client.command(&format!("add IN_CREATE:{}", fuse.mount.join("later").display()));
+    client.expect_line("WATCH 2 on the restarted daemon", |l| l.text.starts_with("WATCH 2 "));
+    write(&fuse.backing("later/inside"), b"");
+    client
+        .expect_event("inside, on the new watch", |e| e.wd == 2 && e.matches(IN_CREATE, "inside"));
     assert!(client.is_running(), "the client never saw EOF");
 }
