@@ -22,6 +22,9 @@ pub struct Change {
     pub pair: u32,
     pub name: Vec<u8>,
     pub ino: u64,
+    /// For a create: its inode looks renamed ([`EntryStat::looks_renamed`]), so a create that
+    /// pairs with no delete is a rename into the watched set, a lone IN_MOVED_TO.
+    pub looks_moved: bool,
 }
 
 /// Compares `old` with `new` and records in `new` which files are still being written.
@@ -75,9 +78,9 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
         if !overwritten(&olds[g]) {
             changes.push(Change {
                 mask: IN_DELETE | isdir(&olds[g]),
-                pair: 0,
                 name: old.name(&olds[g]).to_vec(),
                 ino: olds[g].ino,
+                ..Change::default()
             });
         }
     }
@@ -90,24 +93,29 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
             pair,
             name: old.name(&olds[from]).to_vec(),
             ino,
+            ..Change::default()
         });
         changes.push(Change {
             mask: IN_MOVED_TO | mask,
             pair,
             name: new.name(&news[to]).to_vec(),
             ino,
+            ..Change::default()
         });
     }
     let mut unsettled = Vec::new();
     for &a in appeared.iter().filter(|a| !renamed_to.contains(a)) {
         let entry = &news[a];
+        let looks_moved = new.stat(a).is_some_and(EntryStat::looks_renamed);
         changes.push(Change {
             mask: IN_CREATE | isdir(entry),
             pair: 0,
             name: new.name(entry).to_vec(),
             ino: entry.ino,
+            looks_moved,
         });
-        if !entry.is_dir {
+        // A file moved in was written elsewhere: the kernel gives it no IN_CLOSE_WRITE here.
+        if !entry.is_dir && !looks_moved {
             unsettled.push((a, true));
         }
     }
@@ -333,6 +341,26 @@ mod tests {
         assert_eq!(events(&diff(&empty, &mut created)), [ev(IN_CREATE, 0, "f")]);
         let mut settled = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
         assert_eq!(events(&diff(&created, &mut settled)), [ev(IN_CLOSE_WRITE, 0, "f")]);
+    }
+
+    #[test]
+    fn a_new_name_with_a_later_ctime_looks_moved_in_and_gets_no_close_write() {
+        let empty = snap(&[]);
+        let mut b = SnapshotBuilder::default();
+        b.push(b"moved", 1, false, Some(EntryStat::new(100, 200, 5, 0o100644, 1, 0, 0)));
+        b.push(b"written", 2, false, Some(EntryStat::new(200, 200, 5, 0o100644, 1, 0, 0)));
+        let mut new = b.finish();
+        let changes = diff(&empty, &mut new);
+        let looks: Vec<(String, bool)> = changes
+            .iter()
+            .map(|c| (String::from_utf8_lossy(&c.name).into_owned(), c.looks_moved))
+            .collect();
+        assert_eq!(looks, [("moved".to_string(), true), ("written".to_string(), false)]);
+        assert_eq!(
+            new.entries().iter().map(|e| e.unsettled).collect::<Vec<_>>(),
+            [false, true],
+            "only the written file waits for IN_CLOSE_WRITE"
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! a delete is held until its directory's next poll (a create of the same inode elsewhere
 //! pairs with it meanwhile); a create whose inode the caller found in another directory's
 //! listing is held until that directory has been polled (the caller polls it at once). What
-//! finds no partner is delivered as it was: IN_DELETE, IN_CREATE. Pure bookkeeping, no I/O.
+//! finds no partner is delivered as it was: IN_DELETE, and IN_CREATE, or a lone IN_MOVED_TO
+//! with a cookie of its own for a create whose inode looks renamed (moved in from a place no
+//! poll sees). Pure bookkeeping, no I/O.
 
 use std::collections::HashMap;
 
@@ -56,6 +58,16 @@ fn same_inode(a: &Change, b: &Change) -> bool {
 
 fn moved(change: &Change, kind: u32, cookie: u32) -> Change {
     Change { mask: kind | (change.mask & IN_ISDIR), pair: cookie, ..change.clone() }
+}
+
+/// A change that found no partner: a create that looks renamed is a lone IN_MOVED_TO, as the
+/// kernel reports a rename into the watched set; anything else goes out as it was.
+fn unpaired(change: Change, cookie: &mut impl FnMut() -> u32) -> Change {
+    if change.looks_moved && change.mask & !IN_ISDIR == IN_CREATE {
+        moved(&change, IN_MOVED_TO, cookie())
+    } else {
+        change
+    }
 }
 
 impl MoveTracker {
@@ -130,6 +142,8 @@ impl MoveTracker {
                     self.creates.push(Waiting { object, dev, change, source });
                     continue;
                 }
+                out.deliveries.push(Delivery { object, change: unpaired(change, cookie) });
+                continue;
             }
             if change.pair != 0 {
                 change.pair = *local_cookies.entry(change.pair).or_insert_with(&mut *cookie);
@@ -140,8 +154,10 @@ impl MoveTracker {
         let (done, kept): (Vec<_>, Vec<_>) =
             self.creates.drain(..).partition(|w| w.source == object);
         self.creates = kept;
-        out.deliveries
-            .extend(done.into_iter().map(|w| Delivery { object: w.object, change: w.change }));
+        out.deliveries.extend(
+            done.into_iter()
+                .map(|w| Delivery { object: w.object, change: unpaired(w.change, cookie) }),
+        );
         out
     }
 
@@ -152,8 +168,8 @@ impl MoveTracker {
             || self.creates.iter().any(|w| w.source == object)
     }
 
-    /// The object is no longer polled: what it held back is delivered as it was.
-    pub fn release(&mut self, object: usize) -> Vec<Delivery> {
+    /// The object is no longer polled: what it held back is delivered unpaired.
+    pub fn release(&mut self, object: usize, cookie: &mut impl FnMut() -> u32) -> Vec<Delivery> {
         let (deletes, kept): (Vec<_>, Vec<_>) =
             self.deletes.drain(..).partition(|w| w.object == object);
         self.deletes = kept;
@@ -163,7 +179,7 @@ impl MoveTracker {
         deletes
             .into_iter()
             .chain(creates)
-            .map(|w| Delivery { object: w.object, change: w.change })
+            .map(|w| Delivery { object: w.object, change: unpaired(w.change, cookie) })
             .collect()
     }
 }
@@ -267,7 +283,34 @@ mod tests {
         t.settle(1, 7, vec![change(IN_DELETE, "y", 4)], &held, &mut cookie);
         let other_dev = t.settle(2, 8, vec![change(IN_CREATE, "y", 4)], &held, &mut cookie);
         assert_eq!(names(&other_dev), [(2, IN_CREATE, 0, "y".into())]);
-        assert_eq!(t.release(1).len(), 1);
+        assert_eq!(t.release(1, &mut cookie).len(), 1);
+    }
+
+    #[test]
+    fn a_create_that_looks_moved_and_pairs_with_nothing_is_a_lone_moved_to() {
+        let mut t = MoveTracker::default();
+        let none = HashMap::new();
+        let ctx = Context { hold_deletes: true, elsewhere: &none };
+        let mut cookie = counter();
+        let moved_in = |mask, name, ino| Change { looks_moved: true, ..change(mask, name, ino) };
+        let out = t.settle(
+            1,
+            7,
+            vec![moved_in(IN_CREATE, "b", 5), moved_in(IN_CREATE | IN_ISDIR, "s", 6)],
+            &ctx,
+            &mut cookie,
+        );
+        assert_eq!(
+            names(&out),
+            [(1, IN_MOVED_TO, 101, "b".into()), (1, IN_MOVED_TO | IN_ISDIR, 102, "s".into())]
+        );
+        // With a held delete of its inode it is the second half of a rename pair, as before.
+        t.settle(2, 7, vec![change(IN_DELETE, "c", 8)], &ctx, &mut cookie);
+        let out = t.settle(1, 7, vec![moved_in(IN_CREATE, "c", 8)], &ctx, &mut cookie);
+        assert_eq!(
+            names(&out),
+            [(2, IN_MOVED_FROM, 103, "c".into()), (1, IN_MOVED_TO, 103, "c".into())]
+        );
     }
 
     #[test]
@@ -303,8 +346,7 @@ mod tests {
         let none = HashMap::new();
         let ctx = Context { hold_deletes: false, elsewhere: &none };
         let mut cookie = counter();
-        let pair =
-            |mask, name: &str| Change { mask, pair: 1, name: name.as_bytes().to_vec(), ino: 3 };
+        let pair = |mask, name: &str| Change { pair: 1, ..change(mask, name, 3) };
         let out = t.settle(
             1,
             7,

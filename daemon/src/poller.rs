@@ -9,11 +9,12 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
 
-use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
+use fakenotify_proto::inotify::{IN_ATTRIB, IN_CREATE, IN_ISDIR};
 
 use crate::diff::{self, Change};
 use crate::pacing::Pace;
 use crate::scan::{self, ScanCounters};
+use crate::snapshot::Snapshot;
 use crate::watch::{PollState, ScanState, Source, WatchedObject};
 
 pub enum PollOutcome {
@@ -151,6 +152,7 @@ pub fn poll_state(
         None => return PollOutcome::Changes(changes),
     };
     changes.extend(diff::diff(&state.snapshot, &mut new));
+    mark_moves_in(fd, &mut new, &mut changes, force_sync, counters);
     counters.compared += new.len() as u64;
     counters.changes += changes.len() as u64;
     state.snapshot = new;
@@ -159,5 +161,31 @@ pub fn poll_state(
         PollOutcome::Unchanged
     } else {
         PollOutcome::Changes(changes)
+    }
+}
+
+/// A listing without attributes cannot tell a rename into the directory from a create (see
+/// [`crate::snapshot::EntryStat::looks_renamed`]): its new names alone are `statx`ed, a
+/// syscall per new name in the polls that found some and none in the others. A name gone or
+/// replaced since the listing stays a plain create.
+fn mark_moves_in(
+    dir: std::os::fd::BorrowedFd<'_>,
+    new: &mut Snapshot,
+    changes: &mut [Change],
+    force_sync: bool,
+    counters: &mut ScanCounters,
+) {
+    if new.has_stats() {
+        // The diff read the attributes of the listing itself.
+        return;
+    }
+    for change in changes.iter_mut().filter(|c| c.mask & IN_CREATE != 0) {
+        let Some(index) = new.find(&change.name) else { continue };
+        let Some(name) = new.c_name(&new.entries()[index]) else { continue };
+        let Ok(st) = scan::stat_entry(dir, name, force_sync, counters) else { continue };
+        if st.stx_ino == change.ino && scan::entry_stat(&st).looks_renamed() {
+            change.looks_moved = true;
+            new.set_unsettled(index, false);
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! `force_sync` asks NFS and FUSE to revalidate cached attributes (`AT_STATX_FORCE_SYNC`), so a
 //! change made on the server is seen at the next poll rather than after the attribute cache ages.
 
+use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -91,6 +92,17 @@ pub fn stat_object(
 ) -> Result<Statx, Errno> {
     counters.statx += 1;
     rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH | sync_flag(force_sync), STAT_MASK)
+}
+
+/// `statx` of the entry `name` of the directory `dir`, not following a symlink.
+pub fn stat_entry(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    force_sync: bool,
+    counters: &mut ScanCounters,
+) -> Result<Statx, Errno> {
+    counters.statx += 1;
+    rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync), STAT_MASK)
 }
 
 /// Reads the whole listing of the directory `dir`, with attributes when `with_stats`.

@@ -1124,11 +1124,7 @@ impl Server {
         }
         let context = moves::Context { hold_deletes: !others.is_empty(), elsewhere: &elsewhere };
         let next_cookie = &mut self.next_cookie;
-        let mut cookie = || {
-            let cookie = *next_cookie;
-            *next_cookie = next_cookie.checked_add(1).unwrap_or(1);
-            cookie
-        };
+        let mut cookie = || take_cookie(next_cookie);
         let settled = self.moves.settle(id, dev, changes, &context, &mut cookie);
         for delivery in settled.deliveries {
             if delivery.change.mask == IN_MOVED_TO | IN_ISDIR {
@@ -1224,7 +1220,8 @@ impl Server {
 
     /// Delivers what the move tracker held back for `id`, which is no longer polled.
     fn release_held(&mut self, id: usize) {
-        for delivery in self.moves.release(id) {
+        let next_cookie = &mut self.next_cookie;
+        for delivery in self.moves.release(id, &mut || take_cookie(next_cookie)) {
             self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
         }
     }
@@ -1327,6 +1324,13 @@ impl Server {
             }
         }
     }
+}
+
+/// A fresh non-zero rename cookie.
+fn take_cookie(next: &mut u32) -> u32 {
+    let cookie = *next;
+    *next = next.checked_add(1).unwrap_or(1);
+    cookie
 }
 
 fn spare_fd() -> Option<OwnedFd> {

@@ -8,7 +8,7 @@ use std::ffi::CStr;
 
 /// The attributes compared between polls to tell IN_MODIFY from IN_ATTRIB, in 24 bytes (a
 /// million watched files cost 24 MB of them): what tells IN_MODIFY exactly, and 32-bit
-/// fingerprints of what tells IN_ATTRIB, where a missed change is one in four billion.
+/// fingerprints of what tells IN_ATTRIB, where a missed change is one in a billion or better.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EntryStat {
     pub mtime_ns: i64,
@@ -17,7 +17,8 @@ pub struct EntryStat {
     pub owner: u32,
     /// Change time and link count: a change without a new mtime or size is IN_ATTRIB. The top
     /// bit says whether mtime differs from ctime: a write sets both to the same instant, while
-    /// `utimensat` (`touch -d`, `rsync -t`) sets mtime to a value of its own.
+    /// `utimensat` (`touch -d`, `rsync -t`) sets mtime to a value of its own. The next bit says
+    /// whether the entry looks renamed (see [`EntryStat::looks_renamed`]).
     pub change: u32,
 }
 
@@ -35,9 +36,19 @@ impl EntryStat {
             mtime_ns,
             size,
             owner: fingerprint(&[u64::from(mode), u64::from(uid) << 32 | u64::from(gid)]),
-            change: fingerprint(&[ctime_ns as u64, u64::from(nlink)]) & !TIMES_SET
-                | if mtime_ns != ctime_ns { TIMES_SET } else { 0 },
+            change: fingerprint(&[ctime_ns as u64, u64::from(nlink)]) & !(TIMES_SET | RENAMED)
+                | if mtime_ns != ctime_ns { TIMES_SET } else { 0 }
+                | if looks_renamed(mtime_ns, ctime_ns, mode, nlink) { RENAMED } else { 0 },
         }
+    }
+
+    /// Whether the inode's ctime is later than its mtime, with a single link (a directory: any
+    /// link count). A rename sets the moved inode's ctime (ext4, xfs, btrfs, tmpfs, NFS
+    /// servers) and leaves its mtime, while a create and its writes set both to one instant: a
+    /// new name that looks renamed was moved in. A `chmod`, `chown` or `utimensat` after the
+    /// last write looks the same; a hard link too, hence the link count.
+    pub fn looks_renamed(&self) -> bool {
+        self.change & RENAMED != 0
     }
 
     /// Whether mtime was last set apart from ctime, by `utimensat` rather than a write.
@@ -47,6 +58,12 @@ impl EntryStat {
 }
 
 const TIMES_SET: u32 = 1 << 31;
+const RENAMED: u32 = 1 << 30;
+
+fn looks_renamed(mtime_ns: i64, ctime_ns: i64, mode: u32, nlink: u32) -> bool {
+    let is_dir = rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::Directory;
+    ctime_ns > mtime_ns && (is_dir || nlink == 1)
+}
 
 /// A 32-bit digest of `parts` (multiply-xorshift; not for adversaries, who can only change
 /// attributes of files they own anyway).
@@ -93,6 +110,11 @@ impl Snapshot {
     pub fn c_name(&self, entry: &Entry) -> Option<&CStr> {
         let start = entry.name_start as usize;
         CStr::from_bytes_with_nul(&self.names[start..=start + entry.name_len as usize]).ok()
+    }
+
+    /// The index of the entry named `name`.
+    pub fn find(&self, name: &[u8]) -> Option<usize> {
+        self.entries.binary_search_by(|e| self.name(e).cmp(name)).ok()
     }
 
     pub fn stat(&self, index: usize) -> Option<&EntryStat> {
@@ -179,6 +201,7 @@ mod tests {
         let names: Vec<&[u8]> = s.entries().iter().map(|e| s.name(e)).collect();
         assert_eq!(names, [&b"alpha"[..], b"mid", b"zeta"]);
         assert_eq!(s.c_name(&s.entries()[1]), Some(c"mid"));
+        assert_eq!((s.find(b"zeta"), s.find(b"alpha"), s.find(b"nope")), (Some(2), Some(0), None));
         assert_eq!(s.stat(0).map(|st| st.size), Some(10));
         assert_eq!(s.stat(2).map(|st| st.size), Some(30));
         assert!(s.entries()[0].is_dir);
@@ -210,5 +233,16 @@ mod tests {
         }
         assert_ne!(changed[7], changed[8]);
         assert_eq!(base, EntryStat::new(1, 2, 3, 0o644, 1, 1000, 1000));
+    }
+
+    #[test]
+    fn a_later_ctime_on_a_single_link_looks_renamed() {
+        let file = |mtime, ctime, nlink| EntryStat::new(mtime, ctime, 3, 0o100644, nlink, 0, 0);
+        assert!(file(1, 2, 1).looks_renamed());
+        assert!(!file(2, 2, 1).looks_renamed(), "a fresh write sets both times");
+        assert!(!file(3, 2, 1).looks_renamed(), "mtime set ahead by utimensat");
+        assert!(!file(1, 2, 2).looks_renamed(), "a hard link also sets ctime");
+        assert!(EntryStat::new(1, 2, 4096, 0o040755, 3, 0, 0).looks_renamed());
+        assert!(file(1, 2, 1).times_set() && !file(2, 2, 1).times_set());
     }
 }
