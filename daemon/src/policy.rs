@@ -116,8 +116,7 @@ impl Policies {
 
     /// The identities to match for an object: itself, then its ancestors on the same device.
     /// Walking stops at the filesystem root, at a device change or at `MAX_DEPTH`.
-    pub fn ancestry(&self, fd: BorrowedFd<'_>, is_dir: bool) -> Vec<Identity> {
-        let Ok(first) = identity(fd) else { return Vec::new() };
+    pub fn ancestry(&self, fd: BorrowedFd<'_>, first: Identity, is_dir: bool) -> Vec<Identity> {
         let mut chain = vec![first];
         if self.list.is_empty() || !is_dir {
             return chain;
@@ -200,7 +199,7 @@ mod tests {
             list: vec![policy((root.st_dev, root.st_ino), true, 1)],
             defaults: PolicyDefaults::default(),
         };
-        let chain = p.ancestry(fd.as_fd(), true);
+        let chain = p.ancestry(fd.as_fd(), identity(fd.as_fd()).expect("fstat"), true);
         assert!(chain.len() >= 3);
         assert_eq!(p.govern(&chain).policy, Some(0));
         std::fs::remove_dir_all(&dir).expect("cleanup");

@@ -311,7 +311,7 @@ impl Server {
             if let Some(object) = self.objects.get_mut(id) {
                 // Kernel watches have no interval to change.
                 let Source::Polled(state) = &object.source else { continue };
-                let ancestry = self.policies.ancestry(state.fd.as_fd(), object.is_dir);
+                let ancestry = self.policies.ancestry(state.fd.as_fd(), object.id, object.is_dir);
                 let mode = object.governance.mode;
                 object.governance = self.policies.govern(&ancestry);
                 object.governance.mode = mode;
@@ -748,7 +748,7 @@ impl Server {
         identity: policy::Identity,
         mask: u32,
     ) -> Result<usize, Errno> {
-        let ancestry = self.policies.ancestry(fd.as_fd(), is_dir);
+        let ancestry = self.policies.ancestry(fd.as_fd(), identity, is_dir);
         let governance = self.policies.govern(&ancestry);
         let fs_magic = rustix::fs::fstatfs(fd).map(|s| fstype::magic(&s)).unwrap_or(0);
         let remote = fstype::remote_name(fs_magic);
