@@ -161,9 +161,12 @@ fn open_object(path: &CStr, mask: u32) -> Result<OwnedFd, Errno> {
     Ok(object)
 }
 
-/// Real inotify needs read permission on the object. A symlink (IN_DONT_FOLLOW) always has it.
+/// Real inotify needs read permission on the object. A symlink (only IN_DONT_FOLLOW opens
+/// one) always has it.
 fn check_read_access(path: &CStr, object: &OwnedFd, mask: u32) -> Result<(), Errno> {
-    if FileType::from_raw_mode(rustix::fs::fstat(object)?.st_mode) == FileType::Symlink {
+    if mask & IN_DONT_FOLLOW != 0
+        && FileType::from_raw_mode(rustix::fs::fstat(object)?.st_mode) == FileType::Symlink
+    {
         return Ok(());
     }
     // AT_EACCESS: the effective ids, as the kernel checks for inotify. Kernels before 5.8 lack
