@@ -34,6 +34,14 @@ pub fn build_helper(work: &Path) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// The helper's `--round-trip`: the floor of a request to another process that waits in
+/// epoll_wait, over `count` calls.
+pub fn round_trip_times(helper: &Path, count: usize) -> Result<CallTimes, String> {
+    let mut command = Command::new(helper);
+    command.arg("--round-trip").arg(count.to_string()).env_remove("LD_PRELOAD");
+    call_times(command)
+}
+
 /// Runs the helper over `paths`, with `preload` and `socket` when given.
 pub fn add_watch_times(
     helper: &Path,
@@ -49,6 +57,11 @@ pub fn add_watch_times(
     if let Some((library, socket)) = preload {
         command.env("LD_PRELOAD", library).env("FAKENOTIFY_SOCKET", socket);
     }
+    call_times(command)
+}
+
+/// Runs the helper and reads its `median_ns p99_ns total_ns failures` line.
+fn call_times(mut command: Command) -> Result<CallTimes, String> {
     let output = command.output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&output.stdout);
     let numbers: Vec<u64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();

@@ -378,10 +378,16 @@ fn measure_add_watch(
     let daemon = Daemon::start(&ctx.fakenotifyd, &ctx.work, "addwatch", &text);
     let files = local.files(count);
     let real = latency::add_watch_times(&helper, &ctx.work, &files, None)?;
-    extras.add_watch.push(("real inotify_add_watch (ext4)".into(), real));
+    extras.add_watch.push(("inotify_add_watch, real syscall (ext4)".into(), real));
+    let round_trip = latency::round_trip_times(&helper, count)?;
+    extras
+        .add_watch
+        .push(("floor: a request to another process (SEQPACKET round trip)".into(), round_trip));
     let through =
         latency::add_watch_times(&helper, &ctx.work, &files, Some((&ctx.preload, &daemon.socket)))?;
-    extras.add_watch.push(("preload, local file (kernel watch)".into(), through));
+    extras
+        .add_watch
+        .push(("inotify_add_watch, preload, local file (kernel watch)".into(), through));
     if let Some(f) = fuse {
         let files = f.files(count);
         let polled = latency::add_watch_times(
@@ -390,7 +396,7 @@ fn measure_add_watch(
             &files,
             Some((&ctx.preload, &daemon.socket)),
         )?;
-        extras.add_watch.push(("preload, FUSE file (polled)".into(), polled));
+        extras.add_watch.push(("inotify_add_watch, preload, FUSE file (polled)".into(), polled));
     }
     Ok(())
 }
@@ -498,7 +504,7 @@ fn print_table(columns: &[Column], ctx: &Context, extras: &Extras, bin_dir: &Pat
         let failed =
             if t.failures > 0 { format!(", {} failed", t.failures) } else { String::new() };
         println!(
-            "| inotify_add_watch, {name}: median / p99 / 10 000 calls | {} / {} / {}{failed} |",
+            "| {name}: median / p99 / 10 000 calls | {} / {} / {}{failed} |",
             us(t.median),
             us(t.p99),
             ms(t.total)
