@@ -319,7 +319,7 @@ mod tests {
         let end = Duration::from_secs(seconds);
         while let Some(now) = schedule.next_deadline().filter(|d| *d < end) {
             pacing.refresh(now, objects.iter());
-            while let Some(slot) = schedule.pop_due(now) {
+            while let Some((_, slot)) = schedule.pop_due(now) {
                 let o = &mut objects[slot.object];
                 if let Some(later) = pacing.hold(o, now) {
                     assert!(later > now, "held to a later time");

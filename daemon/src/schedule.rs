@@ -4,6 +4,12 @@
 //! golden-ratio sequence (`pacing` stretches the interval when a budget needs it), so many directories added at once are polled evenly, not in one burst.
 //! Removed objects are not searched for in the heap: their entries carry a generation and are
 //! skipped when they come up.
+//!
+//! Polls coalesce: when the timer fires, an object due within its slack (1/32 of its interval,
+//! at most `MAX_SLACK`) is polled with the ones due now, as the kernel's timer slack does. Its
+//! next deadline counts from this earlier poll, so no change waits longer than an interval;
+//! the scanner thread and the loop wake once for the group instead of once each, and the
+//! members stay together from round to round.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -20,6 +26,14 @@ pub struct Slot {
 pub struct PollSchedule {
     heap: BinaryHeap<Reverse<(Duration, Slot)>>,
     spread: u64,
+}
+
+/// The most a poll is brought forward to join others.
+pub const MAX_SLACK: Duration = Duration::from_millis(50);
+
+/// How early a poll at `interval` may run to join others.
+pub fn slack(interval: Duration) -> Duration {
+    (interval / 32).min(MAX_SLACK)
 }
 
 /// 2^64 / golden ratio: consecutive multiples land evenly spread over [0, 2^64).
@@ -41,11 +55,11 @@ impl PollSchedule {
         self.heap.peek().map(|Reverse((deadline, _))| *deadline)
     }
 
-    /// Removes and returns the next entry due at `now`.
-    pub fn pop_due(&mut self, now: Duration) -> Option<Slot> {
+    /// Removes and returns the next entry due at or before `horizon`, with its deadline.
+    pub fn pop_due(&mut self, horizon: Duration) -> Option<(Duration, Slot)> {
         match self.heap.peek() {
-            Some(Reverse((deadline, _))) if *deadline <= now => {
-                self.heap.pop().map(|Reverse((_, slot))| slot)
+            Some(Reverse((deadline, _))) if *deadline <= horizon => {
+                self.heap.pop().map(|Reverse(entry)| entry)
             }
             _ => None,
         }
@@ -68,10 +82,24 @@ mod tests {
         s.at(slot(3), Duration::from_millis(200));
         assert_eq!(s.next_deadline(), Some(Duration::from_millis(100)));
         assert_eq!(s.pop_due(Duration::from_millis(50)), None);
-        assert_eq!(s.pop_due(Duration::from_millis(250)), Some(slot(2)));
-        assert_eq!(s.pop_due(Duration::from_millis(250)), Some(slot(3)));
+        assert_eq!(
+            s.pop_due(Duration::from_millis(250)),
+            Some((Duration::from_millis(100), slot(2)))
+        );
+        assert_eq!(
+            s.pop_due(Duration::from_millis(250)),
+            Some((Duration::from_millis(200), slot(3)))
+        );
         assert_eq!(s.pop_due(Duration::from_millis(250)), None);
         assert_eq!(s.heap.len(), 1);
+    }
+
+    #[test]
+    fn slack_is_a_thirty_second_of_the_interval_up_to_fifty_ms() {
+        assert_eq!(slack(Duration::from_millis(320)), Duration::from_millis(10));
+        assert_eq!(slack(Duration::from_secs(1)), Duration::from_micros(31_250));
+        assert_eq!(slack(Duration::from_secs(5)), MAX_SLACK);
+        assert_eq!(slack(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
 use crate::scan::ScanCounters;
 use crate::scanner::{ScanJob, Scanners};
-use crate::schedule::{PollSchedule, Slot};
+use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
@@ -922,10 +922,16 @@ impl Server {
         self.close_idle_connections();
         let start = now();
         self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
-        while let Some(slot) = self.schedule.pop_due(start) {
+        // Due within their slack: back on the schedule after this round.
+        let mut not_yet = Vec::new();
+        while let Some((deadline, slot)) = self.schedule.pop_due(start + schedule::MAX_SLACK) {
             let Some(object) = self.objects.get_mut(slot.object) else { continue };
             let Source::Polled(state) = &object.source else { continue };
             if state.generation != slot.generation {
+                continue;
+            }
+            if deadline > start + schedule::slack(object.governance.interval) {
+                not_yet.push((deadline, slot));
                 continue;
             }
             if state.scan.is_none() {
@@ -940,6 +946,9 @@ impl Server {
                 continue;
             }
             self.dispatch(slot.object, true);
+        }
+        for (deadline, slot) in not_yet {
+            self.schedule.at(slot, deadline);
         }
     }
 
