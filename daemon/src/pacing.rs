@@ -250,7 +250,7 @@ mod tests {
                 fd,
                 scan: None,
                 dispatched: None,
-                missing: false,
+                misses: 0,
                 generation: 1,
                 pace: Pace::estimate(0, false),
             }),

@@ -62,7 +62,7 @@ pub fn baseline(
             own_unsettled: false,
         }),
         dispatched: None,
-        missing: false,
+        misses: 0,
         generation,
         pace: Pace::estimate(snapshot_len, with_stats),
     })

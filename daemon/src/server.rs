@@ -52,6 +52,10 @@ const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
+/// How many dangling ancestors a directory found missing may reopen to find itself again.
+const REFIND_DEPTH: u32 = 16;
+/// Polls in a row that may miss a directory before it counts as gone whatever the listings say.
+const MAX_MISSES: u8 = 5;
 const ID_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 /// After a request the loop polls epoll without sleeping for this long: an application adding
 /// many watches sends its next request within microseconds, and a loop still awake answers it
@@ -763,8 +767,14 @@ impl Server {
     ) -> Result<usize, Errno> {
         let ancestry = self.policies.ancestry(fd.as_fd(), identity, is_dir);
         let governance = self.policies.govern(&ancestry);
-        let fs_magic = rustix::fs::fstatfs(fd).map(|s| fstype::magic(&s)).unwrap_or(0);
-        let remote = fstype::remote_name(fs_magic);
+        // A filesystem that cannot say what it is gets polled, as a kernel watch there could
+        // stay silent: a FUSE server without statfs, or a directory renamed behind a
+        // path-based one (bindfs, rclone, sshfs), which answers for its old path no more while
+        // the kernel's cached dentry still lets the client open it.
+        let remote = match rustix::fs::fstatfs(fd) {
+            Ok(statfs) => fstype::remote_name(fstype::magic(&statfs)),
+            Err(_) => Some("unknown filesystem"),
+        };
         let poll = match governance.mode {
             Mode::Poll => true,
             Mode::Inotify => false,
@@ -1043,13 +1053,15 @@ impl Server {
             if let Some(WatchedObject { source: Source::Polled(state), .. }) =
                 self.objects.get_mut(id)
             {
-                state.missing = false;
+                state.misses = 0;
             }
         }
         let changes = match outcome {
             PollOutcome::Unchanged => Vec::new(),
             PollOutcome::Changes(changes) => changes,
-            PollOutcome::Gone if self.first_miss(id) => Vec::new(),
+            PollOutcome::Gone if self.refind(id, REFIND_DEPTH) || self.may_have_moved(id) => {
+                Vec::new()
+            }
             PollOutcome::Gone => return self.object_gone(id),
             PollOutcome::Failed { op, errno } => {
                 warn!("poll {path}: {op}: {errno}");
@@ -1058,13 +1070,18 @@ impl Server {
             }
         };
         for source in self.settle(id, changes) {
-            let idle = matches!(
-                self.objects.get(source).map(|o| &o.source),
-                Some(Source::Polled(state)) if state.scan.is_some()
-            );
-            if idle {
-                self.dispatch(source, false);
-            }
+            self.poll_out_of_turn(source);
+        }
+    }
+
+    /// Polls `id` now unless a poll of it is in flight already.
+    fn poll_out_of_turn(&mut self, id: usize) {
+        let idle = matches!(
+            self.objects.get(id).map(|o| &o.source),
+            Some(Source::Polled(state)) if state.scan.is_some()
+        );
+        if idle {
+            self.dispatch(id, false);
         }
     }
 
@@ -1167,49 +1184,118 @@ impl Server {
         }
     }
 
-    /// A polled directory that cannot be found is given one more poll before it counts as
-    /// gone: behind a path-based FUSE server (bindfs, rclone, sshfs, mergerfs) a directory
-    /// renamed on the server leaves the daemon's fd dangling, and its parent's next poll (the
-    /// rename, seen as IN_MOVED_TO) hands the daemon a fresh one. Returns whether this was the
-    /// first miss.
-    fn first_miss(&mut self, id: usize) -> bool {
-        let Some(object) = self.objects.get_mut(id) else { return false };
-        let is_dir = object.is_dir;
-        let Source::Polled(state) = &mut object.source else { return false };
-        if !is_dir || state.missing {
+    /// Whether a polled directory that cannot be found (nor [`Server::refind`]) may only have
+    /// moved, so that it waits for another poll rather than counting as gone. Behind a
+    /// path-based FUSE server (bindfs, rclone, sshfs, mergerfs) a rename on the server of the
+    /// directory or of any directory above it leaves the daemon's fd dangling until the poll
+    /// of the listing that shows the rename hands it a fresh one. So it waits one poll, and
+    /// then as long as a polled listing still holds it (that directory is polled at once to
+    /// settle it) or such a listing may be in flight, up to `MAX_MISSES` polls in a row.
+    fn may_have_moved(&mut self, id: usize) -> bool {
+        let Some(object) = self.objects.get(id) else { return false };
+        if !object.is_dir || !object.is_polled() {
             return false;
         }
-        state.missing = true;
-        true
+        let identity = object.id;
+        let holder = self.listed_in(identity).map(|(holder, _)| holder);
+        let in_flight = self.objects.iter().any(|(other, o)| {
+            other != id
+                && o.id.0 == identity.0
+                && o.is_dir
+                && matches!(&o.source, Source::Polled(PollState { scan: None, .. }))
+        });
+        let Some(Source::Polled(state)) = self.objects.get_mut(id).map(|o| &mut o.source) else {
+            return false;
+        };
+        state.misses = state.misses.saturating_add(1);
+        let unsure = holder.is_some() || in_flight;
+        let wait = state.misses == 1 || (unsure && state.misses < MAX_MISSES);
+        if let Some(holder) = holder.filter(|_| wait) {
+            self.poll_out_of_turn(holder);
+        }
+        wait
     }
 
     /// A watched directory moved to `change.name` under the directory `parent`: reopen it
     /// there, so its watch follows it as a kernel watch does.
     fn follow_moved_directory(&mut self, parent: usize, change: &Change) {
         let Some(parent_object) = self.objects.get(parent) else { return };
-        let dev = parent_object.id.0;
-        let Some(&child) = self.by_identity.get(&(dev, change.ino)) else { return };
-        let Source::Polled(parent_state) = &parent_object.source else { return };
-        let Ok(name) = std::ffi::CString::new(change.name.clone()) else { return };
+        let Some(&child) = self.by_identity.get(&(parent_object.id.0, change.ino)) else { return };
+        if let Ok(true) = self.reopen_under(child, parent, &change.name) {
+            if let Some(object) = self.objects.get(child) {
+                debug!("{}: watch follows the renamed directory", object.path);
+            }
+        }
+    }
+
+    /// A polled directory whose fd no longer reaches it may only have moved: behind a
+    /// path-based FUSE server a rename of any of its ancestors leaves its fd dangling, not
+    /// only a rename of the directory itself, and the parent's IN_MOVED_TO that reopens the
+    /// renamed one says nothing of what lies below it. Reopens `id` by its name in a polled
+    /// listing that holds its inode, reopening that directory first the same way if it
+    /// dangles too (`depth` levels up at most). Returns whether it was found.
+    fn refind(&mut self, id: usize, depth: u32) -> bool {
+        let Some(object) = self.objects.get(id) else { return false };
+        if !object.is_dir || depth == 0 || !object.is_polled() {
+            return false;
+        }
+        let Some((parent, name)) = self.listed_in(object.id) else { return false };
+        let found = match self.reopen_under(id, parent, &name) {
+            Err(errno) if poller::is_gone(errno) && self.refind(parent, depth - 1) => {
+                self.reopen_under(id, parent, &name)
+            }
+            other => other,
+        };
+        if found == Ok(true) {
+            if let Some(object) = self.objects.get(id) {
+                debug!("{}: watch found its directory again after a rename above it", object.path);
+            }
+        }
+        found == Ok(true)
+    }
+
+    /// The polled directory whose last listing holds the directory `identity`, and its name
+    /// there.
+    fn listed_in(&self, identity: policy::Identity) -> Option<(usize, Vec<u8>)> {
+        self.objects.iter().find_map(|(parent, o)| {
+            let Source::Polled(PollState { scan: Some(state), .. }) = &o.source else {
+                return None;
+            };
+            if o.id.0 != identity.0 || !o.is_dir {
+                return None;
+            }
+            let snapshot = &state.snapshot;
+            let entry = snapshot.entries().iter().find(|e| e.is_dir && e.ino == identity.1)?;
+            Some((parent, snapshot.name(entry).to_vec()))
+        })
+    }
+
+    /// Reopens the polled directory `child` as `name` under the polled directory `parent`.
+    /// `Ok(false)` when that name is another inode; an error is `openat`'s.
+    fn reopen_under(&mut self, child: usize, parent: usize, name: &[u8]) -> Result<bool, Errno> {
+        let Some(parent_object) = self.objects.get(parent) else { return Ok(false) };
+        let Source::Polled(parent_state) = &parent_object.source else { return Ok(false) };
+        let Ok(c_name) = std::ffi::CString::new(name) else { return Ok(false) };
+        let Some(identity) = self.objects.get(child).map(|o| o.id) else { return Ok(false) };
         let flags = rustix::fs::OFlags::RDONLY
             | rustix::fs::OFlags::DIRECTORY
             | rustix::fs::OFlags::CLOEXEC;
-        let Ok(fd) =
-            rustix::fs::openat(&parent_state.fd, name.as_c_str(), flags, rustix::fs::Mode::empty())
-        else {
-            return;
-        };
-        if rustix::fs::fstat(&fd).map(|st| (st.st_dev, st.st_ino)) != Ok((dev, change.ino)) {
-            return;
+        let fd = rustix::fs::openat(
+            &parent_state.fd,
+            c_name.as_c_str(),
+            flags,
+            rustix::fs::Mode::empty(),
+        )?;
+        if rustix::fs::fstat(&fd).map(|st| (st.st_dev, st.st_ino)) != Ok(identity) {
+            return Ok(false);
         }
-        let parent_path = parent_object.path.clone();
-        let Some(object) = self.objects.get_mut(child) else { return };
-        if let Source::Polled(state) = &mut object.source {
-            state.fd = fd;
-            state.missing = false;
-            object.path = format!("{parent_path}/{}", String::from_utf8_lossy(&change.name));
-            debug!("{}: watch follows the renamed directory", object.path);
-        }
+        let path = format!("{}/{}", parent_object.path, String::from_utf8_lossy(name));
+        let Some(object) = self.objects.get_mut(child) else { return Ok(false) };
+        let Source::Polled(state) = &mut object.source else { return Ok(false) };
+        state.fd = fd;
+        state.misses = 0;
+        object.path = path;
+        Ok(true)
     }
 
     /// Sends `changes` of object `id` (cookies assigned) to each subscriber that asked for them.

@@ -47,8 +47,8 @@ pub struct PollState {
     pub dispatched: Option<std::time::Duration>,
     pub generation: u64,
     pub pace: Pace,
-    /// The last poll could not find the object; the next one decides whether it is gone.
-    pub missing: bool,
+    /// Polls in a row that could not find the object (a directory may only have moved).
+    pub misses: u8,
 }
 
 pub enum Source {

@@ -410,13 +410,25 @@ impl Watcher {
             self.detach_wds(&path);
             match self.moving.remove(&e.cookie).filter(|_| e.cookie != 0) {
                 Some((from, subtree, wds)) => {
+                    // Directories renamed before the client could watch them (their IN_CREATE
+                    // was read after the rename, so the add found nothing) are watched now.
+                    let mut unwatched: Vec<String> = Vec::new();
                     for (p, k) in subtree {
-                        self.tree.insert(format!("{path}{}", &p[from.len()..]), k);
+                        let moved = format!("{path}{}", &p[from.len()..]);
+                        if k == Kind::Dir && !wds.iter().any(|(_, w)| *w == p) {
+                            unwatched.push(moved.clone());
+                        }
+                        self.tree.insert(moved, k);
                     }
                     for (wd, p) in wds {
                         self.wds.insert(wd, format!("{path}{}", &p[from.len()..]));
                     }
                     self.tree.insert(path, kind);
+                    for dir in unwatched {
+                        if !self.wds.values().any(|w| *w == dir) {
+                            self.watch_and_list(&dir);
+                        }
+                    }
                 }
                 None => {
                     // Moved in from outside what this client knows: new to it.
@@ -449,7 +461,7 @@ fn differences(model: &Tree, real: &Tree) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "daemon limit: a delete and a create that reuses the freed inode number within one poll (ext4 does at once) pair as a false rename; the model then drifts"]
+#[ignore = "fails about 1 run in 5 (see CONTRIBUTING): a delete and a create that reuses the freed inode number within one poll (ext4 does at once) can pair as a false rename across directories"]
 fn a_client_that_applies_only_events_keeps_an_exact_model_of_a_randomly_changed_tree() {
     let fuse = FuseMount::new();
     let daemon = Daemon::start(CONFIG);
