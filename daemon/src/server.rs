@@ -522,12 +522,15 @@ impl Server {
                 return self.close_connection(id);
             }
         };
-        drop(received);
+        // Events the request queued (IN_IGNORED of an rm_watch) are readable before its reply,
+        // as with the kernel; the fds it carried are closed after the reply, off the client's
+        // wait.
         self.flush_dirty();
         let Some(conn) = self.connections.get(id) else { return };
         if wire::send_record(conn.fd.as_fd(), &Record::Reply(answer), &[]).is_err() {
             self.close_connection(id);
         }
+        drop(received);
     }
 
     /// Answers a Register. Once it succeeded, the connection leaves the pool of short request
@@ -586,7 +589,7 @@ impl Server {
                 return self.drop_channel(key);
             }
         };
-        drop(received);
+        // As in `serve_connection`: queued events first, the carried fds closed after the reply.
         self.flush_dirty();
         let Some(channel) = self.instances.get(&key).and_then(|i| i.channel.as_ref()) else {
             return;
@@ -594,6 +597,7 @@ impl Server {
         if wire::send_record(channel.as_fd(), &Record::Reply(answer), &[]).is_err() {
             self.drop_channel(key);
         }
+        drop(received);
     }
 
     fn drop_channel(&mut self, key: u64) {
