@@ -457,6 +457,32 @@ fn a_rename_into_the_watched_set_is_a_lone_moved_to() {
 }
 
 #[test]
+fn a_rename_into_the_watched_set_over_an_existing_name_has_no_delete() {
+    // The kernel reports the overwritten name only through the IN_MOVED_TO; with and without
+    // attributes listed (without them the new name's own statx tells the move).
+    Differential::new(
+        "
+        mkdir watched
+        mkdir elsewhere
+        write watched/episode.mkv old
+        write watched/poster.jpg old
+        write elsewhere/episode.mkv new
+        write elsewhere/poster.jpg new
+        init1 0 NONBLOCK
+        add 0 MOVE|CREATE|DELETE {}/watched
+        sync
+        mv elsewhere/episode.mkv watched/episode.mkv
+        sync
+        add 0 MOVE|CREATE|DELETE|MODIFY|ATTRIB|CLOSE_WRITE {}/watched
+        sync
+        mv elsewhere/poster.jpg watched/poster.jpg
+        sync
+        ",
+    )
+    .run();
+}
+
+#[test]
 #[ignore = "daemon bug: delete and re-create of a name within one poll reuses the inode (ext4) and gives no events"]
 fn a_name_deleted_and_created_again_gives_delete_then_create() {
     Differential::new(
