@@ -79,10 +79,23 @@ pub fn poll(
     let needs_stats = want_stats || object.needs_stats();
     let force_sync = object.governance.force_sync;
     let is_dir = object.is_dir;
+    let look = Look { ino: object.id.1, is_dir, needs_stats, force_sync };
     let Source::Polled(PollState { fd, scan: Some(state), .. }) = &mut object.source else {
         return PollOutcome::Unchanged;
     };
-    poll_state(fd.as_fd(), state, is_dir, needs_stats, force_sync, buf, counters)
+    poll_state(fd.as_fd(), state, look, buf, counters)
+}
+
+/// What one poll looks at, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Look {
+    /// The object's inode. Behind a path-based FUSE server (bindfs, rclone, sshfs, mergerfs)
+    /// the fd of a directory renamed on the server names its old path, which may by now hold
+    /// another directory: a listing of that one would report the object emptied.
+    pub ino: u64,
+    pub is_dir: bool,
+    pub needs_stats: bool,
+    pub force_sync: bool,
 }
 
 /// One poll of the object behind `fd` against its last state `state`, which it updates. Needs
@@ -90,14 +103,16 @@ pub fn poll(
 pub fn poll_state(
     fd: std::os::fd::BorrowedFd<'_>,
     state: &mut ScanState,
-    is_dir: bool,
-    needs_stats: bool,
-    force_sync: bool,
+    look: Look,
     buf: &mut Vec<MaybeUninit<u8>>,
     counters: &mut ScanCounters,
 ) -> PollOutcome {
+    let Look { ino, is_dir, needs_stats, force_sync } = look;
     let st = match scan::stat_object(fd, force_sync, counters) {
         Ok(st) if st.stx_nlink == 0 => return PollOutcome::Gone,
+        // Another inode behind the fd: the object is not where the fd leads any more (the
+        // server loop refinds a directory by its inode in the listings it polls).
+        Ok(st) if st.stx_ino != ino => return PollOutcome::Gone,
         Ok(st) => st,
         Err(errno) if is_gone(errno) => return PollOutcome::Gone,
         Err(errno) => return PollOutcome::Failed { op: "statx", errno },

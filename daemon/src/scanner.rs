@@ -31,9 +31,7 @@ pub struct ScanJob {
     /// out of turn.
     pub scheduled: bool,
     pub fd: OwnedFd,
-    pub is_dir: bool,
-    pub needs_stats: bool,
-    pub force_sync: bool,
+    pub look: poller::Look,
     pub state: ScanState,
 }
 
@@ -146,15 +144,8 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
     while let Some(mut job) = next_job(jobs) {
         let mut counters = ScanCounters::default();
         let began = Instant::now();
-        let outcome = poller::poll_state(
-            job.fd.as_fd(),
-            &mut job.state,
-            job.is_dir,
-            job.needs_stats,
-            job.force_sync,
-            &mut buf,
-            &mut counters,
-        );
+        let outcome =
+            poller::poll_state(job.fd.as_fd(), &mut job.state, job.look, &mut buf, &mut counters);
         let result = ScanResult {
             object: job.object,
             generation: job.generation,

@@ -1001,9 +1001,7 @@ impl Server {
             generation: state.generation,
             scheduled,
             fd,
-            is_dir,
-            needs_stats,
-            force_sync,
+            look: poller::Look { ino: object.id.1, is_dir, needs_stats, force_sync },
             state: scan,
         };
         state.dispatched = Some(now());

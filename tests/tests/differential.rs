@@ -624,3 +624,30 @@ fn a_watched_directory_that_is_renamed_keeps_its_watch() {
     )
     .run();
 }
+
+#[test]
+fn a_new_directory_at_a_renamed_ones_old_path_is_not_taken_for_it() {
+    // Behind a path-based FUSE server the renamed directory's old fd names its old path, where
+    // a new directory now stands: the watch must not list that one as its own (which would
+    // report "season" and its contents deleted).
+    Differential::new(
+        "
+        mkdir parent
+        mkdir parent/show
+        mkdir parent/show/season
+        write parent/show/season/episode x
+        init1 0 NONBLOCK
+        add 0 MOVE|CREATE|DELETE {}/parent
+        add 0 MOVE|CREATE|DELETE|DELETE_SELF {}/parent/show
+        add 0 MOVE|CREATE|DELETE|DELETE_SELF {}/parent/show/season
+        sync
+        mv parent/show parent/show-old
+        mkdir parent/show
+        sync
+        write parent/show-old/season/next x
+        write parent/show/new x
+        sync
+        ",
+    )
+    .run();
+}
