@@ -251,6 +251,7 @@ mod tests {
                 scan: None,
                 dispatched: None,
                 misses: 0,
+                missing_since: None,
                 generation: 1,
                 pace: Pace::estimate(0, false),
             }),

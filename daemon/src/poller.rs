@@ -63,6 +63,7 @@ pub fn baseline(
         }),
         dispatched: None,
         misses: 0,
+        missing_since: None,
         generation,
         pace: Pace::estimate(snapshot_len, with_stats),
     })

@@ -32,7 +32,7 @@ use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
-use crate::scan::ScanCounters;
+use crate::scan::{self, ScanCounters};
 use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
@@ -54,8 +54,12 @@ const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 const SLOW_SCAN: Duration = Duration::from_secs(1);
 /// How many dangling ancestors a directory found missing may reopen to find itself again.
 const REFIND_DEPTH: u32 = 16;
-/// Polls in a row that may miss a directory before it counts as gone whatever the listings say.
+/// Polls in a row that may miss a directory before it counts as gone whatever the listings say,
+/// unless less than `MIN_MISSING` passed since the first: pairing a rename across directories
+/// takes a poll of each, which the scanner thread of a busy device may run late, so short
+/// intervals get that long.
 const MAX_MISSES: u8 = 5;
+const MIN_MISSING: Duration = Duration::from_secs(2);
 const ID_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 /// After a request the loop polls epoll without sleeping for this long: an application adding
 /// many watches sends its next request within microseconds, and a loop still awake answers it
@@ -1056,6 +1060,7 @@ impl Server {
                 self.objects.get_mut(id)
             {
                 state.misses = 0;
+                state.missing_since = None;
             }
         }
         let changes = match outcome {
@@ -1180,8 +1185,11 @@ impl Server {
     fn is_stale(&self, id: usize) -> bool {
         let Some(object) = self.objects.get(id) else { return false };
         let Source::Polled(state) = &object.source else { return false };
-        match rustix::fs::fstat(&state.fd) {
-            Ok(st) => st.st_nlink == 0 || (st.st_dev, st.st_ino) != object.id,
+        // Past the attribute cache, as polls look (a FUSE fstat may answer from it for a second
+        // after the directory went).
+        let mut counters = ScanCounters::default();
+        match scan::stat_object(state.fd.as_fd(), object.governance.force_sync, &mut counters) {
+            Ok(st) => st.stx_nlink == 0 || st.stx_ino != object.id.1,
             Err(errno) => poller::is_gone(errno),
         }
     }
@@ -1192,7 +1200,8 @@ impl Server {
     /// directory or of any directory above it leaves the daemon's fd dangling until the poll
     /// of the listing that shows the rename hands it a fresh one. So it waits one poll, and
     /// then as long as a polled listing still holds it (that directory is polled at once to
-    /// settle it) or such a listing may be in flight, up to `MAX_MISSES` polls in a row.
+    /// settle it) or such a listing may be in flight, up to `MAX_MISSES` polls in a row and at
+    /// least `MIN_MISSING`.
     fn may_have_moved(&mut self, id: usize) -> bool {
         let Some(object) = self.objects.get(id) else { return false };
         if !object.is_dir || !object.is_polled() {
@@ -1210,8 +1219,10 @@ impl Server {
             return false;
         };
         state.misses = state.misses.saturating_add(1);
+        let since = *state.missing_since.get_or_insert_with(now);
         let unsure = holder.is_some() || in_flight;
-        let wait = state.misses == 1 || (unsure && state.misses < MAX_MISSES);
+        let patient = state.misses < MAX_MISSES || now().saturating_sub(since) < MIN_MISSING;
+        let wait = state.misses == 1 || (unsure && patient);
         if let Some(holder) = holder.filter(|_| wait) {
             self.poll_out_of_turn(holder);
         }
@@ -1296,6 +1307,7 @@ impl Server {
         let Source::Polled(state) = &mut object.source else { return Ok(false) };
         state.fd = fd;
         state.misses = 0;
+        state.missing_since = None;
         object.path = path;
         Ok(true)
     }

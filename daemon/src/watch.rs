@@ -49,6 +49,8 @@ pub struct PollState {
     pub pace: Pace,
     /// Polls in a row that could not find the object (a directory may only have moved).
     pub misses: u8,
+    /// When the first of those polls ran.
+    pub missing_since: Option<std::time::Duration>,
 }
 
 pub enum Source {
