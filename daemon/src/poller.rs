@@ -136,7 +136,7 @@ pub fn poll_state(
             )
         };
     }
-    let stamp = scan::dir_stamp(&st);
+    let mut stamp = scan::dir_stamp(&st);
     // The directory's own mode or owner: IN_ATTRIB|IN_ISDIR on its own wd.
     let own = scan::entry_stat(&st);
     let (own_mask, _) = diff::attribute_change(&state.own, &own, true, false, true);
@@ -158,10 +158,10 @@ pub fn poll_state(
     let mut new = match restated {
         Some(snapshot) => snapshot,
         None if listing_changed || needs_stats => {
-            match scan::list(fd, needs_stats, force_sync, buf, counters) {
+            match list_still(fd, &mut stamp, needs_stats, force_sync, buf, counters) {
                 Ok(snapshot) => snapshot,
-                Err(errno) if is_gone(errno) => return PollOutcome::Gone,
-                Err(errno) => return PollOutcome::Failed { op: "getdents64", errno },
+                Err((_, errno)) if is_gone(errno) => return PollOutcome::Gone,
+                Err((op, errno)) => return PollOutcome::Failed { op, errno },
             }
         }
         None if changes.is_empty() => return PollOutcome::Unchanged,
@@ -178,6 +178,38 @@ pub fn poll_state(
         PollOutcome::Unchanged
     } else {
         PollOutcome::Changes(changes)
+    }
+}
+
+/// Listings read again while the directory changed under them, at most.
+const LIST_TRIES: u32 = 3;
+
+/// Lists the directory `dir`, whose stamp before the listing is `stamp`, until a listing ran
+/// while it stood still. `getdents64` is no snapshot: a rename during it may show the entry
+/// under both names or neither (ext4 reads in hash order), which a diff reads as a false
+/// create, delete or swap. So the stamp is taken again after the listing and, if it moved, the
+/// listing is read again, up to `LIST_TRIES` times. The last listing is kept whatever
+/// happened, with the stamp from before it, so that the next poll lists again.
+fn list_still(
+    dir: std::os::fd::BorrowedFd<'_>,
+    stamp: &mut scan::DirStamp,
+    with_stats: bool,
+    force_sync: bool,
+    buf: &mut Vec<MaybeUninit<u8>>,
+    counters: &mut ScanCounters,
+) -> Result<Snapshot, (&'static str, Errno)> {
+    let mut tries = 0;
+    loop {
+        let snapshot = scan::list(dir, with_stats, force_sync, buf, counters)
+            .map_err(|errno| ("getdents64", errno))?;
+        tries += 1;
+        let after = scan::stat_object(dir, force_sync, counters)
+            .map(|st| scan::dir_stamp(&st))
+            .map_err(|errno| ("statx", errno))?;
+        if after == *stamp || tries == LIST_TRIES {
+            return Ok(snapshot);
+        }
+        *stamp = after;
     }
 }
 
