@@ -488,20 +488,13 @@ impl Server {
                 drop(received);
                 return self.bind_channel(id, answer);
             }
-            Ok(Record::AddWatch { mask }) => match &received.fds[..] {
-                [app_end, object_fd] => match self.instance_key(app_end) {
-                    Some(key) => self.add_watch(key, uid, mask, object_fd),
+            // The application's end comes first, as proof of ownership; the object after it.
+            Ok(record @ (Record::AddWatch { .. } | Record::RmWatch { .. })) => {
+                match received.fds.first().and_then(|app_end| self.instance_key(app_end)) {
+                    Some(key) => self.watch_request(key, uid, record, received.fds.get(1)),
                     None => reply(Errno::INVAL),
-                },
-                _ => reply(Errno::INVAL),
-            },
-            Ok(Record::RmWatch { wd }) => match &received.fds[..] {
-                [app_end] => match self.instance_key(app_end) {
-                    Some(key) => self.rm_watch(key, wd),
-                    None => reply(Errno::INVAL),
-                },
-                _ => reply(Errno::INVAL),
-            },
+                }
+            }
             Ok(Record::Control(body)) => {
                 let response = self.control(uid, pid, body);
                 let Some(conn) = self.connections.get(id) else { return };
@@ -580,14 +573,9 @@ impl Server {
                 return self.drop_channel(key);
             }
         };
-        let answer = match (received.channel_record(), &received.fds[..]) {
-            (Ok(Record::AddWatch { mask }), [object_fd]) => {
-                self.add_watch(key, uid, mask, object_fd)
-            }
-            (Ok(Record::RmWatch { wd }), []) => self.rm_watch(key, wd),
-            // channel_record checked the count of fds for each kind it lets through.
-            (Ok(_), _) => return self.drop_channel(key),
-            (Err(error), _) => {
+        let answer = match received.channel_record() {
+            Ok(record) => self.watch_request(key, uid, record, received.fds.first()),
+            Err(error) => {
                 warn!("instance {key} (pid {pid} uid {uid}): {error}; closing its request channel");
                 self.stats.error("protocol");
                 return self.drop_channel(key);
@@ -602,6 +590,24 @@ impl Server {
             self.drop_channel(key);
         }
         drop(received);
+    }
+
+    /// An AddWatch or RmWatch for instance `key`, from either way in; `object` is the fd to
+    /// watch (the record's fd count was checked when it was received).
+    fn watch_request(
+        &mut self,
+        key: u64,
+        uid: u32,
+        record: Record<'_>,
+        object: Option<&OwnedFd>,
+    ) -> Reply {
+        match (record, object) {
+            (Record::AddWatch { mask }, Some(object_fd)) => {
+                self.add_watch(key, uid, mask, object_fd)
+            }
+            (Record::RmWatch { wd }, _) => self.rm_watch(key, wd),
+            _ => reply(Errno::INVAL),
+        }
     }
 
     fn drop_channel(&mut self, key: u64) {
