@@ -11,6 +11,7 @@
 //! The run is seeded: the seed is printed at the start and in any failure, and
 //! `FAKENOTIFY_SEED=<seed>` replays it. `FAKENOTIFY_TORTURE_OPS` changes the number of
 //! operations (default 2500); the run stops early after [`BUDGET`] on a slow machine.
+//! `FAKENOTIFY_TORTURE_DEBUG=1` runs the daemon with its debug log, which a failure prints.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -464,7 +465,9 @@ fn differences(model: &Tree, real: &Tree) -> Vec<String> {
 #[ignore = "fails about 1 run in 6 (see CONTRIBUTING): an inode freed and reused within one poll (ext4 does at once) can pair as a false rename, and a new directory's listing races the events of what moved into it"]
 fn a_client_that_applies_only_events_keeps_an_exact_model_of_a_randomly_changed_tree() {
     let fuse = FuseMount::new();
-    let daemon = Daemon::start(CONFIG);
+    let debug = std::env::var_os("FAKENOTIFY_TORTURE_DEBUG").is_some();
+    let daemon =
+        Daemon::start(&format!("{CONFIG}{}", if debug { "log_level = \"debug\"\n" } else { "" }));
     torture(&fuse.backing, &fuse.mount, Some(&daemon), 2500);
 }
 
