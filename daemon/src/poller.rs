@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
 
-use fakenotify_proto::inotify::{IN_ATTRIB, IN_CREATE, IN_DELETE, IN_ISDIR};
+use fakenotify_proto::inotify::{IN_ATTRIB, IN_CREATE, IN_ISDIR};
 
 use crate::diff::{self, Change};
 use crate::pacing::Pace;
@@ -169,7 +169,7 @@ pub fn poll_state(
     };
     changes.extend(diff::diff(&state.snapshot, &mut new));
     mark_moves_in(fd, &mut new, &mut changes, force_sync, counters);
-    drop_overwritten_deletes(&mut changes);
+    diff::drop_overwritten_deletes(&mut changes);
     counters.compared += new.len() as u64;
     counters.changes += changes.len() as u64;
     state.snapshot = new;
@@ -217,23 +217,6 @@ fn list_still(
 /// [`crate::snapshot::EntryStat::looks_renamed`]): its new names alone are `statx`ed, a
 /// syscall per new name in the polls that found some and none in the others. A name gone or
 /// replaced since the listing stays a plain create.
-/// A name that a rename into the directory overwrote gets no IN_DELETE, as with the kernel. The
-/// diff knows this when it listed attributes; without them the new name's `statx` in
-/// [`mark_moves_in`] tells it only now.
-fn drop_overwritten_deletes(changes: &mut Vec<Change>) {
-    let moved_in: Vec<(Vec<u8>, u32)> = changes
-        .iter()
-        .filter(|c| c.looks_moved)
-        .map(|c| (c.name.clone(), c.mask & IN_ISDIR))
-        .collect();
-    if !moved_in.is_empty() {
-        changes.retain(|c| {
-            c.mask & IN_DELETE == 0
-                || !moved_in.iter().any(|(n, d)| *n == c.name && *d == c.mask & IN_ISDIR)
-        });
-    }
-}
-
 fn mark_moves_in(
     dir: std::os::fd::BorrowedFd<'_>,
     new: &mut Snapshot,
@@ -253,38 +236,5 @@ fn mark_moves_in(
             change.looks_moved = true;
             new.set_unsettled(index, false);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn change(mask: u32, name: &str, looks_moved: bool) -> Change {
-        Change { mask, name: name.as_bytes().to_vec(), ino: 1, pair: 0, looks_moved }
-    }
-
-    #[test]
-    fn a_name_overwritten_by_a_move_in_has_no_delete() {
-        let mut changes = vec![
-            change(IN_DELETE, "episode.mkv", false),
-            change(IN_DELETE, "other", false),
-            change(IN_DELETE | IN_ISDIR, "season", false),
-            change(IN_CREATE, "episode.mkv", true),
-            change(IN_CREATE, "season", true),
-            change(IN_CREATE, "other", false),
-        ];
-        drop_overwritten_deletes(&mut changes);
-        let left: Vec<(u32, &[u8])> = changes.iter().map(|c| (c.mask, &c.name[..])).collect();
-        assert_eq!(
-            left,
-            [
-                (IN_DELETE, &b"other"[..]),
-                (IN_DELETE | IN_ISDIR, &b"season"[..]),
-                (IN_CREATE, &b"episode.mkv"[..]),
-                (IN_CREATE, &b"season"[..]),
-                (IN_CREATE, &b"other"[..]),
-            ]
-        );
     }
 }
