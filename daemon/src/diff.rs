@@ -67,7 +67,7 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
     }
 
     let mut changes = Vec::new();
-    let renames = pair_renames(old, new, &gone, &appeared);
+    let renames = order_renames(old, new, &pair_renames(old, new, &gone, &appeared));
     let renamed_from: Vec<usize> = renames.iter().map(|r| r.0).collect();
     let renamed_to: Vec<usize> = renames.iter().map(|r| r.1).collect();
     let isdir = |e: &Entry| if e.is_dir { IN_ISDIR } else { 0 };
@@ -80,7 +80,7 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
             ..Change::default()
         });
     }
-    for (pair, &(from, to)) in order_renames(old, new, &renames).iter().enumerate() {
+    for (pair, &(from, to)) in renames.iter().enumerate() {
         let mask = isdir(&olds[from]);
         let pair = pair as u32 + 1;
         let ino = olds[from].ino;
@@ -219,8 +219,16 @@ fn pair_renames(
         .collect()
 }
 
-/// Orders renames so that a name is moved away before another entry is moved onto it.
-/// Cycles (swaps) cannot be replayed through names alone; they keep their found order.
+/// Orders renames so that a name is moved away before another entry is moved onto it, and
+/// keeps only renames that replay through names.
+///
+/// A cycle (b's inode now under a, a's under b) cannot: the second rename would take away
+/// what the first put in place. A poll sees one where an inode freed by a rename over its
+/// name is at once reused by a create (ext4 and tmpfs reuse the lowest free inode), and
+/// where two names were swapped (`RENAME_EXCHANGE`, or three renames through a third name).
+/// One rename of each cycle is dropped, so that its two names become a create, and a name
+/// overwritten by the rename before it: the replay ends with the right names either way.
+/// The one dropped is a name that does not look renamed (the create), if the cycle has one.
 fn order_renames(
     old: &Snapshot,
     new: &Snapshot,
@@ -233,8 +241,16 @@ fn order_renames(
             let target = new.name(&new.entries()[to]);
             pending.iter().any(|&(from, _)| old.name(&old.entries()[from]) == target)
         };
-        let next = pending.iter().position(|r| !blocked(r, &pending)).unwrap_or(0);
-        ordered.push(pending.remove(next));
+        match pending.iter().position(|r| !blocked(r, &pending)) {
+            Some(next) => ordered.push(pending.remove(next)),
+            // Every rename left waits for another: they form cycles. Break one.
+            None => {
+                let fresh = pending
+                    .iter()
+                    .position(|&(_, to)| !new.stat(to).is_some_and(EntryStat::looks_renamed));
+                pending.remove(fresh.unwrap_or(0));
+            }
+        }
     }
     ordered
 }
@@ -360,6 +376,27 @@ mod tests {
     }
 
     #[test]
+    fn an_inode_reused_by_a_create_after_a_rename_over_its_name_is_no_swap() {
+        // mv f1 f0 freed f0's inode 1; a new f1 took it. Read as two renames, f1 → f0 and
+        // f0 → f1, the replay would take f0 away again.
+        let stat = |mtime, ctime| Some(EntryStat::new(mtime, ctime, 5, 0o100644, 1, 0, 0));
+        let mut b = SnapshotBuilder::default();
+        b.push(b"f0", 1, false, stat(100, 100));
+        b.push(b"f1", 2, false, stat(200, 200));
+        let old = b.finish();
+        let mut b = SnapshotBuilder::default();
+        b.push(b"f0", 2, false, stat(200, 300));
+        b.push(b"f1", 1, false, stat(400, 400));
+        let mut new = b.finish();
+        let mut changes = diff(&old, &mut new);
+        drop_overwritten_deletes(&mut changes);
+        assert_eq!(
+            events(&changes),
+            [ev(IN_MOVED_FROM, 1, "f1"), ev(IN_MOVED_TO, 1, "f0"), ev(IN_CREATE, 0, "f1")]
+        );
+    }
+
+    #[test]
     fn replaced_inode_is_delete_then_create() {
         let old = snap(&[E("f", 1, false, None)]);
         let mut new = snap(&[E("f", 2, false, None)]);
@@ -457,7 +494,7 @@ mod tests {
     #[test]
     fn replay_of_changes_yields_the_new_names() {
         // A small deterministic mix: every diff replayed onto the old names gives the new ones.
-        let cases: [(&[E], &[E]); 3] = [
+        let cases: [(&[E], &[E]); 5] = [
             (
                 &[E("a", 1, false, None), E("b", 2, false, None), E("c", 3, true, None)],
                 &[E("c", 1, false, None), E("d", 3, true, None)],
@@ -467,6 +504,15 @@ mod tests {
                 &[E("y", 1, false, None), E("z", 2, false, None), E("x", 9, false, None)],
             ),
             (&[], &[E("n", 5, true, None)]),
+            // A swap, and a cycle of three.
+            (
+                &[E("a", 1, false, None), E("b", 2, false, None)],
+                &[E("a", 2, false, None), E("b", 1, false, None)],
+            ),
+            (
+                &[E("a", 1, true, None), E("b", 2, true, None), E("c", 3, true, None)],
+                &[E("a", 3, true, None), E("b", 1, true, None), E("c", 2, true, None)],
+            ),
         ];
         for (before, after) in cases {
             let old = snap(before);

@@ -325,6 +325,43 @@ mod tests {
     }
 
     #[test]
+    fn an_inode_swapped_between_two_directories_by_reuse_replays_by_name() {
+        // rm d1/f1 (inode 1), mv d2/f2 d1/f1 (inode 2), create d2/f2 (takes inode 1). Paired
+        // by inode both ways, the second IN_MOVED_FROM would take d1/f1 away again; the delete
+        // goes out before the create of its name instead, and pairs with nothing.
+        let mut t = MoveTracker::default();
+        let elsewhere = HashMap::from([(2, 2)]);
+        let ctx = Context { hold_deletes: true, elsewhere: &elsewhere };
+        let mut cookie = counter();
+        let first = t.settle(
+            1,
+            7,
+            vec![change(IN_DELETE, "f1", 1), change(IN_CREATE, "f1", 2)],
+            &ctx,
+            &mut cookie,
+        );
+        assert_eq!(names(&first), [(1, IN_DELETE, 0, "f1".into())]);
+        assert_eq!(first.poll_now, [2]);
+        let none = HashMap::new();
+        let ctx = Context { hold_deletes: true, elsewhere: &none };
+        let second = t.settle(
+            2,
+            7,
+            vec![change(IN_DELETE, "f2", 2), change(IN_CREATE, "f2", 1)],
+            &ctx,
+            &mut cookie,
+        );
+        assert_eq!(
+            names(&second),
+            [
+                (2, IN_MOVED_FROM, 101, "f2".into()),
+                (1, IN_MOVED_TO, 101, "f1".into()),
+                (2, IN_CREATE, 0, "f2".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn a_held_delete_goes_out_before_a_create_of_the_same_name() {
         let mut t = MoveTracker::default();
         let none = HashMap::new();
