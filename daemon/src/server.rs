@@ -1214,7 +1214,8 @@ impl Server {
             return false;
         }
         let identity = object.id;
-        let holder = self.listed_in(identity).map(|(holder, _)| holder);
+        let holders: Vec<usize> =
+            self.listed_in(identity).into_iter().map(|(holder, _)| holder).collect();
         let in_flight = self.objects.iter().any(|(other, o)| {
             other != id
                 && o.id.0 == identity.0
@@ -1226,11 +1227,13 @@ impl Server {
         };
         state.misses = state.misses.saturating_add(1);
         let since = *state.missing_since.get_or_insert_with(now);
-        let unsure = holder.is_some() || in_flight;
+        let unsure = !holders.is_empty() || in_flight;
         let patient = state.misses < MAX_MISSES || now().saturating_sub(since) < MIN_MISSING;
         let wait = state.misses == 1 || (unsure && patient);
-        if let Some(holder) = holder.filter(|_| wait) {
-            self.poll_out_of_turn(holder);
+        if wait {
+            for holder in holders {
+                self.poll_out_of_turn(holder);
+            }
         }
         wait
     }
@@ -1258,35 +1261,45 @@ impl Server {
         if !object.is_dir || depth == 0 || !object.is_polled() {
             return false;
         }
-        let Some((parent, name)) = self.listed_in(object.id) else { return false };
-        let found = match self.reopen_under(id, parent, &name) {
-            Err(errno) if poller::is_gone(errno) && self.refind(parent, depth - 1) => {
-                self.reopen_under(id, parent, &name)
-            }
-            other => other,
-        };
-        if found == Ok(true) {
-            if let Some(object) = self.objects.get(id) {
-                debug!("{}: watch found its directory again after a rename above it", object.path);
+        // More than one listing may hold the inode: a stale one of a directory since removed,
+        // whose inode number a new directory took.
+        for (parent, name) in self.listed_in(object.id) {
+            let found = match self.reopen_under(id, parent, &name) {
+                Err(errno) if poller::is_gone(errno) && self.refind(parent, depth - 1) => {
+                    self.reopen_under(id, parent, &name)
+                }
+                other => other,
+            };
+            if found == Ok(true) {
+                if let Some(object) = self.objects.get(id) {
+                    debug!(
+                        "{}: watch found its directory again after a rename above it",
+                        object.path
+                    );
+                }
+                return true;
             }
         }
-        found == Ok(true)
+        false
     }
 
-    /// The polled directory whose last listing holds the directory `identity`, and its name
-    /// there.
-    fn listed_in(&self, identity: policy::Identity) -> Option<(usize, Vec<u8>)> {
-        self.objects.iter().find_map(|(parent, o)| {
-            let Source::Polled(PollState { scan: Some(state), .. }) = &o.source else {
-                return None;
-            };
-            if o.id.0 != identity.0 || !o.is_dir {
-                return None;
-            }
-            let snapshot = &state.snapshot;
-            let entry = snapshot.entries().iter().find(|e| e.is_dir && e.ino == identity.1)?;
-            Some((parent, snapshot.name(entry).to_vec()))
-        })
+    /// The polled directories whose last listing holds the directory `identity`, and its name
+    /// in each.
+    fn listed_in(&self, identity: policy::Identity) -> Vec<(usize, Vec<u8>)> {
+        self.objects
+            .iter()
+            .filter_map(|(parent, o)| {
+                let Source::Polled(PollState { scan: Some(state), .. }) = &o.source else {
+                    return None;
+                };
+                if o.id.0 != identity.0 || !o.is_dir {
+                    return None;
+                }
+                let snapshot = &state.snapshot;
+                let entry = snapshot.entries().iter().find(|e| e.is_dir && e.ino == identity.1)?;
+                Some((parent, snapshot.name(entry).to_vec()))
+            })
+            .collect()
     }
 
     /// Reopens the polled directory `child` as `name` under the polled directory `parent`.
