@@ -252,6 +252,7 @@ mod tests {
                 dispatched: None,
                 misses: 0,
                 missing_since: None,
+                parent: None,
                 generation: 1,
                 pace: Pace::estimate(0, false),
             }),

@@ -64,6 +64,7 @@ pub fn baseline(
         dispatched: None,
         misses: 0,
         missing_since: None,
+        parent: None,
         generation,
         pace: Pace::estimate(snapshot_len, with_stats),
     })

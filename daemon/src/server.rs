@@ -844,6 +844,15 @@ impl Server {
             warn!("{}: {op}: {errno}", object.path);
             errno
         })?;
+        let mut state = state;
+        if is_dir {
+            let name = object.path.rsplit('/').next().unwrap_or_default().as_bytes();
+            state.parent = self
+                .listed_in(identity)
+                .into_iter()
+                .find(|(_, listed)| listed == name)
+                .and_then(|(parent, _)| Some((parent, self.objects.get(parent)?.id)));
+        }
         object.source = Source::Polled(state);
         let interval = object.governance.interval;
         debug!("{}: polled every {interval:?} ({})", object.path, remote.unwrap_or("policy"));
@@ -1261,9 +1270,15 @@ impl Server {
         if !object.is_dir || depth == 0 || !object.is_polled() {
             return false;
         }
-        // More than one listing may hold the inode: a stale one of a directory since removed,
-        // whose inode number a new directory took.
-        for (parent, name) in self.listed_in(object.id) {
+        let Source::Polled(state) = &object.source else { return false };
+        let mut candidates = self.listed_in(object.id);
+        // Its own parent's listing only, when it is known: another listing that holds the
+        // inode number holds a directory that reused it, or a stale entry of a removed one.
+        if let Some((known, identity)) = state.parent {
+            let alive = self.objects.get(known).is_some_and(|o| o.id == identity);
+            candidates.retain(|(parent, _)| alive && *parent == known);
+        }
+        for (parent, name) in candidates {
             let found = match self.reopen_under(id, parent, &name) {
                 Err(errno) if poller::is_gone(errno) && self.refind(parent, depth - 1) => {
                     self.reopen_under(id, parent, &name)
@@ -1322,9 +1337,11 @@ impl Server {
             return Ok(false);
         }
         let path = format!("{}/{}", parent_object.path, String::from_utf8_lossy(name));
+        let parent_identity = parent_object.id;
         let Some(object) = self.objects.get_mut(child) else { return Ok(false) };
         let Source::Polled(state) = &mut object.source else { return Ok(false) };
         state.fd = fd;
+        state.parent = Some((parent, parent_identity));
         state.misses = 0;
         state.missing_since = None;
         object.path = path;

@@ -51,8 +51,16 @@ pub struct PollState {
     pub misses: u8,
     /// When the first of those polls ran.
     pub missing_since: Option<std::time::Duration>,
+    /// For a directory: the polled directory whose listing held it when it was last reached,
+    /// with that one's identity (the slab reuses indexes). A dangling fd is looked for there
+    /// only: another listing that holds the inode number holds one a new directory reused.
+    pub parent: Option<(usize, Identity)>,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "most objects are polled; a box would add an allocation and a pointer chase to each poll to save a few hundred bytes per local object"
+)]
 pub enum Source {
     Kernel { wd: i32 },
     Polled(PollState),
