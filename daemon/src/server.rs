@@ -1239,6 +1239,14 @@ impl Server {
         let unsure = !holders.is_empty() || in_flight;
         let patient = state.misses < MAX_MISSES || now().saturating_sub(since) < MIN_MISSING;
         let wait = state.misses == 1 || (unsure && patient);
+        if !wait {
+            let misses = state.misses;
+            debug!(
+                "{}: not found in {misses} polls ({} listings hold its inode)",
+                object_path(&self.objects, id),
+                holders.len()
+            );
+        }
         if wait {
             for holder in holders {
                 self.poll_out_of_turn(holder);
@@ -1285,6 +1293,15 @@ impl Server {
                 }
                 other => other,
             };
+            if found != Ok(true) {
+                debug!(
+                    "{}: not under {}/{} ({})",
+                    object_path(&self.objects, id),
+                    object_path(&self.objects, parent),
+                    String::from_utf8_lossy(&name),
+                    found.map_or_else(|e| e.to_string(), |_| "another inode".into())
+                );
+            }
             if found == Ok(true) {
                 if let Some(object) = self.objects.get(id) {
                     debug!(
@@ -1524,4 +1541,9 @@ pub(crate) fn resolve_policies(config: &Config) -> Policies {
         );
     }
     policies
+}
+
+/// An object's path for a log line.
+fn object_path(objects: &Slab<WatchedObject>, id: usize) -> &str {
+    objects.get(id).map_or("(gone)", |o| o.path.as_str())
 }
