@@ -1264,6 +1264,45 @@ impl Server {
             if let Some(object) = self.objects.get(child) {
                 debug!("{}: watch follows the renamed directory", object.path);
             }
+            self.reopen_below(child);
+        }
+    }
+
+    /// Reopens the watched directories below `root`, which was just found at a new path:
+    /// behind a path-based FUSE server their fds name their old paths. Each is reopened by
+    /// its name in its parent's listing, at once rather than when its own poll finds its fd
+    /// dangling, which may come before or long after the parent is found.
+    fn reopen_below(&mut self, root: usize) {
+        let children: Vec<(usize, (usize, policy::Identity))> = self
+            .objects
+            .iter()
+            .filter_map(|(id, o)| match &o.source {
+                Source::Polled(PollState { parent: Some(parent), .. }) => Some((id, *parent)),
+                _ => None,
+            })
+            .collect();
+        let mut found = vec![root];
+        while let Some(parent) = found.pop() {
+            let Some(parent_object) = self.objects.get(parent) else { continue };
+            let Source::Polled(PollState { scan: Some(state), .. }) = &parent_object.source else {
+                continue;
+            };
+            let key = (parent, parent_object.id);
+            let moved: Vec<(usize, Vec<u8>)> = children
+                .iter()
+                .filter(|(_, p)| *p == key)
+                .filter_map(|&(child, _)| {
+                    let ino = self.objects.get(child)?.id.1;
+                    let entry =
+                        state.snapshot.entries().iter().find(|e| e.is_dir && e.ino == ino)?;
+                    Some((child, state.snapshot.name(entry).to_vec()))
+                })
+                .collect();
+            for (child, name) in moved {
+                if let Ok(true) = self.reopen_under(child, parent, &name) {
+                    found.push(child);
+                }
+            }
         }
     }
 
@@ -1309,6 +1348,7 @@ impl Server {
                         object.path
                     );
                 }
+                self.reopen_below(id);
                 return true;
             }
         }
