@@ -1319,11 +1319,16 @@ impl Server {
         }
         let Source::Polled(state) = &object.source else { return false };
         let mut candidates = self.listed_in(object.id);
-        // Its own parent's listing only, when it is known: another listing that holds the
-        // inode number holds a directory that reused it, or a stale entry of a removed one.
+        // Its own parent's listing first: another listing that holds the inode number may
+        // hold a directory that reused it. Others only when the parent, still watched, no
+        // longer lists it (it moved, and the move was not paired); none when the parent is
+        // gone, as it is when a tree is removed and its inode numbers taken again.
         if let Some((known, identity)) = state.parent {
-            let alive = self.objects.get(known).is_some_and(|o| o.id == identity);
-            candidates.retain(|(parent, _)| alive && *parent == known);
+            if self.objects.get(known).is_none_or(|o| o.id != identity) {
+                candidates.clear();
+            } else if candidates.iter().any(|(parent, _)| *parent == known) {
+                candidates.retain(|(parent, _)| *parent == known);
+            }
         }
         for (parent, name) in candidates {
             let found = match self.reopen_under(id, parent, &name) {
