@@ -851,7 +851,7 @@ impl Server {
                 .listed_in(identity)
                 .into_iter()
                 .find(|(_, listed)| listed == name)
-                .and_then(|(parent, _)| Some((parent, self.objects.get(parent)?.id)));
+                .and_then(|(parent, _)| Some(self.objects.get(parent)?.id));
         }
         object.source = Source::Polled(state);
         let interval = object.governance.interval;
@@ -1273,7 +1273,7 @@ impl Server {
     /// its name in its parent's listing, at once rather than when its own poll finds its fd
     /// dangling, which may come before or long after the parent is found.
     fn reopen_below(&mut self, root: usize) {
-        let children: Vec<(usize, (usize, policy::Identity))> = self
+        let children: Vec<(usize, policy::Identity)> = self
             .objects
             .iter()
             .filter_map(|(id, o)| match &o.source {
@@ -1287,7 +1287,7 @@ impl Server {
             let Source::Polled(PollState { scan: Some(state), .. }) = &parent_object.source else {
                 continue;
             };
-            let key = (parent, parent_object.id);
+            let key = parent_object.id;
             let moved: Vec<(usize, Vec<u8>)> = children
                 .iter()
                 .filter(|(_, p)| *p == key)
@@ -1323,11 +1323,13 @@ impl Server {
         // hold a directory that reused it. Others only when the parent, still watched, no
         // longer lists it (it moved, and the move was not paired); none when the parent is
         // gone, as it is when a tree is removed and its inode numbers taken again.
-        if let Some((known, identity)) = state.parent {
-            if self.objects.get(known).is_none_or(|o| o.id != identity) {
-                candidates.clear();
-            } else if candidates.iter().any(|(parent, _)| *parent == known) {
-                candidates.retain(|(parent, _)| *parent == known);
+        if let Some(identity) = state.parent {
+            match self.by_identity.get(&identity) {
+                None => candidates.clear(),
+                Some(known) if candidates.iter().any(|(parent, _)| parent == known) => {
+                    candidates.retain(|(parent, _)| parent == known)
+                }
+                Some(_) => {}
             }
         }
         for (parent, name) in candidates {
@@ -1403,7 +1405,7 @@ impl Server {
         let Some(object) = self.objects.get_mut(child) else { return Ok(false) };
         let Source::Polled(state) = &mut object.source else { return Ok(false) };
         state.fd = fd;
-        state.parent = Some((parent, parent_identity));
+        state.parent = Some(parent_identity);
         state.misses = 0;
         state.missing_since = None;
         object.path = path;

@@ -51,10 +51,11 @@ pub struct PollState {
     pub misses: u8,
     /// When the first of those polls ran.
     pub missing_since: Option<std::time::Duration>,
-    /// For a directory: the polled directory whose listing held it when it was last reached,
-    /// with that one's identity (the slab reuses indexes). A dangling fd is looked for there
-    /// only: another listing that holds the inode number holds one a new directory reused.
-    pub parent: Option<(usize, Identity)>,
+    /// For a directory: the identity of the polled directory whose listing held it when it
+    /// was last reached (by identity, as that directory's object may be dropped and made
+    /// again). A dangling fd is looked for there first: another listing that holds the inode
+    /// number may hold a directory that reused it.
+    pub parent: Option<Identity>,
 }
 
 #[allow(
