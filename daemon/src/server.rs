@@ -832,7 +832,7 @@ impl Server {
         let with_stats = mask & STAT_EVENTS != 0;
         let own_fd = readable(fd, is_dir)
             .inspect_err(|errno| warn!("{}: reopening for polling: {errno}", object.path))?;
-        let state = poller::baseline(
+        let mut state = poller::baseline(
             own_fd,
             &object,
             with_stats,
@@ -844,7 +844,6 @@ impl Server {
             warn!("{}: {op}: {errno}", object.path);
             errno
         })?;
-        let mut state = state;
         if is_dir {
             let name = object.path.rsplit('/').next().unwrap_or_default().as_bytes();
             state.parent = self
@@ -1239,18 +1238,17 @@ impl Server {
         let unsure = !holders.is_empty() || in_flight;
         let patient = state.misses < MAX_MISSES || now().saturating_sub(since) < MIN_MISSING;
         let wait = state.misses == 1 || (unsure && patient);
-        if !wait {
+        if wait {
+            for holder in holders {
+                self.poll_out_of_turn(holder);
+            }
+        } else {
             let misses = state.misses;
             debug!(
                 "{}: not found in {misses} polls ({} listings hold its inode)",
                 object_path(&self.objects, id),
                 holders.len()
             );
-        }
-        if wait {
-            for holder in holders {
-                self.poll_out_of_turn(holder);
-            }
         }
         wait
     }
@@ -1339,25 +1337,21 @@ impl Server {
                 }
                 other => other,
             };
-            if found != Ok(true) {
-                debug!(
-                    "{}: not under {}/{} ({})",
-                    object_path(&self.objects, id),
-                    object_path(&self.objects, parent),
-                    String::from_utf8_lossy(&name),
-                    found.map_or_else(|e| e.to_string(), |_| "another inode".into())
-                );
-            }
             if found == Ok(true) {
-                if let Some(object) = self.objects.get(id) {
-                    debug!(
-                        "{}: watch found its directory again after a rename above it",
-                        object.path
-                    );
-                }
+                debug!(
+                    "{}: watch found its directory again after a rename above it",
+                    object_path(&self.objects, id)
+                );
                 self.reopen_below(id);
                 return true;
             }
+            debug!(
+                "{}: not under {}/{} ({})",
+                object_path(&self.objects, id),
+                object_path(&self.objects, parent),
+                String::from_utf8_lossy(&name),
+                found.map_or_else(|e| e.to_string(), |_| "another inode".into())
+            );
         }
         false
     }
