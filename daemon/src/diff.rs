@@ -27,11 +27,24 @@ pub struct Change {
     pub looks_moved: bool,
 }
 
+/// Whether the entry at an index of a listing looks renamed ([`EntryStat::looks_renamed`]).
+/// The diff asks it only of new names; a listing without attributes answers with a `statx`.
+pub type LooksRenamed<'a> = dyn FnMut(&Snapshot, usize) -> bool + 'a;
+
+/// What a listing with attributes says of its entry `index` ([`LooksRenamed`]).
+pub fn stats_say_renamed(snapshot: &Snapshot, index: usize) -> bool {
+    snapshot.stat(index).is_some_and(EntryStat::looks_renamed)
+}
+
 /// Compares `old` with `new` and records in `new` which files are still being written.
 ///
 /// Order: deletes, then renames (a rename out of a name before any rename into it), then
 /// creates, then attribute events. Replaying them onto `old`'s names yields `new`'s names.
-pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
+pub fn diff(
+    old: &Snapshot,
+    new: &mut Snapshot,
+    looks_renamed: &mut LooksRenamed<'_>,
+) -> Vec<Change> {
     let compare_stats = old.has_stats() && new.has_stats();
     let mut gone: Vec<usize> = Vec::new();
     let mut appeared: Vec<usize> = Vec::new();
@@ -67,7 +80,7 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
     }
 
     let mut changes = Vec::new();
-    let renames = order_renames(old, new, &pair_renames(old, new, &gone, &appeared));
+    let renames = order_renames(old, new, &pair_renames(old, new, &gone, &appeared), looks_renamed);
     let renamed_from: Vec<usize> = renames.iter().map(|r| r.0).collect();
     let renamed_to: Vec<usize> = renames.iter().map(|r| r.1).collect();
     let isdir = |e: &Entry| if e.is_dir { IN_ISDIR } else { 0 };
@@ -102,7 +115,7 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot) -> Vec<Change> {
     let mut unsettled = Vec::new();
     for &a in appeared.iter().filter(|a| !renamed_to.contains(a)) {
         let entry = &news[a];
-        let looks_moved = new.stat(a).is_some_and(EntryStat::looks_renamed);
+        let looks_moved = looks_renamed(new, a);
         changes.push(Change {
             mask: IN_CREATE | isdir(entry),
             pair: 0,
@@ -233,6 +246,7 @@ fn order_renames(
     old: &Snapshot,
     new: &Snapshot,
     renames: &[(usize, usize)],
+    looks_renamed: &mut LooksRenamed<'_>,
 ) -> Vec<(usize, usize)> {
     let mut pending: Vec<(usize, usize)> = renames.to_vec();
     let mut ordered = Vec::with_capacity(pending.len());
@@ -245,9 +259,7 @@ fn order_renames(
             Some(next) => ordered.push(pending.remove(next)),
             // Every rename left waits for another: they form cycles. Break one.
             None => {
-                let fresh = pending
-                    .iter()
-                    .position(|&(_, to)| !new.stat(to).is_some_and(EntryStat::looks_renamed));
+                let fresh = pending.iter().position(|&(_, to)| !looks_renamed(new, to));
                 pending.remove(fresh.unwrap_or(0));
             }
         }
@@ -288,7 +300,7 @@ mod tests {
     fn create_and_delete_with_isdir() {
         let old = snap(&[E("a", 1, false, None), E("d", 2, true, None)]);
         let mut new = snap(&[E("b", 3, false, None), E("e", 4, true, None)]);
-        let got = events(&diff(&old, &mut new));
+        let got = events(&diff(&old, &mut new, &mut stats_say_renamed));
         assert_eq!(
             got,
             [
@@ -305,7 +317,7 @@ mod tests {
         let old = snap(&[E("old", 7, false, None)]);
         let mut new = snap(&[E("new", 7, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new)),
+            events(&diff(&old, &mut new, &mut stats_say_renamed)),
             [ev(IN_MOVED_FROM, 1, "old"), ev(IN_MOVED_TO, 1, "new")]
         );
     }
@@ -315,7 +327,7 @@ mod tests {
         let old = snap(&[E("a", 1, false, None)]);
         let mut new = snap(&[E("a", 2, false, None), E("b", 1, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new)),
+            events(&diff(&old, &mut new, &mut stats_say_renamed)),
             [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b"), ev(IN_CREATE, 0, "a")]
         );
     }
@@ -324,7 +336,7 @@ mod tests {
     fn rename_over_an_existing_name_has_no_delete() {
         let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
         let mut new = snap(&[E("b", 1, false, None)]);
-        let mut changes = diff(&old, &mut new);
+        let mut changes = diff(&old, &mut new, &mut stats_say_renamed);
         drop_overwritten_deletes(&mut changes);
         assert_eq!(events(&changes), [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b")]);
     }
@@ -365,7 +377,7 @@ mod tests {
         let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
         let mut new = snap(&[E("b", 1, false, None), E("c", 2, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new)),
+            events(&diff(&old, &mut new, &mut stats_say_renamed)),
             [
                 ev(IN_MOVED_FROM, 1, "b"),
                 ev(IN_MOVED_TO, 1, "c"),
@@ -388,7 +400,7 @@ mod tests {
         b.push(b"f0", 2, false, stat(200, 300));
         b.push(b"f1", 1, false, stat(400, 400));
         let mut new = b.finish();
-        let mut changes = diff(&old, &mut new);
+        let mut changes = diff(&old, &mut new, &mut stats_say_renamed);
         drop_overwritten_deletes(&mut changes);
         assert_eq!(
             events(&changes),
@@ -400,27 +412,45 @@ mod tests {
     fn replaced_inode_is_delete_then_create() {
         let old = snap(&[E("f", 1, false, None)]);
         let mut new = snap(&[E("f", 2, false, None)]);
-        assert_eq!(events(&diff(&old, &mut new)), [ev(IN_DELETE, 0, "f"), ev(IN_CREATE, 0, "f")]);
+        assert_eq!(
+            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            [ev(IN_DELETE, 0, "f"), ev(IN_CREATE, 0, "f")]
+        );
     }
 
     #[test]
     fn modify_then_close_write_once_settled() {
         let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
         let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
-        assert_eq!(events(&diff(&first, &mut second)), [ev(IN_MODIFY, 0, "f")]);
+        assert_eq!(
+            events(&diff(&first, &mut second, &mut stats_say_renamed)),
+            [ev(IN_MODIFY, 0, "f")]
+        );
         let mut third = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
-        assert_eq!(events(&diff(&second, &mut third)), [ev(IN_CLOSE_WRITE, 0, "f")]);
+        assert_eq!(
+            events(&diff(&second, &mut third, &mut stats_say_renamed)),
+            [ev(IN_CLOSE_WRITE, 0, "f")]
+        );
         let mut fourth = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
-        assert!(diff(&third, &mut fourth).is_empty(), "close-write is reported once");
+        assert!(
+            diff(&third, &mut fourth, &mut stats_say_renamed).is_empty(),
+            "close-write is reported once"
+        );
     }
 
     #[test]
     fn created_file_gets_close_write_when_settled() {
         let empty = snap(&[]);
         let mut created = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
-        assert_eq!(events(&diff(&empty, &mut created)), [ev(IN_CREATE, 0, "f")]);
+        assert_eq!(
+            events(&diff(&empty, &mut created, &mut stats_say_renamed)),
+            [ev(IN_CREATE, 0, "f")]
+        );
         let mut settled = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
-        assert_eq!(events(&diff(&created, &mut settled)), [ev(IN_CLOSE_WRITE, 0, "f")]);
+        assert_eq!(
+            events(&diff(&created, &mut settled, &mut stats_say_renamed)),
+            [ev(IN_CLOSE_WRITE, 0, "f")]
+        );
     }
 
     #[test]
@@ -430,7 +460,7 @@ mod tests {
         b.push(b"moved", 1, false, Some(EntryStat::new(100, 200, 5, 0o100644, 1, 0, 0)));
         b.push(b"written", 2, false, Some(EntryStat::new(200, 200, 5, 0o100644, 1, 0, 0)));
         let mut new = b.finish();
-        let changes = diff(&empty, &mut new);
+        let changes = diff(&empty, &mut new, &mut stats_say_renamed);
         let looks: Vec<(String, bool)> = changes
             .iter()
             .map(|c| (String::from_utf8_lossy(&c.name).into_owned(), c.looks_moved))
@@ -453,17 +483,20 @@ mod tests {
             E("f", 1, false, Some((100, 10, 0o600))),
             E("d", 2, true, Some((300, 8192, 0o755))),
         ]);
-        assert_eq!(events(&diff(&old, &mut new)), [ev(IN_ATTRIB, 0, "f")]);
+        assert_eq!(events(&diff(&old, &mut new, &mut stats_say_renamed)), [ev(IN_ATTRIB, 0, "f")]);
     }
 
     #[test]
     fn settle_and_chmod_in_one_poll_are_two_events() {
         let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
         let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
-        assert_eq!(events(&diff(&first, &mut second)), [ev(IN_MODIFY, 0, "f")]);
+        assert_eq!(
+            events(&diff(&first, &mut second, &mut stats_say_renamed)),
+            [ev(IN_MODIFY, 0, "f")]
+        );
         let mut third = snap(&[E("f", 1, false, Some((200, 20, 0o600)))]);
         assert_eq!(
-            events(&diff(&second, &mut third)),
+            events(&diff(&second, &mut third, &mut stats_say_renamed)),
             [ev(IN_CLOSE_WRITE, 0, "f"), ev(IN_ATTRIB, 0, "f")]
         );
     }
@@ -488,7 +521,7 @@ mod tests {
     fn without_stats_only_names_are_compared() {
         let old = snap(&[E("f", 1, false, None)]);
         let mut new = snap(&[E("f", 1, false, None)]);
-        assert!(diff(&old, &mut new).is_empty());
+        assert!(diff(&old, &mut new, &mut stats_say_renamed).is_empty());
     }
 
     #[test]
@@ -519,7 +552,7 @@ mod tests {
             let mut new = snap(after);
             let mut names: Vec<Vec<u8>> =
                 old.entries().iter().map(|e| old.name(e).to_vec()).collect();
-            for c in diff(&old, &mut new) {
+            for c in diff(&old, &mut new, &mut stats_say_renamed) {
                 if c.mask & (IN_DELETE | IN_MOVED_FROM) != 0 {
                     names.retain(|n| *n != c.name);
                 } else if c.mask & (IN_CREATE | IN_MOVED_TO) != 0 {

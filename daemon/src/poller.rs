@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
 
-use fakenotify_proto::inotify::{IN_ATTRIB, IN_CREATE, IN_ISDIR};
+use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
 
 use crate::diff::{self, Change};
 use crate::pacing::Pace;
@@ -168,8 +168,10 @@ pub fn poll_state(
         None if changes.is_empty() => return PollOutcome::Unchanged,
         None => return PollOutcome::Changes(changes),
     };
-    changes.extend(diff::diff(&state.snapshot, &mut new));
-    mark_moves_in(fd, &mut new, &mut changes, force_sync, counters);
+    let mut looks_renamed = |snapshot: &Snapshot, index: usize| {
+        new_name_looks_renamed(fd, snapshot, index, force_sync, counters)
+    };
+    changes.extend(diff::diff(&state.snapshot, &mut new, &mut looks_renamed));
     diff::drop_overwritten_deletes(&mut changes);
     counters.compared += new.len() as u64;
     counters.changes += changes.len() as u64;
@@ -214,28 +216,23 @@ fn list_still(
     }
 }
 
-/// A listing without attributes cannot tell a rename into the directory from a create (see
-/// [`crate::snapshot::EntryStat::looks_renamed`]): its new names alone are `statx`ed, a
-/// syscall per new name in the polls that found some and none in the others. A name gone or
-/// replaced since the listing stays a plain create.
-fn mark_moves_in(
+/// Whether the new entry `index` of the listing `snapshot` of `dir` looks renamed
+/// ([`crate::snapshot::EntryStat::looks_renamed`]): a rename into the directory rather than a
+/// create. A listing without attributes `statx`es the name, so a syscall per new name in the
+/// polls that found some and none in the others. A name gone or replaced since the listing
+/// does not look renamed.
+fn new_name_looks_renamed(
     dir: std::os::fd::BorrowedFd<'_>,
-    new: &mut Snapshot,
-    changes: &mut [Change],
+    snapshot: &Snapshot,
+    index: usize,
     force_sync: bool,
     counters: &mut ScanCounters,
-) {
-    if new.has_stats() {
-        // The diff read the attributes of the listing itself.
-        return;
+) -> bool {
+    if snapshot.has_stats() {
+        return diff::stats_say_renamed(snapshot, index);
     }
-    for change in changes.iter_mut().filter(|c| c.mask & IN_CREATE != 0) {
-        let Some(index) = new.find(&change.name) else { continue };
-        let Some(name) = new.c_name(&new.entries()[index]) else { continue };
-        let Ok(st) = scan::stat_entry(dir, name, force_sync, counters) else { continue };
-        if st.stx_ino == change.ino && scan::entry_stat(&st).looks_renamed() {
-            change.looks_moved = true;
-            new.set_unsettled(index, false);
-        }
-    }
+    let Some(entry) = snapshot.entries().get(index) else { return false };
+    let Some(name) = snapshot.c_name(entry) else { return false };
+    scan::stat_entry(dir, name, force_sync, counters)
+        .is_ok_and(|st| st.stx_ino == entry.ino && scan::entry_stat(&st).looks_renamed())
 }

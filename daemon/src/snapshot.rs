@@ -112,11 +112,6 @@ impl Snapshot {
         CStr::from_bytes_with_nul(&self.names[start..=start + entry.name_len as usize]).ok()
     }
 
-    /// The index of the entry named `name`.
-    pub fn find(&self, name: &[u8]) -> Option<usize> {
-        self.entries.binary_search_by(|e| self.name(e).cmp(name)).ok()
-    }
-
     pub fn stat(&self, index: usize) -> Option<&EntryStat> {
         self.stats.get(index)
     }
@@ -201,7 +196,6 @@ mod tests {
         let names: Vec<&[u8]> = s.entries().iter().map(|e| s.name(e)).collect();
         assert_eq!(names, [&b"alpha"[..], b"mid", b"zeta"]);
         assert_eq!(s.c_name(&s.entries()[1]), Some(c"mid"));
-        assert_eq!((s.find(b"zeta"), s.find(b"alpha"), s.find(b"nope")), (Some(2), Some(0), None));
         assert_eq!(s.stat(0).map(|st| st.size), Some(10));
         assert_eq!(s.stat(2).map(|st| st.size), Some(30));
         assert!(s.entries()[0].is_dir);
