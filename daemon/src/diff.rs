@@ -39,7 +39,9 @@ pub fn stats_say_renamed(snapshot: &Snapshot, index: usize) -> bool {
 /// Compares `old` with `new` and records in `new` which files are still being written.
 ///
 /// Order: deletes, then renames (a rename out of a name before any rename into it), then
-/// creates, then attribute events. Replaying them onto `old`'s names yields `new`'s names.
+/// creates, then attribute events. Replaying them onto `old`'s names yields `new`'s names. A
+/// name that a rename overwrote has no IN_DELETE, as with the kernel. `looks_renamed` tells a
+/// new name moved in from a create.
 pub fn diff(
     old: &Snapshot,
     new: &mut Snapshot,
@@ -149,14 +151,13 @@ pub fn diff(
     for (index, flag) in unsettled {
         new.set_unsettled(index, flag);
     }
+    drop_overwritten_deletes(&mut changes);
     changes
 }
 
 /// Drops the IN_DELETE of a name that a rename overwrote, as the kernel reports none: a rename
-/// within the directory (IN_MOVED_TO) or into it (a create that looks moved). The caller runs
-/// it once the creates are marked: without attributes in the listing, only a `statx` of the
-/// new names after the diff tells a move in.
-pub fn drop_overwritten_deletes(changes: &mut Vec<Change>) {
+/// within the directory (IN_MOVED_TO) or into it (a create that looks moved).
+fn drop_overwritten_deletes(changes: &mut Vec<Change>) {
     let onto: Vec<(Vec<u8>, u32)> = changes
         .iter()
         .filter(|c| c.mask & IN_MOVED_TO != 0 || (c.mask & IN_CREATE != 0 && c.looks_moved))
@@ -237,7 +238,7 @@ fn pair_renames(
 ///
 /// A cycle (b's inode now under a, a's under b) cannot: the second rename would take away
 /// what the first put in place. A poll sees one where an inode freed by a rename over its
-/// name is at once reused by a create (ext4 and tmpfs reuse the lowest free inode), and
+/// name is at once reused by a create (ext4 hands out the lowest free inode), and
 /// where two names were swapped (`RENAME_EXCHANGE`, or three renames through a third name).
 /// One rename of each cycle is dropped, so that its two names become a create, and a name
 /// overwritten by the rename before it: the replay ends with the right names either way.
@@ -336,9 +337,10 @@ mod tests {
     fn rename_over_an_existing_name_has_no_delete() {
         let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
         let mut new = snap(&[E("b", 1, false, None)]);
-        let mut changes = diff(&old, &mut new, &mut stats_say_renamed);
-        drop_overwritten_deletes(&mut changes);
-        assert_eq!(events(&changes), [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b")]);
+        assert_eq!(
+            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b")]
+        );
     }
 
     #[test]
@@ -400,10 +402,8 @@ mod tests {
         b.push(b"f0", 2, false, stat(200, 300));
         b.push(b"f1", 1, false, stat(400, 400));
         let mut new = b.finish();
-        let mut changes = diff(&old, &mut new, &mut stats_say_renamed);
-        drop_overwritten_deletes(&mut changes);
         assert_eq!(
-            events(&changes),
+            events(&diff(&old, &mut new, &mut stats_say_renamed)),
             [ev(IN_MOVED_FROM, 1, "f1"), ev(IN_MOVED_TO, 1, "f0"), ev(IN_CREATE, 0, "f1")]
         );
     }

@@ -172,7 +172,6 @@ pub fn poll_state(
         new_name_looks_renamed(fd, snapshot, index, force_sync, counters)
     };
     changes.extend(diff::diff(&state.snapshot, &mut new, &mut looks_renamed));
-    diff::drop_overwritten_deletes(&mut changes);
     counters.compared += new.len() as u64;
     counters.changes += changes.len() as u64;
     state.snapshot = new;
