@@ -691,6 +691,13 @@ impl Server {
         }
         let identity = (st.st_dev, st.st_ino);
         let mut existing = self.by_identity.get(&identity).copied();
+        if existing.is_some_and(|id| self.objects.get(id).is_some_and(WatchedObject::is_polled))
+            && !self.reaches_server(object_fd, identity)
+        {
+            // A path the server no longer has, opened through a dentry the kernel still
+            // caches (FUSE keeps one for a second): the kernel would not find the path.
+            return reply(Errno::NOENT);
+        }
         if let Some(id) = existing.filter(|&id| self.is_stale(id)) {
             // The inode number was freed and reused by the object being added: the watched
             // object is gone, as the kernel would have said when the old inode died.
@@ -1193,6 +1200,14 @@ impl Server {
             self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
         }
         settled.poll_now
+    }
+
+    /// Whether the server, asked past the attribute cache, still has `identity` behind `fd`.
+    /// Behind a path-based FUSE server, a path renamed on the server opens for a second
+    /// more through the kernel's cached dentry and shows the inode it had.
+    fn reaches_server(&self, fd: &OwnedFd, identity: policy::Identity) -> bool {
+        let mut counters = ScanCounters::default();
+        scan::stat_object(fd.as_fd(), true, &mut counters).is_ok_and(|st| st.stx_ino == identity.1)
     }
 
     /// Whether a polled object's fd no longer reaches an inode of its identity.
