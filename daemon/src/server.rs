@@ -684,7 +684,12 @@ impl Server {
         if !watch_mask_is_valid(mask) {
             return reply(Errno::INVAL);
         }
-        let Ok(st) = rustix::fs::fstat(object_fd) else { return reply(Errno::BADF) };
+        let st = match rustix::fs::fstat(object_fd) {
+            Ok(st) => st,
+            // Gone on the server since the application's path lookup.
+            Err(errno) if poller::is_gone(errno) => return reply(Errno::NOENT),
+            Err(_) => return reply(Errno::BADF),
+        };
         let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
         if mask & IN_ONLYDIR != 0 && !is_dir {
             return reply(Errno::NOTDIR);

@@ -618,6 +618,25 @@ fn chmod_of_the_watched_directory_itself_gives_attrib() {
 }
 
 #[test]
+fn adding_a_watch_on_the_old_path_of_a_watched_directory_is_enoent() {
+    // The old path of a directory renamed on the server still opens through the FUSE dentry
+    // the kernel caches for a second, and shows the same inode; joining the watched object
+    // of its new path would hand the client that wd for a path that is gone.
+    Differential::new(
+        "
+        mkdir season
+        init1 0 NONBLOCK
+        add 0 MOVE|CREATE {}
+        add 0 CREATE {}/season
+        mv season Season-01
+        add 0 CREATE {}/season
+        sync
+        ",
+    )
+    .run();
+}
+
+#[test]
 fn a_watched_directory_that_is_renamed_keeps_its_watch() {
     // The watch follows the inode, as the kernel's does; a path-based FUSE server (bindfs,
     // rclone, sshfs) answers for the old path no more, so a daemon that keeps polling its
