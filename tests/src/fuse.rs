@@ -13,6 +13,8 @@ use crate::WAIT;
 
 /// `statfs` type of FUSE mounts.
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+/// `statfs` type of tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// A mounted bindfs; `Drop` unmounts it (`fusermount3 -u`, else `umount -l`) and removes both
 /// directories.
@@ -34,10 +36,26 @@ impl FuseMount {
     /// Like [`FuseMount::new`], with more bindfs arguments (`["-o", "allow_other"]` lets other
     /// users than root reach the mount).
     pub fn with_options(options: &[&str]) -> FuseMount {
+        FuseMount::mount_in(TempDir::new("fuse"), options)
+    }
+
+    /// Like [`FuseMount::new`], with the backing directory on tmpfs (`/dev/shm`), which never
+    /// reuses an inode number while ext4 hands a freed one out again at once. Where
+    /// `/dev/shm` is no tmpfs, under the temporary directory as `new` does.
+    pub fn on_tmpfs() -> FuseMount {
+        let shm = Path::new("/dev/shm");
+        let dir = if fs_type(shm) == Some(TMPFS_MAGIC) {
+            TempDir::new_in(shm, "fuse")
+        } else {
+            TempDir::new("fuse")
+        };
+        FuseMount::mount_in(dir, &[])
+    }
+
+    fn mount_in(dir: TempDir, options: &[&str]) -> FuseMount {
         if let Err(missing) = check_prerequisites() {
             panic!("cannot make a FUSE mount: {missing}");
         }
-        let dir = TempDir::new("fuse");
         let backing = dir.join("backing");
         let mount = dir.join("mount");
         for d in [&backing, &mount] {
@@ -137,11 +155,16 @@ pub fn check_prerequisites() -> Result<(), String> {
 }
 
 fn is_fuse(path: &Path) -> bool {
+    fs_type(path) == Some(FUSE_SUPER_MAGIC)
+}
+
+/// The `statfs` type of the filesystem holding `path`.
+fn fs_type(path: &Path) -> Option<i64> {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: statfs is plain data; all-zero is valid.
     let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out-pointer.
     let ok = unsafe { libc::statfs(c_path.as_ptr(), &mut stats) } == 0;
-    ok && stats.f_type as i64 == FUSE_SUPER_MAGIC
+    ok.then_some(stats.f_type as i64)
 }

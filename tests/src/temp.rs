@@ -1,4 +1,5 @@
-//! Uniquely named temporary directories under `std::env::temp_dir()`, removed on drop.
+//! Uniquely named temporary directories (under `std::env::temp_dir()` unless asked), removed
+//! on drop.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,9 +14,13 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// Like [`TempDir::new`], under `base`.
+    pub fn new_in(base: &Path, label: &str) -> TempDir {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("fakenotify-{label}-{}-{n}", std::process::id()));
+        let path = base.join(format!("fakenotify-{label}-{}-{n}", std::process::id()));
         // A leftover of an earlier run with the same pid would make the test see stale files.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap_or_else(|e| {
