@@ -697,7 +697,7 @@ impl Server {
         let identity = (st.st_dev, st.st_ino);
         let mut existing = self.by_identity.get(&identity).copied();
         if existing.is_some_and(|id| self.objects.get(id).is_some_and(WatchedObject::is_polled))
-            && !self.reaches_server(object_fd, identity)
+            && fd_is_stale(object_fd.as_fd(), identity.1, true)
         {
             // A path the server no longer has, opened through a dentry the kernel still
             // caches (FUSE keeps one for a second): the kernel would not find the path.
@@ -857,12 +857,14 @@ impl Server {
             errno
         })?;
         if is_dir {
-            let name = object.path.rsplit('/').next().unwrap_or_default().as_bytes();
-            state.parent = self
-                .listed_in(identity)
-                .into_iter()
-                .find(|(_, listed)| listed == name)
-                .and_then(|(parent, _)| Some(self.objects.get(parent)?.id));
+            // One `fstatat` of "..", not a search of every listing for this inode.
+            state.parent = rustix::fs::statat(fd, c"..", rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|st| (st.st_dev, st.st_ino))
+                .filter(|parent| {
+                    let id = self.by_identity.get(parent);
+                    id.and_then(|&id| self.objects.get(id)).is_some_and(|o| o.is_polled())
+                });
         }
         object.source = Source::Polled(state);
         let interval = object.governance.interval;
@@ -1207,25 +1209,11 @@ impl Server {
         settled.poll_now
     }
 
-    /// Whether the server, asked past the attribute cache, still has `identity` behind `fd`.
-    /// Behind a path-based FUSE server, a path renamed on the server opens for a second
-    /// more through the kernel's cached dentry and shows the inode it had.
-    fn reaches_server(&self, fd: &OwnedFd, identity: policy::Identity) -> bool {
-        let mut counters = ScanCounters::default();
-        scan::stat_object(fd.as_fd(), true, &mut counters).is_ok_and(|st| st.stx_ino == identity.1)
-    }
-
     /// Whether a polled object's fd no longer reaches an inode of its identity.
     fn is_stale(&self, id: usize) -> bool {
         let Some(object) = self.objects.get(id) else { return false };
         let Source::Polled(state) = &object.source else { return false };
-        // Past the attribute cache, as polls look (a FUSE fstat may answer from it for a second
-        // after the directory went).
-        let mut counters = ScanCounters::default();
-        match scan::stat_object(state.fd.as_fd(), object.governance.force_sync, &mut counters) {
-            Ok(st) => st.stx_nlink == 0 || st.stx_ino != object.id.1,
-            Err(errno) => poller::is_gone(errno),
-        }
+        fd_is_stale(state.fd.as_fd(), object.id.1, object.governance.force_sync)
     }
 
     /// Whether a polled directory that cannot be found (nor [`Server::refind`]) may only have
@@ -1311,9 +1299,7 @@ impl Server {
                 .filter(|(_, p)| *p == key)
                 .filter_map(|&(child, _)| {
                     let ino = self.objects.get(child)?.id.1;
-                    let entry =
-                        state.snapshot.entries().iter().find(|e| e.is_dir && e.ino == ino)?;
-                    Some((child, state.snapshot.name(entry).to_vec()))
+                    Some((child, state.snapshot.dir_name(ino)?.to_vec()))
                 })
                 .collect();
             for (child, name) in moved {
@@ -1388,9 +1374,7 @@ impl Server {
                 if o.id.0 != identity.0 || !o.is_dir {
                     return None;
                 }
-                let snapshot = &state.snapshot;
-                let entry = snapshot.entries().iter().find(|e| e.is_dir && e.ino == identity.1)?;
-                Some((parent, snapshot.name(entry).to_vec()))
+                Some((parent, state.snapshot.dir_name(identity.1)?.to_vec()))
             })
             .collect()
     }
@@ -1602,6 +1586,17 @@ pub(crate) fn resolve_policies(config: &Config) -> Policies {
         );
     }
     policies
+}
+
+/// Whether `fd` no longer reaches inode `ino` on the server: gone, unlinked, or another inode
+/// behind it. Past the attribute cache when `force_sync`: a FUSE `fstat` answers from it for a
+/// second after the directory went, and a path renamed on a path-based FUSE server opens that
+/// long through the dentry the kernel caches.
+fn fd_is_stale(fd: std::os::fd::BorrowedFd<'_>, ino: u64, force_sync: bool) -> bool {
+    match scan::stat_object(fd, force_sync, &mut ScanCounters::default()) {
+        Ok(st) => st.stx_nlink == 0 || st.stx_ino != ino,
+        Err(errno) => poller::is_gone(errno),
+    }
 }
 
 /// An object's path for a log line.

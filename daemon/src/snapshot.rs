@@ -112,6 +112,11 @@ impl Snapshot {
         CStr::from_bytes_with_nul(&self.names[start..=start + entry.name_len as usize]).ok()
     }
 
+    /// The name of the subdirectory with inode `ino`.
+    pub fn dir_name(&self, ino: u64) -> Option<&[u8]> {
+        self.entries.iter().find(|e| e.is_dir && e.ino == ino).map(|e| self.name(e))
+    }
+
     pub fn stat(&self, index: usize) -> Option<&EntryStat> {
         self.stats.get(index)
     }
@@ -196,6 +201,7 @@ mod tests {
         let names: Vec<&[u8]> = s.entries().iter().map(|e| s.name(e)).collect();
         assert_eq!(names, [&b"alpha"[..], b"mid", b"zeta"]);
         assert_eq!(s.c_name(&s.entries()[1]), Some(c"mid"));
+        assert_eq!((s.dir_name(1), s.dir_name(2)), (Some(&b"alpha"[..]), None), "mid is a file");
         assert_eq!(s.stat(0).map(|st| st.size), Some(10));
         assert_eq!(s.stat(2).map(|st| st.size), Some(30));
         assert!(s.entries()[0].is_dir);
