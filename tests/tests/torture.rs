@@ -470,7 +470,7 @@ fn a_client_that_applies_only_events_keeps_an_exact_model_of_a_randomly_changed_
 /// The same with the backing directory under `TMPDIR` (ext4 here), which hands a freed inode
 /// number out again at once.
 #[test]
-#[ignore = "fails about 1 run in 40 on ext4 (1 of 44): a directory removed and another made elsewhere within one poll that takes its inode number looks like a rename (README Limitations); run it with --include-ignored"]
+#[ignore = "fails about 1 run in 25 on ext4 (2 of 49): a directory removed and another made elsewhere within one poll that takes its inode number looks like a rename (README Limitations); run it with --include-ignored"]
 fn the_same_where_the_backing_filesystem_reuses_inode_numbers() {
     fakenotify_torture(FuseMount::new());
 }
