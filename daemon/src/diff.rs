@@ -22,31 +22,27 @@ pub struct Change {
     pub pair: u32,
     pub name: Vec<u8>,
     pub ino: u64,
-    /// For a create: its inode looks renamed ([`EntryStat::looks_renamed`]), so a create that
+    /// For a create: its inode looks moved in ([`EntryStat::looks_moved_in`]), so a create that
     /// pairs with no delete is a rename into the watched set, a lone IN_MOVED_TO.
     pub looks_moved: bool,
 }
 
-/// Whether the entry at an index of a listing looks renamed ([`EntryStat::looks_renamed`]).
-/// The diff asks it only of new names; a listing without attributes answers with a `statx`.
-pub type LooksRenamed<'a> = dyn FnMut(&Snapshot, usize) -> bool + 'a;
+/// The attributes of the entry at an index of a listing, `None` where they cannot be had. The
+/// diff asks only of new names; a listing without attributes answers with a `statx`.
+pub type StatOf<'a> = dyn FnMut(&Snapshot, usize) -> Option<EntryStat> + 'a;
 
-/// What a listing with attributes says of its entry `index` ([`LooksRenamed`]).
-pub fn stats_say_renamed(snapshot: &Snapshot, index: usize) -> bool {
-    snapshot.stat(index).is_some_and(EntryStat::looks_renamed)
+/// What a listing with attributes holds of its entry `index` ([`StatOf`]).
+pub fn listed_stat(snapshot: &Snapshot, index: usize) -> Option<EntryStat> {
+    snapshot.stat(index).copied()
 }
 
 /// Compares `old` with `new` and records in `new` which files are still being written.
 ///
 /// Order: deletes, then renames (a rename out of a name before any rename into it), then
 /// creates, then attribute events. Replaying them onto `old`'s names yields `new`'s names. A
-/// name that a rename overwrote has no IN_DELETE, as with the kernel. `looks_renamed` tells a
-/// new name moved in from a create.
-pub fn diff(
-    old: &Snapshot,
-    new: &mut Snapshot,
-    looks_renamed: &mut LooksRenamed<'_>,
-) -> Vec<Change> {
+/// name that a rename overwrote has no IN_DELETE, as with the kernel. `stat_of` tells a new
+/// name moved in from a create.
+pub fn diff(old: &Snapshot, new: &mut Snapshot, stat_of: &mut StatOf<'_>) -> Vec<Change> {
     let compare_stats = old.has_stats() && new.has_stats();
     let mut gone: Vec<usize> = Vec::new();
     let mut appeared: Vec<usize> = Vec::new();
@@ -82,7 +78,7 @@ pub fn diff(
     }
 
     let mut changes = Vec::new();
-    let renames = order_renames(old, new, &pair_renames(old, new, &gone, &appeared), looks_renamed);
+    let renames = order_renames(old, new, &pair_renames(old, new, &gone, &appeared), stat_of);
     let renamed_from: Vec<usize> = renames.iter().map(|r| r.0).collect();
     let renamed_to: Vec<usize> = renames.iter().map(|r| r.1).collect();
     let isdir = |e: &Entry| if e.is_dir { IN_ISDIR } else { 0 };
@@ -117,7 +113,7 @@ pub fn diff(
     let mut unsettled = Vec::new();
     for &a in appeared.iter().filter(|a| !renamed_to.contains(a)) {
         let entry = &news[a];
-        let looks_moved = looks_renamed(new, a);
+        let looks_moved = stat_of(new, a).is_some_and(|st| st.looks_moved_in());
         changes.push(Change {
             mask: IN_CREATE | isdir(entry),
             pair: 0,
@@ -247,7 +243,7 @@ fn order_renames(
     old: &Snapshot,
     new: &Snapshot,
     renames: &[(usize, usize)],
-    looks_renamed: &mut LooksRenamed<'_>,
+    stat_of: &mut StatOf<'_>,
 ) -> Vec<(usize, usize)> {
     let mut pending: Vec<(usize, usize)> = renames.to_vec();
     let mut ordered = Vec::with_capacity(pending.len());
@@ -260,7 +256,9 @@ fn order_renames(
             Some(next) => ordered.push(pending.remove(next)),
             // Every rename left waits for another: they form cycles. Break one.
             None => {
-                let fresh = pending.iter().position(|&(_, to)| !looks_renamed(new, to));
+                let fresh = pending
+                    .iter()
+                    .position(|&(_, to)| !stat_of(new, to).is_some_and(|st| st.looks_renamed()));
                 pending.remove(fresh.unwrap_or(0));
             }
         }
@@ -271,7 +269,7 @@ fn order_renames(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::SnapshotBuilder;
+    use crate::snapshot::{SnapshotBuilder, MOVED_IN_AFTER_NS};
 
     struct E(&'static str, u64, bool, Option<(i64, u64, u32)>);
 
@@ -301,7 +299,7 @@ mod tests {
     fn create_and_delete_with_isdir() {
         let old = snap(&[E("a", 1, false, None), E("d", 2, true, None)]);
         let mut new = snap(&[E("b", 3, false, None), E("e", 4, true, None)]);
-        let got = events(&diff(&old, &mut new, &mut stats_say_renamed));
+        let got = events(&diff(&old, &mut new, &mut listed_stat));
         assert_eq!(
             got,
             [
@@ -318,7 +316,7 @@ mod tests {
         let old = snap(&[E("old", 7, false, None)]);
         let mut new = snap(&[E("new", 7, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            events(&diff(&old, &mut new, &mut listed_stat)),
             [ev(IN_MOVED_FROM, 1, "old"), ev(IN_MOVED_TO, 1, "new")]
         );
     }
@@ -328,7 +326,7 @@ mod tests {
         let old = snap(&[E("a", 1, false, None)]);
         let mut new = snap(&[E("a", 2, false, None), E("b", 1, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            events(&diff(&old, &mut new, &mut listed_stat)),
             [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b"), ev(IN_CREATE, 0, "a")]
         );
     }
@@ -338,7 +336,7 @@ mod tests {
         let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
         let mut new = snap(&[E("b", 1, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            events(&diff(&old, &mut new, &mut listed_stat)),
             [ev(IN_MOVED_FROM, 1, "a"), ev(IN_MOVED_TO, 1, "b")]
         );
     }
@@ -379,7 +377,7 @@ mod tests {
         let old = snap(&[E("a", 1, false, None), E("b", 2, false, None)]);
         let mut new = snap(&[E("b", 1, false, None), E("c", 2, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            events(&diff(&old, &mut new, &mut listed_stat)),
             [
                 ev(IN_MOVED_FROM, 1, "b"),
                 ev(IN_MOVED_TO, 1, "c"),
@@ -403,7 +401,7 @@ mod tests {
         b.push(b"f1", 1, false, stat(400, 400));
         let mut new = b.finish();
         assert_eq!(
-            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            events(&diff(&old, &mut new, &mut listed_stat)),
             [ev(IN_MOVED_FROM, 1, "f1"), ev(IN_MOVED_TO, 1, "f0"), ev(IN_CREATE, 0, "f1")]
         );
     }
@@ -413,7 +411,7 @@ mod tests {
         let old = snap(&[E("f", 1, false, None)]);
         let mut new = snap(&[E("f", 2, false, None)]);
         assert_eq!(
-            events(&diff(&old, &mut new, &mut stats_say_renamed)),
+            events(&diff(&old, &mut new, &mut listed_stat)),
             [ev(IN_DELETE, 0, "f"), ev(IN_CREATE, 0, "f")]
         );
     }
@@ -422,18 +420,15 @@ mod tests {
     fn modify_then_close_write_once_settled() {
         let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
         let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
-        assert_eq!(
-            events(&diff(&first, &mut second, &mut stats_say_renamed)),
-            [ev(IN_MODIFY, 0, "f")]
-        );
+        assert_eq!(events(&diff(&first, &mut second, &mut listed_stat)), [ev(IN_MODIFY, 0, "f")]);
         let mut third = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
         assert_eq!(
-            events(&diff(&second, &mut third, &mut stats_say_renamed)),
+            events(&diff(&second, &mut third, &mut listed_stat)),
             [ev(IN_CLOSE_WRITE, 0, "f")]
         );
         let mut fourth = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
         assert!(
-            diff(&third, &mut fourth, &mut stats_say_renamed).is_empty(),
+            diff(&third, &mut fourth, &mut listed_stat).is_empty(),
             "close-write is reported once"
         );
     }
@@ -442,34 +437,42 @@ mod tests {
     fn created_file_gets_close_write_when_settled() {
         let empty = snap(&[]);
         let mut created = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
-        assert_eq!(
-            events(&diff(&empty, &mut created, &mut stats_say_renamed)),
-            [ev(IN_CREATE, 0, "f")]
-        );
+        assert_eq!(events(&diff(&empty, &mut created, &mut listed_stat)), [ev(IN_CREATE, 0, "f")]);
         let mut settled = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
         assert_eq!(
-            events(&diff(&created, &mut settled, &mut stats_say_renamed)),
+            events(&diff(&created, &mut settled, &mut listed_stat)),
             [ev(IN_CLOSE_WRITE, 0, "f")]
         );
     }
 
     #[test]
-    fn a_new_name_with_a_later_ctime_looks_moved_in_and_gets_no_close_write() {
+    fn a_new_name_with_a_ctime_long_past_its_mtime_looks_moved_in_and_gets_no_close_write() {
         let empty = snap(&[]);
         let mut b = SnapshotBuilder::default();
-        b.push(b"moved", 1, false, Some(EntryStat::new(100, 200, 5, 0o100644, 1, 0, 0)));
-        b.push(b"written", 2, false, Some(EntryStat::new(200, 200, 5, 0o100644, 1, 0, 0)));
+        let (written, renamed) = (MOVED_IN_AFTER_NS, 3 * MOVED_IN_AFTER_NS);
+        let setup = written + 3_000_000;
+        b.push(b"moved", 1, false, Some(EntryStat::new(written, renamed, 5, 0o100644, 1, 0, 0)));
+        b.push(b"owned", 2, false, Some(EntryStat::new(written, setup, 5, 0o100644, 1, 0, 0)));
+        b.push(b"written", 3, false, Some(EntryStat::new(written, written, 5, 0o100644, 1, 0, 0)));
         let mut new = b.finish();
-        let changes = diff(&empty, &mut new, &mut stats_say_renamed);
+        let changes = diff(&empty, &mut new, &mut listed_stat);
         let looks: Vec<(String, bool)> = changes
             .iter()
             .map(|c| (String::from_utf8_lossy(&c.name).into_owned(), c.looks_moved))
             .collect();
-        assert_eq!(looks, [("moved".to_string(), true), ("written".to_string(), false)]);
+        assert_eq!(
+            looks,
+            [
+                ("moved".to_string(), true),
+                ("owned".to_string(), false),
+                ("written".to_string(), false)
+            ],
+            "a chown just after the create (bindfs) is no rename"
+        );
         assert_eq!(
             new.entries().iter().map(|e| e.unsettled).collect::<Vec<_>>(),
-            [false, true],
-            "only the written file waits for IN_CLOSE_WRITE"
+            [false, true, true],
+            "only the files written here wait for IN_CLOSE_WRITE"
         );
     }
 
@@ -483,20 +486,17 @@ mod tests {
             E("f", 1, false, Some((100, 10, 0o600))),
             E("d", 2, true, Some((300, 8192, 0o755))),
         ]);
-        assert_eq!(events(&diff(&old, &mut new, &mut stats_say_renamed)), [ev(IN_ATTRIB, 0, "f")]);
+        assert_eq!(events(&diff(&old, &mut new, &mut listed_stat)), [ev(IN_ATTRIB, 0, "f")]);
     }
 
     #[test]
     fn settle_and_chmod_in_one_poll_are_two_events() {
         let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
         let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o644)))]);
-        assert_eq!(
-            events(&diff(&first, &mut second, &mut stats_say_renamed)),
-            [ev(IN_MODIFY, 0, "f")]
-        );
+        assert_eq!(events(&diff(&first, &mut second, &mut listed_stat)), [ev(IN_MODIFY, 0, "f")]);
         let mut third = snap(&[E("f", 1, false, Some((200, 20, 0o600)))]);
         assert_eq!(
-            events(&diff(&second, &mut third, &mut stats_say_renamed)),
+            events(&diff(&second, &mut third, &mut listed_stat)),
             [ev(IN_CLOSE_WRITE, 0, "f"), ev(IN_ATTRIB, 0, "f")]
         );
     }
@@ -521,7 +521,7 @@ mod tests {
     fn without_stats_only_names_are_compared() {
         let old = snap(&[E("f", 1, false, None)]);
         let mut new = snap(&[E("f", 1, false, None)]);
-        assert!(diff(&old, &mut new, &mut stats_say_renamed).is_empty());
+        assert!(diff(&old, &mut new, &mut listed_stat).is_empty());
     }
 
     #[test]
@@ -552,7 +552,7 @@ mod tests {
             let mut new = snap(after);
             let mut names: Vec<Vec<u8>> =
                 old.entries().iter().map(|e| old.name(e).to_vec()).collect();
-            for c in diff(&old, &mut new, &mut stats_say_renamed) {
+            for c in diff(&old, &mut new, &mut listed_stat) {
                 if c.mask & (IN_DELETE | IN_MOVED_FROM) != 0 {
                     names.retain(|n| *n != c.name);
                 } else if c.mask & (IN_CREATE | IN_MOVED_TO) != 0 {

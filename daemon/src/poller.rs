@@ -14,7 +14,7 @@ use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
 use crate::diff::{self, Change};
 use crate::pacing::Pace;
 use crate::scan::{self, ScanCounters};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{EntryStat, Snapshot};
 use crate::watch::{PollState, ScanState, Source, WatchedObject};
 
 pub enum PollOutcome {
@@ -168,10 +168,10 @@ pub fn poll_state(
         None if changes.is_empty() => return PollOutcome::Unchanged,
         None => return PollOutcome::Changes(changes),
     };
-    let mut looks_renamed = |snapshot: &Snapshot, index: usize| {
-        new_name_looks_renamed(fd, snapshot, index, force_sync, counters)
+    let mut stat_of = |snapshot: &Snapshot, index: usize| {
+        new_name_stat(fd, snapshot, index, force_sync, counters)
     };
-    changes.extend(diff::diff(&state.snapshot, &mut new, &mut looks_renamed));
+    changes.extend(diff::diff(&state.snapshot, &mut new, &mut stat_of));
     counters.compared += new.len() as u64;
     counters.changes += changes.len() as u64;
     state.snapshot = new;
@@ -215,23 +215,22 @@ fn list_still(
     }
 }
 
-/// Whether the new entry `index` of the listing `snapshot` of `dir` looks renamed
-/// ([`crate::snapshot::EntryStat::looks_renamed`]): a rename into the directory rather than a
-/// create. A listing without attributes `statx`es the name, so a syscall per new name in the
-/// polls that found some and none in the others. A name gone or replaced since the listing
-/// does not look renamed.
-fn new_name_looks_renamed(
+/// The attributes of the new entry `index` of the listing `snapshot` of `dir`, which tell a
+/// rename into the directory from a create ([`diff::StatOf`]). A listing without attributes
+/// `statx`es the name, so a syscall per new name in the polls that found some and none in the
+/// others. A name gone or replaced since the listing has none.
+fn new_name_stat(
     dir: std::os::fd::BorrowedFd<'_>,
     snapshot: &Snapshot,
     index: usize,
     force_sync: bool,
     counters: &mut ScanCounters,
-) -> bool {
+) -> Option<EntryStat> {
     if snapshot.has_stats() {
-        return diff::stats_say_renamed(snapshot, index);
+        return diff::listed_stat(snapshot, index);
     }
-    let Some(entry) = snapshot.entries().get(index) else { return false };
-    let Some(name) = snapshot.c_name(entry) else { return false };
-    scan::stat_entry(dir, name, force_sync, counters)
-        .is_ok_and(|st| st.stx_ino == entry.ino && scan::entry_stat(&st).looks_renamed())
+    let entry = snapshot.entries().get(index)?;
+    let name = snapshot.c_name(entry)?;
+    let st = scan::stat_entry(dir, name, force_sync, counters).ok()?;
+    (st.stx_ino == entry.ino).then(|| scan::entry_stat(&st))
 }

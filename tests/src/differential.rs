@@ -10,7 +10,8 @@
 //!   directory, which the kernel never reports on the mount): `mkdir P`, `rmdir P`,
 //!   `write P TEXT`, `append P TEXT`, `truncate P LEN`, `chmod P OCTAL`, `mv A B`, `unlink P`,
 //!   `symlink TARGET P`, `link A B`, `lchown P UID`, `touch P SECONDS` (sets atime and mtime),
-//!   and `hold P` / `put P TEXT` / `release P` (a file kept open for writing);
+//!   `hold P` / `put P TEXT` / `release P` (a file kept open for writing), and `pause MS`
+//!   (waits, on either side);
 //! - `sync`: read every instance. Against the kernel the events are there at once; through
 //!   FakeNotify the run waits (bounded) until the same events came, then one more settle time
 //!   for extra ones.
@@ -383,6 +384,11 @@ fn fs_op(root: &Path, held: &mut HashMap<String, File>, text: &str) {
         "link" => std::fs::hard_link(&path, root.join(second)),
         "lchown" => {
             std::os::unix::fs::lchown(&path, Some(second.parse().expect("lchown P UID")), None)
+        }
+        "pause" => {
+            let ms: u64 = first.parse().expect("pause MS");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(())
         }
         "touch" => {
             let seconds: i64 = second.parse().expect("touch P SECONDS");

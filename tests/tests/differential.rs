@@ -448,10 +448,9 @@ fn a_rename_out_of_the_watched_set_is_a_lone_moved_from() {
 
 #[test]
 fn a_rename_into_the_watched_set_is_a_lone_moved_to() {
-    // A poll sees only a new name; the rename shows in the inode's ctime, later than its
-    // mtime. The `sync` puts more than one tick of the coarse timestamp clock (4 ms at
-    // HZ=250) between the write and the rename, which a write and a rename within one tick
-    // would not show.
+    // A poll sees only a new name; the rename shows in the inode's ctime, more than a second
+    // later than its mtime (a create whose owner is set at once, as bindfs does, has its
+    // ctime a few ms later). Hence the pauses between the writes and the renames.
     Differential::new(
         "
         mkdir watched
@@ -460,13 +459,13 @@ fn a_rename_into_the_watched_set_is_a_lone_moved_to() {
         mkdir elsewhere/season
         init1 0 NONBLOCK
         add 0 MOVE|CREATE|DELETE {}/watched
-        sync
+        pause 1100
         mv elsewhere/b watched/b
         mv elsewhere/season watched/season
         sync
         add 0 MOVE|CREATE|DELETE|MODIFY|ATTRIB|CLOSE_WRITE {}/watched
         write elsewhere/c x
-        sync
+        pause 1100
         mv elsewhere/c watched/c   # with attributes listed: no IN_CLOSE_WRITE for it either
         write watched/d x          # a create beside it stays IN_CREATE
         sync

@@ -82,6 +82,27 @@ fn chmod_gives_attrib_and_nothing_else() {
 }
 
 #[test]
+fn a_create_whose_owner_is_set_just_after_is_a_create_not_a_move_in() {
+    // bindfs, and every FUSE server that creates as the calling user, chowns each new file
+    // just after creating it, which sets its ctime past its mtime as a rename would. A watch
+    // for IN_CREATE alone would never see such a file if it came as a lone IN_MOVED_TO.
+    let mut remote = Remote::watch("CREATE|MOVED_TO");
+    for i in 0..5 {
+        let name = format!("owned-{i}");
+        let path = remote.fuse.backing(&name);
+        write(&path, b"");
+        std::thread::sleep(Duration::from_millis(5));
+        std::os::unix::fs::lchown(&path, Some(1000 + i), None).expect("chown the new file");
+    }
+    for i in 0..5 {
+        let name = format!("owned-{i}");
+        remote.client.expect_event(&format!("IN_CREATE {name}"), |e| e.matches(IN_CREATE, &name));
+    }
+    let moved: Vec<_> = remote.client.events().into_iter().filter(|e| e.is(IN_MOVED_TO)).collect();
+    assert!(moved.is_empty(), "a new file looked moved in: {moved:?}");
+}
+
+#[test]
 fn rename_gives_moved_from_and_moved_to_with_one_nonzero_cookie() {
     let mut remote = Remote::prepared("all", |fuse| write(&fuse.backing("draft.txt"), b"text"));
     std::fs::rename(remote.fuse.backing("draft.txt"), remote.fuse.backing("final.txt")).unwrap();
