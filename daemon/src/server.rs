@@ -1203,6 +1203,8 @@ impl Server {
         for delivery in settled.deliveries {
             if delivery.change.mask == IN_MOVED_TO | IN_ISDIR {
                 self.follow_moved_directory(delivery.object, &delivery.change);
+            } else if delivery.change.mask == IN_CREATE | IN_ISDIR {
+                self.catch_up_unpaired_directory(delivery.object, &delivery.change);
             }
             self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
         }
@@ -1259,6 +1261,22 @@ impl Server {
             );
         }
         wait
+    }
+
+    /// A directory new under `parent` whose inode a watch already holds: it moved here, and
+    /// no poll paired the rename (its old name was taken by another rename within one poll,
+    /// so no delete of it was seen). Its watch follows it, and it is polled at once, so that
+    /// what changed in it since its last poll goes out before the IN_CREATE. A client that
+    /// lists a directory on its IN_CREATE must not be told afterwards of changes that its
+    /// listing already shows.
+    fn catch_up_unpaired_directory(&mut self, parent: usize, change: &Change) {
+        let Some(parent_object) = self.objects.get(parent) else { return };
+        let Some(&child) = self.by_identity.get(&(parent_object.id.0, change.ino)) else { return };
+        if child == parent || !self.objects.get(child).is_some_and(WatchedObject::is_polled) {
+            return;
+        }
+        self.follow_moved_directory(parent, change);
+        self.poll_object(child, false);
     }
 
     /// A watched directory moved to `change.name` under the directory `parent`: reopen it
