@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use fakenotify_proto::inotify::{
     watch_mask_is_valid, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,
-    IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_TO, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+    IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -1200,13 +1200,23 @@ impl Server {
         let next_cookie = &mut self.next_cookie;
         let mut cookie = || take_cookie(next_cookie);
         let settled = self.moves.settle(id, dev, changes, &context, &mut cookie);
-        for delivery in settled.deliveries {
-            if delivery.change.mask == IN_MOVED_TO | IN_ISDIR {
-                self.follow_moved_directory(delivery.object, &delivery.change);
-            } else if delivery.change.mask == IN_CREATE | IN_ISDIR {
-                self.catch_up_unpaired_directory(delivery.object, &delivery.change);
+        let deliveries = settled.deliveries;
+        for delivery in &deliveries {
+            let change = &delivery.change;
+            if change.mask == IN_MOVED_TO | IN_ISDIR || change.mask == IN_CREATE | IN_ISDIR {
+                // Both halves of a pair are settled together, so a MOVED_FROM elsewhere in
+                // this list is the only sign of a paired move.
+                let paired = change.mask & IN_MOVED_TO != 0
+                    && deliveries.iter().any(|d| {
+                        d.change.mask & IN_MOVED_FROM != 0 && d.change.pair == change.pair
+                    });
+                if let Some(child) = self.follow_moved_directory(delivery.object, change) {
+                    if !paired {
+                        self.poll_object(child, false);
+                    }
+                }
             }
-            self.deliver(delivery.object, std::slice::from_ref(&delivery.change));
+            self.deliver(delivery.object, std::slice::from_ref(change));
         }
         settled.poll_now
     }
@@ -1263,33 +1273,25 @@ impl Server {
         wait
     }
 
-    /// A directory new under `parent` whose inode a watch already holds: it moved here, and
-    /// no poll paired the rename (its old name was taken by another rename within one poll,
-    /// so no delete of it was seen). Its watch follows it, and it is polled at once, so that
-    /// what changed in it since its last poll goes out before the IN_CREATE. A client that
-    /// lists a directory on its IN_CREATE must not be told afterwards of changes that its
-    /// listing already shows.
-    fn catch_up_unpaired_directory(&mut self, parent: usize, change: &Change) {
-        let Some(parent_object) = self.objects.get(parent) else { return };
-        let Some(&child) = self.by_identity.get(&(parent_object.id.0, change.ino)) else { return };
-        if child == parent || !self.objects.get(child).is_some_and(WatchedObject::is_polled) {
-            return;
+    /// A directory new under `parent` as `change.name` (a move in, or a create) whose inode a
+    /// watch already holds: it moved here. Its watch follows it, as a kernel watch does, and
+    /// the watched object is returned.
+    ///
+    /// Where the move was not paired (a lone IN_MOVED_TO, or an IN_CREATE because another
+    /// rename took the old name within one poll, so that no delete of it was seen), the
+    /// caller polls the directory before the event goes out. A client lists a directory that
+    /// is new to it; had the directory's own poll come after that, it would tell the client
+    /// of changes its listing already showed. After a paired IN_MOVED_TO the client moves what
+    /// it knew of the subtree, and the directory's changes apply to that afterwards.
+    fn follow_moved_directory(&mut self, parent: usize, change: &Change) -> Option<usize> {
+        let parent_object = self.objects.get(parent)?;
+        let &child = self.by_identity.get(&(parent_object.id.0, change.ino))?;
+        if self.reopen_under(child, parent, &change.name) != Ok(true) {
+            return None;
         }
-        self.follow_moved_directory(parent, change);
-        self.poll_object(child, false);
-    }
-
-    /// A watched directory moved to `change.name` under the directory `parent`: reopen it
-    /// there, so its watch follows it as a kernel watch does.
-    fn follow_moved_directory(&mut self, parent: usize, change: &Change) {
-        let Some(parent_object) = self.objects.get(parent) else { return };
-        let Some(&child) = self.by_identity.get(&(parent_object.id.0, change.ino)) else { return };
-        if let Ok(true) = self.reopen_under(child, parent, &change.name) {
-            if let Some(object) = self.objects.get(child) {
-                debug!("{}: watch follows the renamed directory", object.path);
-            }
-            self.reopen_below(child);
-        }
+        debug!("{}: watch follows the renamed directory", object_path(&self.objects, child));
+        self.reopen_below(child);
+        Some(child)
     }
 
     /// Reopens the watched directories below `root`, which was just found at a new path:
