@@ -15,6 +15,8 @@ mod fstype;
 mod instance;
 mod kernel;
 mod listener;
+mod mountinfo;
+mod mounts;
 mod moves;
 mod pacing;
 mod policy;

@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use rustix::fs::{AtFlags, FileType, RawDir, SeekFrom, Statx, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
 use rustix::io::Errno;
 
 use crate::snapshot::{EntryStat, Snapshot, SnapshotBuilder};
@@ -80,6 +80,25 @@ pub fn entry_stat(st: &Statx) -> EntryStat {
     )
 }
 
+/// How close to the time of the listing a directory's times may be and still let a change made
+/// after it move them: file times come from a coarse clock (a jiffy on Linux, a second on
+/// sshfs, FAT and some SMB servers), and a file server's clock may run a little behind ours.
+const RACY_NS: i64 = 2_000_000_000;
+
+impl DirStamp {
+    /// Whether both times are whole seconds: the directory's filesystem keeps no finer ones,
+    /// so a change in the second of the last poll may not move them.
+    pub fn whole_seconds(&self) -> bool {
+        self.mtime_ns % 1_000_000_000 == 0 && self.ctime_ns % 1_000_000_000 == 0
+    }
+
+    /// Whether the stamp is within [`RACY_NS`] of `now_ns`, so that a change made since may
+    /// have left it as it is (git's "racy clean" entries).
+    pub fn is_recent(&self, now_ns: i64) -> bool {
+        self.mtime_ns.max(self.ctime_ns) > now_ns.saturating_sub(RACY_NS)
+    }
+}
+
 pub fn dir_stamp(st: &Statx) -> DirStamp {
     DirStamp { mtime_ns: nanos(st.stx_mtime), ctime_ns: nanos(st.stx_ctime) }
 }
@@ -107,6 +126,11 @@ pub fn stat_entry(
 
 /// Reads the whole listing of the directory `dir`, with attributes when `with_stats`.
 /// Entries that vanish between `getdents64` and their `statx` are left out, as they are gone.
+///
+/// The listing is read through a fresh open of the directory, never by rewinding one held
+/// open: sshfs lists nothing after `lseek(0)`, and a FUSE server may answer a rewound stream
+/// from what it read at `opendir`. On FUSE that costs an `OPENDIR` and a `RELEASEDIR` more
+/// per listing.
 pub fn list(
     dir: BorrowedFd<'_>,
     with_stats: bool,
@@ -114,9 +138,14 @@ pub fn list(
     buf: &mut Vec<MaybeUninit<u8>>,
     counters: &mut ScanCounters,
 ) -> Result<Snapshot, Errno> {
-    rustix::fs::seek(dir, SeekFrom::Start(0))?;
+    let stream = rustix::fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut builder = SnapshotBuilder::default();
-    let mut raw = RawDir::new(dir.as_fd(), buf.as_mut_slice());
+    let mut raw = RawDir::new(stream.as_fd(), buf.as_mut_slice());
     // RawDir makes one getdents64 per buffer fill; count fills by watching for a new buffer.
     counters.getdents += 1;
     while let Some(entry) = raw.next() {

@@ -19,6 +19,7 @@ use std::time::Instant;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
+use crate::mounts::Observed;
 use crate::poller::{self, PollOutcome};
 use crate::scan::ScanCounters;
 use crate::watch::ScanState;
@@ -42,6 +43,8 @@ pub struct ScanResult {
     pub scheduled: bool,
     pub state: ScanState,
     pub outcome: PollOutcome,
+    /// What the poll tells of its mount.
+    pub observed: Observed,
     pub counters: ScanCounters,
     pub took: std::time::Duration,
 }
@@ -144,14 +147,22 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
     while let Some(mut job) = next_job(jobs) {
         let mut counters = ScanCounters::default();
         let began = Instant::now();
-        let outcome =
-            poller::poll_state(job.fd.as_fd(), &mut job.state, job.look, &mut buf, &mut counters);
+        let mut observed = Observed::default();
+        let outcome = poller::poll_state(
+            job.fd.as_fd(),
+            &mut job.state,
+            job.look,
+            &mut buf,
+            &mut counters,
+            &mut observed,
+        );
         let result = ScanResult {
             object: job.object,
             generation: job.generation,
             scheduled: job.scheduled,
             state: job.state,
             outcome,
+            observed,
             counters,
             took: began.elapsed(),
         };
