@@ -218,7 +218,9 @@ pub fn poll_state(
                 && stamp == state.stamp
                 && !listing.same_names(&state.snapshot);
             state.unlisted_polls = 0;
-            state.stamp_racy = stamp.is_recent(wall_clock_ns());
+            // Read right after a change, or close to one by the clock: a change later in the
+            // same tick would not move the stamp again.
+            state.stamp_racy = stamp_moved || stamp.is_recent(wall_clock_ns());
             listing
         }
         None => {

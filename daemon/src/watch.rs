@@ -38,8 +38,9 @@ pub struct ScanState {
     pub own_unsettled: bool,
     /// Polls since the directory's listing was last read.
     pub unlisted_polls: u8,
-    /// Whether the stamp was so recent when the listing was read that a change later in the
-    /// same clock tick would leave it as it is: the next poll lists again.
+    /// Whether the listing was read right after the stamp moved, or while it was recent by
+    /// the clock, so that a change later in the same tick (a jiffy; a second on coarse
+    /// servers) would leave it as it is: the next poll lists again.
     pub stamp_racy: bool,
 }
 
