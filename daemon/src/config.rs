@@ -1348,7 +1348,7 @@ mode = "inotify"
         assert_eq!(
             message,
             format!(
-                r#"{}: watch[1].poll_interval: "5x": unknown unit "x" (use ms, s, m or h)"#,
+                r#"{}: watch[1].poll_interval: "5x": unknown unit "x" (use ms, s, m, h or d, e.g. "1m30s")"#,
                 file.display()
             )
         );
