@@ -62,6 +62,13 @@ Signals: TERM and INT stop cleanly, HUP re-reads the configuration file.
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
 
+const START_HELP: &str = "\
+start [--config FILE] [--socket PATH]: serve in the foreground (systemd, Docker). FILE is TOML
+(default: /etc/fakenotify/config.toml if it exists, else built-in defaults); PATH is the
+listening socket (default: the config's daemon.socket, then $FAKENOTIFY_SOCKET, then
+/run/fakenotify/fakenotify.sock). TERM and INT stop cleanly, HUP re-reads FILE.
+";
+
 const DEFAULT_CONFIG: &str = "/etc/fakenotify/config.toml";
 
 /// A failure with its exit code: 2 for the user's input, 1 for the runtime. `hint` adds the
@@ -98,16 +105,19 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Failure> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{USAGE}");
+    let mut args =
+        pico_args::Arguments::from_vec(fakenotify_ctl::cli::split_eq(std::env::args_os().skip(1)));
+    let verb = args.subcommand().map_err(|e| usage_error(e.to_string()))?;
+    // A verb's --help is the verb's; the admin verbs answer it themselves.
+    let verb_help = matches!(verb.as_deref(), Some("start"));
+    if (verb.is_none() || verb_help) && args.contains(["-h", "--help"]) {
+        print!("{}", if verb_help { START_HELP } else { USAGE });
         return Ok(());
     }
     if args.contains(["-V", "--version"]) {
         println!("fakenotifyd {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    let verb = args.subcommand().map_err(|e| usage_error(e.to_string()))?;
     match verb.as_deref() {
         Some("start") => start(args),
         Some(verb @ ("add" | "remove" | "list" | "status" | "reload" | "stop")) => {
