@@ -254,11 +254,11 @@ fn wall_clock_ns() -> i64 {
 }
 
 /// A listing of `dir` that may be diffed against `known`. A listing that lacks names `known`
-/// has is read a second time before any of them is reported deleted or moved away: a FUSE
-/// server may answer one listing from a cache being refilled, and a false `IN_DELETE` makes a
-/// media server drop the item from its library. The second listing is taken when every name it
-/// lacks was lacking from the first too; `None` when they disagree, so that nothing is reported
-/// from either.
+/// has is confirmed by a second one, of the names alone, before any of them is reported deleted
+/// or moved away: a FUSE server may answer one listing from a cache being refilled, and a false
+/// `IN_DELETE` makes a media server drop the item from its library. The first listing is kept
+/// when the second lacks every name it lacked; `None` when the second still has one of them, so
+/// that nothing is reported from either and the next poll lists again.
 fn list_confirmed(
     dir: std::os::fd::BorrowedFd<'_>,
     known: &Snapshot,
@@ -273,10 +273,11 @@ fn list_confirmed(
     if missing.is_empty() {
         return Ok(Some(first));
     }
-    let second = list_still(dir, stamp, with_stats, force_sync, buf, counters)?;
-    let agreed =
-        known.missing_from(&second).iter().all(|index| missing.binary_search(index).is_ok());
-    Ok(agreed.then_some(second))
+    let second =
+        scan::list(dir, false, force_sync, buf, counters).map_err(|errno| ("getdents64", errno))?;
+    let lacking = known.missing_from(&second);
+    let confirmed = missing.iter().all(|index| lacking.binary_search(index).is_ok());
+    Ok(confirmed.then_some(first))
 }
 
 /// Listings read again while the directory changed under them, at most.
