@@ -31,6 +31,7 @@ mod server;
 mod signals;
 mod slab;
 mod snapshot;
+mod statx_batch;
 mod watch;
 mod wire;
 

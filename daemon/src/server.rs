@@ -33,7 +33,7 @@ use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
-use crate::scan::{self, ScanCounters};
+use crate::scan::{self, ScanCounters, ScanIo};
 use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
@@ -104,7 +104,8 @@ pub struct Server {
     pub(crate) pacing: Pacing,
     next_cookie: u32,
     next_generation: u64,
-    list_buf: Vec<MaybeUninit<u8>>,
+    /// For the polls the loop makes itself (a baseline, a poll before a subscriber joins).
+    scan_io: ScanIo,
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
     moves: MoveTracker,
@@ -222,7 +223,7 @@ impl Server {
             pacing: Pacing::default(),
             next_cookie: 1,
             next_generation: 1,
-            list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
+            scan_io: ScanIo::alone(),
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
             mounts: Mounts::default(),
@@ -851,7 +852,7 @@ impl Server {
             own_fd,
             &object,
             with_stats,
-            &mut self.list_buf,
+            &mut self.scan_io,
             &mut self.counters,
             generation,
         )
@@ -1176,7 +1177,7 @@ impl Server {
         let Some(object) = self.objects.get_mut(id) else { return };
         let listing = self.mounts.listing(object.id.0);
         let (outcome, observed) =
-            poller::poll(object, listing, want_stats, &mut self.list_buf, &mut self.counters);
+            poller::poll(object, listing, want_stats, &mut self.scan_io, &mut self.counters);
         let path = object.path.clone();
         self.observe_mount(id, observed);
         self.take_outcome(id, &path, outcome);
