@@ -115,7 +115,7 @@ fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
     let alive = FuseMount::new();
     let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
     let slow_events = watch(&daemon, &dirs, MODIFY);
-    let alive_events = watch(&daemon, &[alive.mount.clone()], IN_CREATE);
+    let alive_events = watch(&daemon, std::slice::from_ref(&alive.mount), IN_CREATE);
     // Polls of 101 statx at 1 ms, back to back: stopped now, the server holds many requests.
     std::thread::sleep(Duration::from_secs(1));
     // SAFETY: kill(2) on the delayfs server this test started.
