@@ -433,7 +433,8 @@ fn measure_column(
     };
     let (floor_time, floor_cached) = (median(forced), median(cached));
     eprintln!("bench: {label}: notify PollWatcher");
-    let (pollwatcher, pollwatcher_error) = match pollwatch::measure(&view.root, floor_passes) {
+    let measured = pollwatch::measure(&view.root, &backing.root, floor_passes);
+    let (pollwatcher, pollwatcher_error) = match measured {
         Ok(figures) => (Some(figures), None),
         Err(e) => (None, Some(e)),
     };
@@ -755,8 +756,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--pollwatcher-child") {
         let root = PathBuf::from(args.get(2).cloned().unwrap_or_default());
-        let scans = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
-        return match pollwatch::child(&root, scans) {
+        let backing = PathBuf::from(args.get(3).cloned().unwrap_or_default());
+        let scans = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
+        return match pollwatch::child(&root, &backing, scans) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("pollwatcher child: {e}");
