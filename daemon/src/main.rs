@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod log;
+mod budget;
 mod config;
 mod control;
 mod diff;
@@ -17,6 +18,7 @@ mod kernel;
 mod listener;
 mod moves;
 mod pacing;
+mod peer_log;
 mod policy;
 mod poller;
 mod restart;
@@ -29,6 +31,7 @@ mod server;
 mod signals;
 mod slab;
 mod snapshot;
+mod usage;
 mod watch;
 mod wire;
 
