@@ -249,6 +249,7 @@ pub struct Status {
 #[derive(Clone, Debug, Default, nanoserde::DeJson)]
 pub struct InstanceStatus {
     pub pid: i32,
+    pub uid: u32,
     pub watches: u64,
     pub queued: u64,
     pub delivered: u64,

@@ -1,0 +1,161 @@
+//! What one local user can see of, and cost, the root daemon: read verbs show a user that is
+//! not an admin its own instances only; names print escaped; a peer sending garbage gets a
+//! bounded number of log lines; one uid's flood of events and its polled watches stay within
+//! its budgets while another uid is served in full. Attackers run as uid 65534 (`setpriv`, or
+//! a forked child that drops its uid and speaks the protocol raw, `peer`).
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use fakenotify_proto::record::{Record, HEADER_LEN};
+use fakenotify_tests::peer::{self, Address, AsUid, Encoded, Gate};
+use fakenotify_tests::*;
+use nanoserde::DeJson;
+
+const NOBODY: u32 = 65534;
+
+/// `fakenotify-ctl ARGS --socket S`, as uid 65534 when `as_nobody`.
+fn ctl(socket: &Path, args: &[&str], as_nobody: bool) -> Output {
+    let ctl = artifacts().fakenotify_ctl();
+    let mut command = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(ctl);
+        c
+    } else {
+        Command::new(ctl)
+    };
+    command.args(args).arg("--socket").arg(socket).env_remove("LD_PRELOAD");
+    let output = command.output().unwrap_or_else(|e| panic!("run fakenotify-ctl {args:?}: {e}"));
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+#[derive(Debug, Default, DeJson)]
+struct UserUse {
+    uid: u32,
+    instances: u64,
+    queued_bytes: u64,
+    polled: u64,
+}
+
+#[derive(Debug, Default, DeJson)]
+struct Budgets {
+    max_user_queued_bytes: u64,
+}
+
+#[derive(Debug, Default, DeJson)]
+struct Seen {
+    instances_total: u64,
+    instances: Vec<fakenotify_tests::daemon::InstanceStatus>,
+    all_users: bool,
+    users: Vec<UserUse>,
+    budgets: Budgets,
+}
+
+fn status(socket: &Path, as_nobody: bool) -> Seen {
+    let output = ctl(socket, &["status", "--json"], as_nobody);
+    let text = String::from_utf8_lossy(&output.stdout);
+    Seen::deserialize_json(&text).unwrap_or_else(|e| panic!("status --json ({e}):\n{text}"))
+}
+
+/// The preloaded C client as uid 65534, watching `specs`.
+fn nobody_client(daemon: &Daemon, specs: &[&str]) -> Client {
+    let client = artifacts().inotify_client(Libc::Glibc).display().to_string();
+    let mut args = vec!["--reuid=65534", "--regid=65534", "--clear-groups", &client];
+    args.extend_from_slice(specs);
+    Client::spawn("setpriv", &args, Some(daemon), true)
+}
+
+#[test]
+fn a_non_admin_status_shows_no_other_uids_pids_or_paths() {
+    let daemon = Daemon::fast();
+    let secret = TempDir::new("secret-project-x");
+    let spec = format!("IN_CREATE:{}", secret.path().display());
+    let root_client = Client::inotify_client(Libc::Glibc, &["-n", &spec], Some(&daemon), true);
+    let open = TempDir::new("nobody-watched");
+    let nobody_spec = format!("IN_CREATE:{}", open.path().display());
+    let mut nobody = nobody_client(&daemon, &["-n", &nobody_spec]);
+    nobody.expect_line("READY", |l| l.text == "READY");
+
+    let admin = status(daemon.socket(), false);
+    assert!(admin.all_users);
+    let pids: Vec<i32> = admin.instances.iter().map(|i| i.pid).collect();
+    assert!(pids.contains(&(root_client.pid() as i32)) && pids.contains(&(nobody.pid() as i32)));
+    assert_eq!(admin.users.iter().map(|u| u.uid).collect::<Vec<_>>(), [0, NOBODY]);
+
+    let seen = status(daemon.socket(), true);
+    assert!(!seen.all_users);
+    assert_eq!(seen.instances_total, 2, "totals count everyone");
+    assert_eq!(seen.instances.len(), 1, "{seen:?}");
+    assert_eq!((seen.instances[0].pid, seen.instances[0].uid), (nobody.pid() as i32, NOBODY));
+    assert_eq!(seen.users.iter().map(|u| u.uid).collect::<Vec<_>>(), [NOBODY], "own use only");
+    assert_eq!(seen.users[0].instances, 1);
+
+    let text = String::from_utf8_lossy(&ctl(daemon.socket(), &["status"], true).stdout).into_owned();
+    let root_pid = root_client.pid().to_string();
+    assert!(
+        !text.split_whitespace().any(|word| word == root_pid),
+        "uid 65534 sees root's pid {root_pid}:\n{text}"
+    );
+    assert!(!text.contains("secret-project-x"), "{text}");
+    assert!(text.contains("other uids are not shown"), "{text}");
+}
+
+#[test]
+fn names_with_escape_sequences_print_escaped() {
+    let daemon = Daemon::fast();
+    let dir = TempDir::new("escape");
+    let watched = dir.join("dir\x1b]0;pwned\x07");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let ctl_path = artifacts().fakenotify_ctl();
+    let socket = daemon.socket().display().to_string();
+    let arg = watched.display().to_string();
+    let mut text =
+        Client::spawn(&ctl_path, &["watch", "--socket", &socket, &arg], Some(&daemon), false);
+    text.expect_line("Watches established.", |l| l.text == "Watches established.");
+    std::fs::write(watched.join("red\x1b[31mname"), b"").expect("create");
+    let line = text.expect_line("CREATE", |l| l.text.contains("CREATE"));
+    let expected = format!("{}/dir\\x1b]0;pwned\\x07/ CREATE red\\x1b[31mname", dir.path().display());
+    assert_eq!(line.text, expected);
+    assert!(!line.text.contains('\x1b'), "a raw ESC reached the terminal: {:?}", line.text);
+}
+
+#[test]
+fn a_peer_sending_garbage_gets_a_bounded_number_of_log_lines() {
+    let daemon = Daemon::fast();
+    let address = Address::new(daemon.socket());
+    let garbage = Encoded::raw(&[b'X'; HEADER_LEN]);
+    let mut sender = AsUid::spawn(NOBODY, NOBODY, move || {
+        let mut sent = 0;
+        for _ in 0..3000 {
+            let conn = address.connect();
+            if conn < 0 {
+                continue;
+            }
+            if peer::send_fds(conn, garbage.as_bytes(), &[]) > 0 {
+                sent += 1;
+            }
+            let mut byte = [0u8; 64];
+            // SAFETY: recv and close on the connection this loop opened.
+            unsafe {
+                libc::recv(conn, byte.as_mut_ptr().cast(), byte.len(), 0);
+                libc::close(conn);
+            }
+        }
+        if sent > 2900 { 0 } else { 1 }
+    });
+    assert_eq!(sender.wait(Duration::from_secs(60)), Some(0), "the garbage was sent");
+    let about = |log: &str| log.lines().filter(|l| l.contains("uid 65534")).count();
+    let lines = about(&daemon.log());
+    assert!(lines >= 1, "the bad peer is named:\n{}", daemon.log());
+    assert!(lines <= 12, "3000 garbage records made {lines} log lines about uid 65534");
+    // The window ends within 10 s; one line then says how many were left out.
+    let summary = daemon.wait_for_log(Duration::from_secs(15), |l| {
+        l.contains("uid 65534: suppressed") && l.contains("(protocol)")
+    });
+    let summary = summary.unwrap_or_else(|| panic!("no summary line:\n{}", daemon.log()));
+    assert!(summary.contains("suppressed 29"), "{summary}");
+    assert!(about(&daemon.log()) <= 13);
+}
