@@ -151,6 +151,11 @@ impl Instance {
         self.queue.push_back(event);
     }
 
+    /// Bytes of events this instance holds, as charged.
+    pub fn queued_bytes(&self) -> u64 {
+        self.charged
+    }
+
     /// Gives back what the first `count` queued events were charged.
     fn release(&mut self, count: usize) {
         let cost: u64 = self.queue.iter().take(count).map(|e| event_cost(e.name.len())).sum();

@@ -77,6 +77,9 @@ struct Connection {
     opened: Duration,
 }
 
+/// Queue bytes freed by closing instances after which the heap is trimmed ([`give_memory_back`]).
+const TRIM_AFTER: u64 = 1 << 20;
+
 /// Request connections open at once; past it the oldest is closed. A client's request takes
 /// milliseconds, so only idle or hostile peers are ever evicted.
 const MAX_CONNECTIONS: usize = 256;
@@ -123,6 +126,8 @@ pub struct Server {
     pub(crate) nofile: u64,
     /// Warnings about peers, rate-limited per uid.
     peer_log: PeerLog,
+    /// Bytes of queues freed by closed instances since the heap was last trimmed.
+    freed_since_trim: u64,
 }
 
 /// Counters for `status`, beyond what instances and the scan counters hold.
@@ -241,6 +246,7 @@ impl Server {
             queues,
             nofile: budget::nofile(),
             peer_log: PeerLog::default(),
+            freed_since_trim: 0,
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
@@ -1034,7 +1040,7 @@ impl Server {
     /// The application closed its end: every watch of the instance ends.
     fn close_instance(&mut self, key: u64) {
         let Some(instance) = self.instances.remove(&key) else { return };
-        let large_queue = instance.queue_capacity_bytes() > 256 * 1024;
+        let held = instance.queue_capacity_bytes() as u64 + instance.queued_bytes();
         self.stats.closed_delivered += instance.delivered;
         self.stats.closed_overflows += instance.overflows;
         // Closing the socket right after removes it from the epoll set anyway.
@@ -1050,7 +1056,9 @@ impl Server {
         self.dirty.remove(&key);
         debug!("instance {key}: closed by pid {}", instance.pid);
         drop(instance);
-        if large_queue {
+        self.freed_since_trim += held;
+        if self.freed_since_trim > TRIM_AFTER {
+            self.freed_since_trim = 0;
             give_memory_back();
         }
     }
