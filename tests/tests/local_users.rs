@@ -119,7 +119,8 @@ fn a_non_admin_status_shows_no_other_uids_pids_or_paths() {
     assert_eq!(seen.users.iter().map(|u| u.uid).collect::<Vec<_>>(), [NOBODY], "own use only");
     assert_eq!(seen.users[0].instances, 1);
 
-    let text = String::from_utf8_lossy(&ctl(daemon.socket(), &["status"], true).stdout).into_owned();
+    let text =
+        String::from_utf8_lossy(&ctl(daemon.socket(), &["status"], true).stdout).into_owned();
     let root_pid = root_client.pid().to_string();
     assert!(
         !text.split_whitespace().any(|word| word == root_pid),
@@ -143,7 +144,8 @@ fn names_with_escape_sequences_print_escaped() {
     text.expect_line("Watches established.", |l| l.text == "Watches established.");
     std::fs::write(watched.join("red\x1b[31mname"), b"").expect("create");
     let line = text.expect_line("CREATE", |l| l.text.contains("CREATE"));
-    let expected = format!("{}/dir\\x1b]0;pwned\\x07/ CREATE red\\x1b[31mname", dir.path().display());
+    let expected =
+        format!("{}/dir\\x1b]0;pwned\\x07/ CREATE red\\x1b[31mname", dir.path().display());
     assert_eq!(line.text, expected);
     assert!(!line.text.contains('\x1b'), "a raw ESC reached the terminal: {:?}", line.text);
 }
@@ -170,7 +172,11 @@ fn a_peer_sending_garbage_gets_a_bounded_number_of_log_lines() {
                 libc::close(conn);
             }
         }
-        if sent > 2900 { 0 } else { 1 }
+        if sent > 2900 {
+            0
+        } else {
+            1
+        }
     });
     assert_eq!(sender.wait(Duration::from_secs(60)), Some(0), "the garbage was sent");
     let about = |log: &str| log.lines().filter(|l| l.contains("uid 65534")).count();
@@ -301,4 +307,43 @@ fn one_uids_unread_flood_stays_in_its_budget_and_another_uid_gets_every_event() 
     assert!(after <= baseline + 2 * 1024, "RSS stayed at {after} KiB (baseline {baseline})");
     let seen = status(daemon.socket(), false);
     assert_eq!(seen.users.len(), 1, "{seen:?}");
+}
+
+#[test]
+fn one_uid_at_its_share_of_fds_leaves_another_uids_polls_working() {
+    let fuse = FuseMount::with_options(&["-o", "allow_other"]);
+    // Each uid may make the daemon hold 24 fds: 2 for an instance, 1 per polled watch.
+    let daemon = Daemon::start(&format!("{FAST_CONFIG}max_user_fds = 24\n"));
+    let mut specs = Vec::new();
+    for i in 0..40 {
+        std::fs::create_dir(fuse.backing(format!("d{i}"))).expect("mkdir");
+        specs.push(format!("IN_CREATE:{}", fuse.mounted(format!("d{i}")).display()));
+    }
+    let spec_refs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let mut greedy = nobody_client(&daemon, &spec_refs);
+    greedy.expect_line("READY", |l| l.text == "READY");
+    let lines = greedy.lines();
+    let refused = lines.iter().filter(|l| l.text.starts_with("ERROR add_watch")).count();
+    let granted = lines.iter().filter(|l| l.text.starts_with("WATCH ")).count();
+    assert_eq!((granted, refused), (22, 18), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.text.starts_with("ERROR add_watch"))
+            .all(|l| l.text.ends_with("ENOSPC")),
+        "past its share a uid gets ENOSPC, as at inotify's watch limit: {lines:?}"
+    );
+
+    // Another uid's polls work in full.
+    let mut other = client_as(65533, &daemon, &spec_refs[..10]);
+    other.expect_line("READY", |l| l.text == "READY");
+    assert!(!other.lines().iter().any(|l| l.text.starts_with("ERROR")), "{:?}", other.lines());
+    for i in 0..10 {
+        let name = format!("new-{i}");
+        write(&fuse.backing(format!("d{i}/{name}")), b"");
+        other.expect_event(&name, |e| e.matches(IN_CREATE, &name));
+    }
+    let seen = status(daemon.socket(), false);
+    let polled = |uid| seen.users.iter().find(|u| u.uid == uid).map(|u| u.polled);
+    assert_eq!((polled(NOBODY), polled(65533)), (Some(22), Some(10)), "{seen:?}");
 }
