@@ -108,15 +108,17 @@ pub fn event_text(event: &WatchEvent) -> String {
 }
 
 pub fn event_json(event: &WatchEvent) -> String {
-    EventJson {
-        path: event.path.display().to_string(),
-        wd: event.wd,
-        events: mask_names(event.mask).into_iter().map(String::from).collect(),
-        mask: event.mask,
-        cookie: event.cookie,
-        name: String::from_utf8_lossy(&event.name).into_owned(),
-    }
-    .serialize_json()
+    json_text(
+        EventJson {
+            path: event.path.display().to_string(),
+            wd: event.wd,
+            events: mask_names(event.mask).into_iter().map(String::from).collect(),
+            mask: event.mask,
+            cookie: event.cookie,
+            name: String::from_utf8_lossy(&event.name).into_owned(),
+        }
+        .serialize_json(),
+    )
 }
 
 /// Bytes in the largest binary unit that keeps a whole number above 0.
@@ -165,7 +167,25 @@ pub fn policies_text(policies: &[PolicyInfo]) -> String {
 }
 
 pub fn policies_json(policies: &[PolicyInfo]) -> String {
-    policies.to_vec().serialize_json()
+    json_text(policies.to_vec().serialize_json())
+}
+
+/// JSON as nanoserde writes it, with the C1 control characters (U+0080 to U+009F, which some
+/// terminals obey as escapes) written `\u00XX` too; nanoserde escapes only the ASCII ones.
+/// They can only stand inside strings, where the escape means the same character.
+pub fn json_text(json: String) -> String {
+    if !json.chars().any(|c| c.is_control() && !c.is_ascii()) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if c.is_control() && !c.is_ascii() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn status_text(s: &Status) -> String {
@@ -356,6 +376,21 @@ mod tests {
         };
         let text = status_text(&status);
         assert!(text.contains("/mnt/\\x1bevil") && !text.contains('\x1b'), "{text}");
+    }
+
+    #[test]
+    fn json_escapes_every_control_character() {
+        let e = WatchEvent {
+            path: "/m".into(),
+            wd: 1,
+            mask: IN_CREATE,
+            cookie: 0,
+            name: "a\x1bb\u{9b}c".as_bytes().to_vec(),
+        };
+        let json = event_json(&e);
+        assert!(json.contains(r#""name":"a\u001bb\u009bc""#), "{json}");
+        assert!(!json.chars().any(char::is_control), "{json}");
+        assert_eq!(json_text("{\"a\":\"é\"}".into()), "{\"a\":\"é\"}");
     }
 
     #[test]
