@@ -350,3 +350,32 @@ fn one_uid_at_its_share_of_fds_leaves_another_uids_polls_working() {
     let polled = |uid| seen.users.iter().find(|u| u.uid == uid).map(|u| u.polled);
     assert_eq!((polled(NOBODY), polled(65533)), (Some(22), Some(10)), "{seen:?}");
 }
+
+#[test]
+fn on_a_low_fd_limit_one_uid_cannot_starve_anothers_polls() {
+    let fuse = FuseMount::with_options(&["-o", "allow_other"]);
+    // RLIMIT_NOFILE 300 and no max_user_fds: each uid's share is an eighth of what the
+    // reserve (a quarter of 300) leaves, 28 fds.
+    let daemon = Daemon::start_with_fd_limit(FAST_CONFIG, Some(300));
+    let mut specs = Vec::new();
+    for i in 0..320 {
+        std::fs::create_dir(fuse.backing(format!("d{i}"))).expect("mkdir");
+        specs.push(format!("IN_CREATE:{}", fuse.mounted(format!("d{i}")).display()));
+    }
+    let spec_refs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let mut greedy = nobody_client(&daemon, &spec_refs);
+    greedy.expect_line("READY", |l| l.text == "READY");
+
+    let mut other = client_as(65533, &daemon, &spec_refs[300..]);
+    other.expect_line("READY", |l| l.text == "READY");
+    let errors: Vec<String> =
+        other.lines().into_iter().filter(|l| l.text.starts_with("ERROR")).map(|l| l.text).collect();
+    assert!(errors.is_empty(), "uid 65533 was refused: {errors:?}");
+    for i in 300..320 {
+        let name = format!("new-{i}");
+        write(&fuse.backing(format!("d{i}/{name}")), b"");
+        other.expect_event(&name, |e| e.matches(IN_CREATE, &name));
+    }
+    let granted = greedy.lines().iter().filter(|l| l.text.starts_with("WATCH ")).count();
+    assert_eq!(granted, 26, "uid 65534's share: 28 fds, 2 for its instance");
+}
