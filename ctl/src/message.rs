@@ -97,6 +97,8 @@ pub struct Budgets {
     pub max_user_polled: u64,
     pub max_user_entries: u64,
     pub max_user_fds: u64,
+    /// The ceiling of all polled listings together.
+    pub max_entries: u64,
     /// The ceiling of all queues together, and what they hold now.
     pub max_queued_bytes: u64,
     pub queued_bytes: u64,

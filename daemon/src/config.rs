@@ -17,7 +17,7 @@ use fakenotify_ctl::duration::parse_duration;
 /// How often remote objects that no `[[watch]]` policy governs are polled.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-const DAEMON_KEYS: [&str; 13] = [
+const DAEMON_KEYS: [&str; 14] = [
     "socket",
     "log_level",
     "default_poll_interval",
@@ -30,6 +30,7 @@ const DAEMON_KEYS: [&str; 13] = [
     "max_queued_bytes",
     "max_user_polled",
     "max_user_entries",
+    "max_entries",
     "max_user_fds",
 ];
 const WATCH_KEYS: [&str; 7] =
@@ -106,8 +107,11 @@ pub struct Limits {
     /// 8192 by default.
     pub max_user_polled: u32,
     /// Entries of the polled listings one uid's watches hold (ENOSPC for a further polled
-    /// watch beyond); 1 048 576 by default, about 64 MiB of listings.
+    /// watch beyond); 1 048 576 by default. An entry costs 40 bytes and its name.
     pub max_user_entries: u32,
+    /// Entries of all polled listings, every uid together: the ceiling of the listings;
+    /// 4 194 304 by default.
+    pub max_entries: u32,
     /// File descriptors the daemon holds for one uid (its instances and its polled objects);
     /// `None` (the default) takes an eighth of what `RLIMIT_NOFILE` leaves after a reserve.
     pub max_user_fds: Option<u32>,
@@ -125,6 +129,7 @@ impl Default for Limits {
             max_queued_bytes: 64 * MIB,
             max_user_polled: 8192,
             max_user_entries: 1 << 20,
+            max_entries: 1 << 22,
             max_user_fds: None,
         }
     }
@@ -358,6 +363,7 @@ fn daemon_settings(table: &BTreeMap<&str, &Toml>) -> Result<DaemonSettings, Conf
             "max_queued_bytes" => bytes(value).map(|n| settings.limits.max_queued_bytes = n),
             "max_user_polled" => positive(value).map(|n| settings.limits.max_user_polled = n),
             "max_user_entries" => positive(value).map(|n| settings.limits.max_user_entries = n),
+            "max_entries" => positive(value).map(|n| settings.limits.max_entries = n),
             "max_user_fds" => positive(value).map(|n| settings.limits.max_user_fds = Some(n)),
             _ if WATCH_KEYS.contains(&name) => {
                 Err("unknown key (it belongs in a [[watch]] table)".to_owned())
@@ -1449,12 +1455,14 @@ mode = "inotify"
     fn budgets_parse_with_units_and_name_the_key_when_bad() {
         let config = parse(
             "[daemon]\nmax_user_queued_bytes = \"512KiB\"\nmax_queued_bytes = 8388608\n\
-             max_user_polled = 100\nmax_user_entries = 5000\nmax_user_fds = 64\n",
+             max_user_polled = 100\nmax_user_entries = 5000\nmax_entries = 9000\n\
+             max_user_fds = 64\n",
         );
         let limits = config.daemon.limits;
         assert_eq!(limits.max_user_queued_bytes, 512 * 1024);
         assert_eq!(limits.max_queued_bytes, 8 * MIB);
         assert_eq!((limits.max_user_polled, limits.max_user_entries), (100, 5000));
+        assert_eq!(limits.max_entries, 9000);
         assert_eq!(limits.max_user_fds, Some(64));
         assert_eq!(
             parse("[daemon]\nmax_queued_bytes = \"1GiB\"\n").daemon.limits.max_queued_bytes,
@@ -1484,6 +1492,7 @@ mode = "inotify"
             ("max_user_polled = 0", "daemon.max_user_polled: expected a positive integer"),
             ("max_user_entries = \"many\"", "daemon.max_user_entries: expected a positive integer"),
             ("max_user_fds = -3", "daemon.max_user_fds: expected a positive integer"),
+            ("max_entries = 0", "daemon.max_entries: expected a positive integer"),
         ] {
             let message = error(&format!("[daemon]\n{text}\n"));
             assert!(message.starts_with(cause), "{text}: {message}");

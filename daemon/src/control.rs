@@ -258,6 +258,7 @@ impl Server {
             max_user_polled: u64::from(limits.max_user_polled),
             max_user_entries: u64::from(limits.max_user_entries),
             max_user_fds: self.user_fd_share(),
+            max_entries: u64::from(limits.max_entries),
             max_queued_bytes: limits.max_queued_bytes,
             queued_bytes: self.queues.total_bytes(),
             max_fds: self.nofile,

@@ -39,6 +39,7 @@ use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
+use crate::usage::Object;
 use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
 use crate::wire::{self, RecvError};
 
@@ -128,6 +129,8 @@ pub struct Server {
     peer_log: PeerLog,
     /// Bytes of queues freed by closed instances since the heap was last trimmed.
     freed_since_trim: u64,
+    /// Entries of all polled listings as last counted, and when that count was made.
+    pub(crate) entries_total: Option<(Duration, u64)>,
 }
 
 /// Counters for `status`, beyond what instances and the scan counters hold.
@@ -247,6 +250,7 @@ impl Server {
             nofile: budget::nofile(),
             peer_log: PeerLog::default(),
             freed_since_trim: 0,
+            entries_total: None,
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
@@ -815,7 +819,7 @@ impl Server {
         }
         if let Some(id) = existing.filter(|&id| self.objects.get(id).is_some_and(|o| o.is_polled()))
         {
-            if let Err(errno) = self.polled_budget(uid, self.listed_entries(id)) {
+            if let Err(errno) = self.polled_budget(uid, id, Object::Joined) {
                 return reply(errno);
             }
         }
@@ -832,7 +836,7 @@ impl Server {
         if !joined && self.objects.get(id).is_some_and(|o| o.is_polled()) {
             // A new polled object: its fd and listing are known only now; over the uid's
             // budget it goes again at once.
-            if let Err(errno) = self.polled_budget(uid, self.listed_entries(id)) {
+            if let Err(errno) = self.polled_budget(uid, id, Object::New) {
                 self.drop_object(id);
                 return reply(errno);
             }

@@ -10,6 +10,13 @@ use crate::budget;
 use crate::server::Server;
 use crate::watch::{PollState, Source};
 
+/// Whether a watch makes a new polled object or joins one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    New,
+    Joined,
+}
+
 /// One uid's use of the daemon.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UserUse {
@@ -63,10 +70,48 @@ impl Server {
         budget::user_fd_share(&self.settings.limits, self.nofile)
     }
 
-    /// Whether `uid` may hold one more polled watch, of an object that lists `entries`:
-    /// ENOSPC, as for inotify's watch limit, past its polled watches, its listed entries or
-    /// its share of the daemon's fds.
-    pub(crate) fn polled_budget(&mut self, uid: u32, entries: u64) -> Result<(), Errno> {
+    /// Whether the daemon's listings stay within `max_entries` with the new object `id`'s,
+    /// and if so counts them. All listings are counted afresh at most once a second (that walks
+    /// every object); in between, the new objects' entries are added to the last count.
+    fn within_entries_ceiling(&mut self, id: usize) -> bool {
+        let entries = self.listed_entries(id);
+        let now = crate::server::now();
+        let (at, others) = match self.entries_total {
+            Some((at, total)) if now.saturating_sub(at) < std::time::Duration::from_secs(1) => {
+                (at, total)
+            }
+            _ => {
+                let total = self
+                    .objects
+                    .iter()
+                    .filter(|&(other, _)| other != id)
+                    .map(|(other, _)| other)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .map(|other| self.listed_entries(other))
+                    .sum();
+                (now, total)
+            }
+        };
+        if others + entries > u64::from(self.settings.limits.max_entries) {
+            self.entries_total = Some((at, others));
+            return false;
+        }
+        self.entries_total = Some((at, others + entries));
+        true
+    }
+
+    /// Whether `uid` may hold one more polled watch, on object `id`, which is `New` (its
+    /// listing was just made) or joined: ENOSPC, as for inotify's watch limit, past its polled
+    /// watches, its listed entries, its share of the daemon's fds, or (for a new object) the
+    /// daemon's ceiling of listed entries.
+    pub(crate) fn polled_budget(
+        &mut self,
+        uid: u32,
+        id: usize,
+        object: Object,
+    ) -> Result<(), Errno> {
+        let entries = self.listed_entries(id);
         let use_ = self.user_use(uid);
         let limits = self.settings.limits;
         let over = if use_.polled + 1 > u64::from(limits.max_user_polled) {
@@ -75,6 +120,8 @@ impl Server {
             Some("limit: max_user_fds")
         } else if use_.entries + entries > u64::from(limits.max_user_entries) {
             Some("limit: max_user_entries")
+        } else if object == Object::New && !self.within_entries_ceiling(id) {
+            Some("limit: max_entries")
         } else {
             None
         };

@@ -379,3 +379,39 @@ fn on_a_low_fd_limit_one_uid_cannot_starve_anothers_polls() {
     let granted = greedy.lines().iter().filter(|l| l.text.starts_with("WATCH ")).count();
     assert_eq!(granted, 26, "uid 65534's share: 28 fds, 2 for its instance");
 }
+
+#[test]
+fn listed_entries_are_budgeted_per_uid_and_for_the_daemon() {
+    let fuse = FuseMount::with_options(&["-o", "allow_other"]);
+    let daemon = Daemon::start(&format!("{FAST_CONFIG}max_user_entries = 50\nmax_entries = 100\n"));
+    let spec = |dir: &str| {
+        std::fs::create_dir(fuse.backing(dir)).expect("mkdir");
+        for i in 0..40 {
+            write(&fuse.backing(format!("{dir}/entry-{i}")), b"");
+        }
+        format!("IN_CREATE:{}", fuse.mounted(dir).display())
+    };
+    let (a, b, c) = (spec("a"), spec("b"), spec("c"));
+    let outcome = |uid: u32, specs: &[&str]| {
+        let mut client = client_as(uid, &daemon, specs);
+        client.expect_line("READY", |l| l.text == "READY");
+        let lines: Vec<String> = client
+            .lines()
+            .into_iter()
+            .filter(|l| l.text.starts_with("WATCH ") || l.text.starts_with("ERROR add_watch"))
+            .map(|l| if l.text.starts_with("WATCH ") { "ok".into() } else { l.text })
+            .collect();
+        (client, lines)
+    };
+    // uid 65534: 40 entries, then 80 would pass its 50.
+    let (_first, lines) = outcome(NOBODY, &[&a, &b]);
+    assert_eq!(lines[0], "ok");
+    assert!(lines[1].ends_with("ENOSPC"), "{lines:?}");
+    // uid 65533: b within its own budget (the daemon's listings: 80).
+    let (_second, lines) = outcome(65533, &[&b]);
+    assert_eq!(lines, ["ok"]);
+    // uid 65532: c would take the daemon's listings to 120; joining a adds no listing.
+    let (_third, lines) = outcome(65532, &[&c, &a]);
+    assert!(lines[0].ends_with("ENOSPC"), "{lines:?}");
+    assert_eq!(lines[1], "ok", "{lines:?}");
+}
