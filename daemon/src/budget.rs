@@ -22,11 +22,13 @@ pub fn event_cost(name_len: usize) -> u64 {
 pub struct Meter {
     used: Cell<u64>,
     limit: Cell<u64>,
+    /// What one instance may hold even past the limit: its fair share of it.
+    share: Cell<u64>,
 }
 
 impl Meter {
-    fn new(limit: u64) -> Rc<Meter> {
-        Rc::new(Meter { used: Cell::new(0), limit: Cell::new(limit) })
+    fn new(limit: u64, share: u64) -> Rc<Meter> {
+        Rc::new(Meter { used: Cell::new(0), limit: Cell::new(limit), share: Cell::new(share) })
     }
 
     pub fn used(&self) -> u64 {
@@ -42,10 +44,15 @@ pub struct QueueCharge {
 }
 
 impl QueueCharge {
-    /// Takes `bytes` from both meters, or nothing if either would pass its limit.
-    pub fn try_take(&self, bytes: u64) -> bool {
+    /// Takes `bytes` for an instance that holds `held` from both meters, or nothing if either
+    /// would pass its limit. Past its uid's limit an instance may still fill its fair share of
+    /// it (the limit over `max_user_instances`): the instances that hold the backlog overflow,
+    /// not one of the same uid that reads. So a uid holds at most twice its budget. The
+    /// daemon's limit, the ceiling, has no such share.
+    pub fn try_take(&self, bytes: u64, held: u64) -> bool {
         let (user, daemon) = (self.user.used.get() + bytes, self.daemon.used.get() + bytes);
-        if user > self.user.limit.get() || daemon > self.daemon.limit.get() {
+        let within_share = held + bytes <= self.user.share.get();
+        if (user > self.user.limit.get() && !within_share) || daemon > self.daemon.limit.get() {
             return false;
         }
         self.user.used.set(user);
@@ -71,14 +78,21 @@ pub struct QueueMeters {
     daemon: Rc<Meter>,
     users: HashMap<u32, Weak<Meter>>,
     user_limit: u64,
+    user_share: u64,
+}
+
+/// An instance's fair share of its uid's queue budget.
+fn instance_share(limits: &Limits) -> u64 {
+    limits.max_user_queued_bytes / u64::from(limits.max_user_instances.max(1))
 }
 
 impl QueueMeters {
     pub fn new(limits: &Limits) -> QueueMeters {
         QueueMeters {
-            daemon: Meter::new(limits.max_queued_bytes),
+            daemon: Meter::new(limits.max_queued_bytes, 0),
             users: HashMap::new(),
             user_limit: limits.max_user_queued_bytes,
+            user_share: instance_share(limits),
         }
     }
 
@@ -88,7 +102,7 @@ impl QueueMeters {
         let user = match self.users.get(&uid).and_then(Weak::upgrade) {
             Some(meter) => meter,
             None => {
-                let meter = Meter::new(self.user_limit);
+                let meter = Meter::new(self.user_limit, self.user_share);
                 self.users.insert(uid, Rc::downgrade(&meter));
                 meter
             }
@@ -99,9 +113,11 @@ impl QueueMeters {
     /// New limits, as after a reload; what is queued stays.
     pub fn set_limits(&mut self, limits: &Limits) {
         self.user_limit = limits.max_user_queued_bytes;
+        self.user_share = instance_share(limits);
         self.daemon.limit.set(limits.max_queued_bytes);
         for meter in self.users.values().filter_map(Weak::upgrade) {
             meter.limit.set(self.user_limit);
+            meter.share.set(self.user_share);
         }
     }
 
@@ -140,35 +156,53 @@ mod tests {
     use super::*;
     use crate::config::MIB;
 
+    /// Budgets with a per-instance share of a tenth of the uid's.
     fn limits(user: u64, daemon: u64) -> Limits {
-        Limits { max_user_queued_bytes: user, max_queued_bytes: daemon, ..Limits::default() }
+        Limits {
+            max_user_queued_bytes: user,
+            max_queued_bytes: daemon,
+            max_user_instances: 10,
+            ..Limits::default()
+        }
     }
 
     #[test]
     fn a_uid_over_its_budget_leaves_others_theirs() {
         let mut meters = QueueMeters::new(&limits(1000, 10_000));
         let (a1, a2, b) = (meters.charge_for(7), meters.charge_for(7), meters.charge_for(8));
-        assert!(a1.try_take(600));
-        assert!(!a2.try_take(600), "uid 7's instances share its budget");
-        assert!(a2.try_take(400));
-        assert!(b.try_take(1000), "uid 8 has a budget of its own");
+        assert!(a1.try_take(900, 0));
+        assert!(!a2.try_take(200, 0), "uid 7's instances share its budget");
+        assert!(a2.try_take(100, 0));
+        assert!(b.try_take(1000, 0), "uid 8 has a budget of its own");
         assert_eq!(
             (meters.user_bytes(7), meters.user_bytes(8), meters.total_bytes()),
             (1000, 1000, 2000)
         );
         a1.give_back(600);
-        assert!(a2.try_take(600), "what is read is given back");
+        assert!(a2.try_take(600, 100), "what is read is given back");
+    }
+
+    #[test]
+    fn past_its_uids_budget_an_instance_still_fills_its_share() {
+        let mut meters = QueueMeters::new(&limits(1000, 10_000));
+        let (stalled, reading) = (meters.charge_for(7), meters.charge_for(7));
+        assert!(stalled.try_take(1000, 0));
+        assert!(!stalled.try_take(10, 1000), "the instance that holds the backlog overflows");
+        assert!(reading.try_take(60, 0), "one that reads is still served");
+        assert!(reading.try_take(40, 60));
+        assert!(!reading.try_take(1, 100), "up to its share, a tenth");
+        assert_eq!(meters.user_bytes(7), 1100);
     }
 
     #[test]
     fn the_daemon_total_is_a_ceiling_over_all_uids() {
         let mut meters = QueueMeters::new(&limits(1000, 2500));
         let charges: Vec<QueueCharge> = (0..3).map(|uid| meters.charge_for(uid)).collect();
-        assert!(charges[0].try_take(1000) && charges[1].try_take(1000));
-        assert!(!charges[2].try_take(1000), "past the ceiling");
-        assert!(charges[2].try_take(500));
+        assert!(charges[0].try_take(1000, 0) && charges[1].try_take(1000, 0));
+        assert!(!charges[2].try_take(1000, 0), "past the ceiling");
+        assert!(charges[2].try_take(500, 0));
         meters.set_limits(&limits(1000, 4 * MIB));
-        assert!(charges[2].try_take(500), "a reload raises the ceiling");
+        assert!(charges[2].try_take(500, 500), "a reload raises the ceiling");
     }
 
     #[test]

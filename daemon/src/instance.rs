@@ -127,15 +127,15 @@ impl Instance {
     }
 
     /// Queues one event. An event identical to the last unread one is merged into it, as the
-    /// kernel does; past the limit, or past its uid's or the daemon's budget of queued bytes,
-    /// one IN_Q_OVERFLOW stands for everything dropped (charged even past the budget: there is
-    /// at most one at the end of a queue).
+    /// kernel does; past the limit, or past its uid's budget of queued bytes and its own share
+    /// of it, or past the daemon's ceiling, one IN_Q_OVERFLOW stands for everything dropped
+    /// (charged even past the budget: there is at most one at the end of a queue).
     pub fn push(&mut self, event: QueuedEvent) {
         if self.queue.back() == Some(&event) {
             return;
         }
         let cost = event_cost(event.name.len());
-        if self.queue.len() + 1 >= self.max_queued || !self.charge.try_take(cost) {
+        if self.queue.len() + 1 >= self.max_queued || !self.charge.try_take(cost, self.charged) {
             let overflow =
                 QueuedEvent { wd: -1, mask: IN_Q_OVERFLOW, cookie: 0, name: Box::default() };
             if self.queue.back() != Some(&overflow) {

@@ -294,7 +294,10 @@ fn one_uids_unread_flood_stays_in_its_budget_and_another_uid_gets_every_event() 
     assert!(peak - baseline < 16 * 1024, "RSS grew by {} KiB", peak - baseline);
     let budget = seen.budgets.max_user_queued_bytes;
     let attacker_use = seen.users.iter().find(|u| u.uid == NOBODY).expect("uid 65534's use");
-    assert!(attacker_use.queued_bytes <= budget + 128 * 64, "{attacker_use:?} over {budget}");
+    // Its budget, and past it what each instance may still hold, its share (a 128th), with
+    // one IN_Q_OVERFLOW each.
+    let most = 2 * budget + 128 * 64;
+    assert!(attacker_use.queued_bytes <= most, "{attacker_use:?} over {most}");
 
     // The attacker goes: its instances close and their memory goes back.
     drop(gate);
