@@ -21,6 +21,7 @@ pub mod deploy;
 pub mod differential;
 pub mod fuse;
 pub mod masks;
+pub mod peer;
 pub mod remote;
 pub mod script;
 pub mod seqpacket;
