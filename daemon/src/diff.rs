@@ -199,7 +199,8 @@ pub fn attribute_change(
         return (IN_ATTRIB | if unsettled { IN_CLOSE_WRITE } else { 0 }, false);
     }
     if before.mtime_ns != after.mtime_ns || before.size != after.size {
-        return (IN_MODIFY, true);
+        // A write and a chmod or chown between two polls: the kernel reports both.
+        return (IN_MODIFY | if owner_or_mode { IN_ATTRIB } else { 0 }, true);
     }
     let mut mask = 0;
     if owner_or_mode || (own && before.change != after.change) {
@@ -444,6 +445,16 @@ mod tests {
         assert!(
             diff(&third, &mut fourth, &mut listed_stat).is_empty(),
             "close-write is reported once"
+        );
+    }
+
+    #[test]
+    fn a_write_and_a_chmod_in_one_poll_are_both_reported() {
+        let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
+        let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o600)))]);
+        assert_eq!(
+            events(&diff(&first, &mut second, &mut listed_stat)),
+            [ev(IN_MODIFY, 0, "f"), ev(IN_ATTRIB, 0, "f")]
         );
     }
 

@@ -619,6 +619,21 @@ fn a_new_file_with_data_gives_modify_to_a_watch_widened_with_mask_add() {
 }
 
 #[test]
+fn a_write_and_a_chmod_between_two_polls_give_modify_and_attrib() {
+    Differential::new(
+        "
+        write f x
+        init1 0 NONBLOCK
+        add 0 MODIFY|ATTRIB {}
+        append f more
+        chmod f 600
+        sync
+        ",
+    )
+    .run();
+}
+
+#[test]
 fn a_hard_link_gives_create_only() {
     Differential::new(
         "
