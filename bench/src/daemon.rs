@@ -119,15 +119,23 @@ impl Drop for Daemon {
     }
 }
 
-/// A `[daemon]` and `[[watch]]` configuration: `roots` in `mode`, polled every `interval`.
-pub fn config(roots: &[&Path], interval: &str, max_ops: Option<u32>, mode: &str) -> String {
+/// A `[daemon]` and `[[watch]]` configuration: `roots` in `mode`, polled every `interval`, their
+/// directories listed as `listing` says.
+pub fn config(
+    roots: &[&Path],
+    interval: &str,
+    max_ops: Option<u32>,
+    mode: &str,
+    listing: &str,
+) -> String {
     let mut text = format!(
         "[daemon]\nlog_level = \"warn\"\ndefault_poll_interval = \"{interval}\"\n\
          max_user_watches = 4000000\nmax_queued_events = 1000000\n"
     );
     for root in roots {
         text.push_str(&format!(
-            "\n[[watch]]\npath = \"{}\"\npoll_interval = \"{interval}\"\nmode = \"{mode}\"\n",
+            "\n[[watch]]\npath = \"{}\"\npoll_interval = \"{interval}\"\nmode = \"{mode}\"\n\
+             listing = \"{listing}\"\n",
             root.display()
         ));
         if let Some(max_ops) = max_ops {

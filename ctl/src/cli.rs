@@ -1,7 +1,8 @@
 //! The verbs of `fakenotify-ctl`, also behind `fakenotifyd add|remove|list|status|reload|stop`:
 //! argument parsing, one request, and the rendering of the answer as text or `--json`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use fakenotify_proto::control::{ControlRequest, WireMode};
@@ -44,6 +45,26 @@ fn verb_help(verb: &str) -> Option<&'static str> {
     })
 }
 
+/// The arguments with each `--option=value` split into `--option` and `value`, as GNU tools
+/// accept both; everything after a lone `--` stays as it is.
+pub fn split_eq(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut options_done = false;
+    for arg in args {
+        let bytes = arg.as_bytes();
+        options_done |= bytes == b"--";
+        let split = bytes.iter().position(|&b| b == b'=').filter(|_| !options_done);
+        match split {
+            Some(eq) if bytes.starts_with(b"--") && eq > 2 => {
+                out.push(OsStr::from_bytes(&bytes[..eq]).to_owned());
+                out.push(OsStr::from_bytes(&bytes[eq + 1..]).to_owned());
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// A failure and its exit code.
 struct Failure {
     code: u8,
@@ -74,7 +95,7 @@ pub fn run_verb(program: &str, verb: &str, args: Vec<OsString>) -> u8 {
 }
 
 fn run(verb: &str, args: Vec<OsString>) -> Result<(), Failure> {
-    let mut args = pico_args::Arguments::from_vec(args);
+    let mut args = pico_args::Arguments::from_vec(split_eq(args));
     let Some(help) = verb_help(verb) else {
         return Err(usage(format!("unknown command '{verb}'")));
     };
@@ -267,4 +288,27 @@ fn arm_alarm(seconds: f64) -> Result<(), String> {
         std::process::exit(0);
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(args: &[&str]) -> Vec<String> {
+        split_eq(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn long_options_take_their_value_after_an_equals_sign() {
+        assert_eq!(
+            split(&["--socket=/run/a=b.sock", "list"]),
+            ["--socket", "/run/a=b.sock", "list"]
+        );
+        assert_eq!(split(&["--poll-interval=", "x"]), ["--poll-interval", "", "x"]);
+        assert_eq!(split(&["-e=create", "--=x", "a=b"]), ["-e=create", "--=x", "a=b"]);
+        assert_eq!(split(&["--", "--not=split"]), ["--", "--not=split"]);
+    }
 }

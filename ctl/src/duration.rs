@@ -1,5 +1,5 @@
 //! Durations as people write them in the configuration and on the command line: `500ms`, `5s`,
-//! `2m`, `1h`, `1.5s`. The unit is required, so a bare `5` is never silently taken as seconds
+//! `2m`, `1h`, `1.5s`, `1m30s`, `2 hours`. The unit is required, so a bare `5` is never silently taken as seconds
 //! or milliseconds. Parsing is exact integer arithmetic down to the nanosecond (no float
 //! rounding), and `format_duration` writes text that parses back to the same value.
 
@@ -48,9 +48,11 @@ impl fmt::Display for DurationError {
             ErrorKind::NotANumber => {
                 write!(f, "{text:?}: expected a number and a unit, e.g. \"5s\" or \"1.5s\"")
             }
-            ErrorKind::MissingUnit => write!(f, "{text:?}: missing unit (use ms, s, m or h)"),
+            ErrorKind::MissingUnit => {
+                write!(f, "{text:?}: missing unit (use ms, s, m, h or d, e.g. \"1m30s\")")
+            }
             ErrorKind::UnknownUnit(unit) => {
-                write!(f, "{text:?}: unknown unit {unit:?} (use ms, s, m or h)")
+                write!(f, "{text:?}: unknown unit {unit:?} (use ms, s, m, h or d, e.g. \"1m30s\")")
             }
             ErrorKind::Zero => write!(f, "{text:?}: must be greater than zero"),
             ErrorKind::TooLarge => write!(f, "{text:?}: too large"),
@@ -60,43 +62,51 @@ impl fmt::Display for DurationError {
 
 impl std::error::Error for DurationError {}
 
-/// Parses `500ms`, `5s`, `2m`, `1h` or `1.5s`; spaces may separate the number and the unit.
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1.5s`, and as systemd does, a sum of such parts
+/// (`1m30s`, `2h 30min`) with its longer unit names (`sec`, `min`, `hour`, `days`...); spaces
+/// may separate the parts and each number from its unit.
 ///
-/// Rejected: a bare number (the unit is required), zero, a negative value, an empty string, a
-/// unit other than `ms`, `s`, `m` and `h`, and anything beyond `Duration::MAX`. Digits finer
-/// than a nanosecond are dropped.
+/// Rejected: a bare number (the unit is required), zero, a negative value, an empty string, an
+/// unknown unit, and anything beyond `Duration::MAX`. Digits finer than a nanosecond are
+/// dropped.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let fail = |kind| DurationError { text: text.to_owned(), kind };
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
+    let mut rest = text.trim();
+    if rest.is_empty() {
         return Err(fail(ErrorKind::Empty));
     }
-    if trimmed.starts_with('-') {
+    if rest.starts_with('-') {
         return Err(fail(ErrorKind::Negative));
     }
-    let number_len =
-        trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(number_len);
-    let (whole, fraction) = match number.split_once('.') {
-        None => (number, ""),
-        Some((whole, fraction)) if !fraction.is_empty() && !fraction.contains('.') => {
-            (whole, fraction)
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let number_len =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        let (whole, fraction) = match number.split_once('.') {
+            None => (number, ""),
+            Some((whole, fraction)) if !fraction.is_empty() && !fraction.contains('.') => {
+                (whole, fraction)
+            }
+            Some(_) => return Err(fail(ErrorKind::NotANumber)),
+        };
+        if whole.is_empty() {
+            return Err(fail(ErrorKind::NotANumber));
         }
-        Some(_) => return Err(fail(ErrorKind::NotANumber)),
-    };
-    if whole.is_empty() {
-        return Err(fail(ErrorKind::NotANumber));
+        let after = after.trim_start();
+        let unit_len = after.find(|c: char| !c.is_alphabetic()).unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit_nanos = match unit {
+            "" => return Err(fail(ErrorKind::MissingUnit)),
+            unit => {
+                unit_nanos(unit).ok_or_else(|| fail(ErrorKind::UnknownUnit(unit.to_owned())))?
+            }
+        };
+        let part =
+            to_nanos(whole, fraction, unit_nanos).ok_or_else(|| fail(ErrorKind::TooLarge))?;
+        nanos = nanos.checked_add(part).ok_or_else(|| fail(ErrorKind::TooLarge))?;
+        rest = after.trim_start();
     }
-    let unit = unit.trim_start();
-    let unit_nanos = match unit {
-        "" => return Err(fail(ErrorKind::MissingUnit)),
-        "ms" => NANOS_PER_MS,
-        "s" => NANOS_PER_S,
-        "m" => NANOS_PER_M,
-        "h" => NANOS_PER_H,
-        other => return Err(fail(ErrorKind::UnknownUnit(other.to_owned()))),
-    };
-    let nanos = to_nanos(whole, fraction, unit_nanos).ok_or_else(|| fail(ErrorKind::TooLarge))?;
     if nanos == 0 {
         return Err(fail(ErrorKind::Zero));
     }
@@ -104,6 +114,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     // The remainder is below one billion, so it fits in a u32.
     let subsec = (nanos % NANOS_PER_S) as u32;
     Ok(Duration::new(secs, subsec))
+}
+
+/// A unit's size in nanoseconds, by the names systemd.time(7) accepts (months and years
+/// aside: they are no fixed length).
+fn unit_nanos(unit: &str) -> Option<u128> {
+    Some(match unit {
+        "ms" | "msec" => NANOS_PER_MS,
+        "s" | "sec" | "second" | "seconds" => NANOS_PER_S,
+        "m" | "min" | "minute" | "minutes" => NANOS_PER_M,
+        "h" | "hr" | "hour" | "hours" => NANOS_PER_H,
+        "d" | "day" | "days" => 24 * NANOS_PER_H,
+        "w" | "week" | "weeks" => 7 * 24 * NANOS_PER_H,
+        _ => return None,
+    })
 }
 
 /// `whole.fraction` units in nanoseconds (both all ASCII digits), or `None` on overflow.
@@ -186,25 +210,29 @@ mod tests {
 
     #[test]
     fn rejects_with_one_line_causes() {
+        let units = r#"(use ms, s, m, h or d, e.g. "1m30s")"#;
         let cases = [
-            ("5x", r#""5x": unknown unit "x" (use ms, s, m or h)"#),
-            ("5", r#""5": missing unit (use ms, s, m or h)"#),
-            ("5 ", r#""5 ": missing unit (use ms, s, m or h)"#),
-            ("", r#"empty duration (write a number and a unit, e.g. "5s")"#),
-            ("   ", r#"empty duration (write a number and a unit, e.g. "5s")"#),
-            ("0s", r#""0s": must be greater than zero"#),
-            ("0.0ms", r#""0.0ms": must be greater than zero"#),
-            ("0.0000000001s", r#""0.0000000001s": must be greater than zero"#),
-            ("-5s", r#""-5s": a duration cannot be negative"#),
-            ("s", r#""s": expected a number and a unit, e.g. "5s" or "1.5s""#),
-            ("+5s", r#""+5s": expected a number and a unit, e.g. "5s" or "1.5s""#),
-            (".5s", r#"".5s": expected a number and a unit, e.g. "5s" or "1.5s""#),
-            ("5.s", r#""5.s": expected a number and a unit, e.g. "5s" or "1.5s""#),
-            ("1.2.3s", r#""1.2.3s": expected a number and a unit, e.g. "5s" or "1.5s""#),
-            ("5S", r#""5S": unknown unit "S" (use ms, s, m or h)"#),
-            ("5sec", r#""5sec": unknown unit "sec" (use ms, s, m or h)"#),
-            ("1m30s", r#""1m30s": unknown unit "m30s" (use ms, s, m or h)"#),
-            ("5µs", r#""5µs": unknown unit "µs" (use ms, s, m or h)"#),
+            ("5x", format!(r#""5x": unknown unit "x" {units}"#)),
+            ("5", format!(r#""5": missing unit {units}"#)),
+            ("5 ", format!(r#""5 ": missing unit {units}"#)),
+            ("1m30", format!(r#""1m30": missing unit {units}"#)),
+            ("", r#"empty duration (write a number and a unit, e.g. "5s")"#.to_owned()),
+            ("   ", r#"empty duration (write a number and a unit, e.g. "5s")"#.to_owned()),
+            ("0s", r#""0s": must be greater than zero"#.to_owned()),
+            ("0m0s", r#""0m0s": must be greater than zero"#.to_owned()),
+            ("0.0ms", r#""0.0ms": must be greater than zero"#.to_owned()),
+            ("0.0000000001s", r#""0.0000000001s": must be greater than zero"#.to_owned()),
+            ("-5s", r#""-5s": a duration cannot be negative"#.to_owned()),
+            ("s", r#""s": expected a number and a unit, e.g. "5s" or "1.5s""#.to_owned()),
+            ("+5s", r#""+5s": expected a number and a unit, e.g. "5s" or "1.5s""#.to_owned()),
+            (".5s", r#"".5s": expected a number and a unit, e.g. "5s" or "1.5s""#.to_owned()),
+            ("5.s", r#""5.s": expected a number and a unit, e.g. "5s" or "1.5s""#.to_owned()),
+            ("1.2.3s", r#""1.2.3s": expected a number and a unit, e.g. "5s" or "1.5s""#.to_owned()),
+            ("1m-30s", r#""1m-30s": expected a number and a unit, e.g. "5s" or "1.5s""#.to_owned()),
+            ("5S", format!(r#""5S": unknown unit "S" {units}"#)),
+            ("5secs", format!(r#""5secs": unknown unit "secs" {units}"#)),
+            ("1mo", format!(r#""1mo": unknown unit "mo" {units}"#)),
+            ("5µs", format!(r#""5µs": unknown unit "µs" {units}"#)),
         ];
         for (text, expected) in cases {
             let message = parse_duration(text).expect_err(text).to_string();
@@ -212,7 +240,20 @@ mod tests {
         }
         // Whatever the input, the message stays on one line.
         let message = parse_duration("5\nx").expect_err("newline").to_string();
-        assert_eq!(message, r#""5\nx": unknown unit "x" (use ms, s, m or h)"#);
+        assert_eq!(message, format!(r#""5\nx": unknown unit "x" {units}"#));
+    }
+
+    #[test]
+    fn accepts_sums_and_systemd_unit_names() {
+        assert_eq!(parse_duration("1m30s"), Ok(ms(90_000)));
+        assert_eq!(parse_duration("1min"), Ok(ms(60_000)));
+        assert_eq!(parse_duration("2h 30min"), Ok(ms(9_000_000)));
+        assert_eq!(parse_duration("1 hour 1 sec 5 msec"), Ok(ms(3_601_005)));
+        assert_eq!(parse_duration("1.5min"), Ok(ms(90_000)));
+        assert_eq!(parse_duration("2 seconds"), Ok(ms(2_000)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("5sec"), Ok(ms(5_000)));
     }
 
     #[test]

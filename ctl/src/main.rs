@@ -9,7 +9,7 @@ Usage: fakenotify-ctl VERB [OPTIONS] [ARGS]
 ";
 
 fn main() -> ExitCode {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut args = fakenotify_ctl::cli::split_eq(std::env::args_os().skip(1));
     let Some(first) = take_verb(&mut args) else {
         eprint!("{USAGE}\n{}", fakenotify_ctl::cli::VERBS_HELP);
         return ExitCode::from(2);

@@ -26,6 +26,8 @@ pub struct PolicyInfo {
     pub recursive: bool,
     pub mode: String,
     pub attr_cache: String,
+    /// `auto`, `every-poll` or `on-change`: when polls read a directory's listing.
+    pub listing: String,
     /// False while the policy's path does not exist.
     pub found: bool,
     pub objects: u64,
@@ -54,6 +56,24 @@ pub struct PolicyInfo {
     pub max_poll_interval_ms: u64,
     /// Objects polled less often than their interval because they stay unchanged.
     pub backed_off: u64,
+}
+
+/// A mount that holds polled objects, and how its directories are listed.
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
+pub struct MountInfo {
+    /// The device number, as `stat` prints it in hex.
+    pub device: String,
+    /// As `/proc/self/mountinfo` names it (`fuse.rclone`), else the `statfs` name.
+    pub fs_type: String,
+    /// Empty where the mount is in another mount namespace than the daemon's.
+    pub mount_point: String,
+    /// `every-poll` or `on-change`, before any policy's `listing`.
+    pub listing: String,
+    /// Why the directories are listed so.
+    pub reason: String,
+    /// `bypass`, `trust` or `mixed`: whether polls there bypass the attribute cache.
+    pub attr_cache: String,
+    pub objects: u64,
 }
 
 /// A poll running for more than a second: a slow or hung mount.
@@ -85,6 +105,7 @@ pub struct Status {
     pub objects_polled: u64,
     pub objects_kernel: u64,
     pub policies: Vec<PolicyInfo>,
+    pub mounts: Vec<MountInfo>,
     pub events_delivered: u64,
     pub overflows: u64,
     pub polls: u64,

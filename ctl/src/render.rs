@@ -102,18 +102,19 @@ fn micros(us: u64) -> String {
 
 pub fn policies_text(policies: &[PolicyInfo]) -> String {
     let mut out = format!(
-        "{:<40} {:>9} {:>9} {:>7} {:>10} {:>7}\n",
-        "PATH", "INTERVAL", "RECURSIVE", "MODE", "ATTR_CACHE", "OBJECTS"
+        "{:<40} {:>9} {:>9} {:>7} {:>10} {:>10} {:>7}\n",
+        "PATH", "INTERVAL", "RECURSIVE", "MODE", "ATTR_CACHE", "LISTING", "OBJECTS"
     );
     for p in policies {
         let path = if p.found { p.path.clone() } else { format!("{} (missing)", p.path) };
         out.push_str(&format!(
-            "{:<40} {:>9} {:>9} {:>7} {:>10} {:>7}\n",
+            "{:<40} {:>9} {:>9} {:>7} {:>10} {:>10} {:>7}\n",
             path,
             interval(p.interval_ms),
             if p.recursive { "yes" } else { "no" },
             p.mode,
             p.attr_cache,
+            p.listing,
             p.objects
         ));
     }
@@ -188,6 +189,23 @@ pub fn status_text(s: &Status) -> String {
             ));
         }
     }
+    if !s.mounts.is_empty() {
+        out.push_str(&format!(
+            "\n{:<32} {:<14} {:>10} {:>10} {:>7}  WHY\n",
+            "MOUNT", "TYPE", "LISTING", "ATTR_CACHE", "OBJECTS"
+        ));
+        for m in &s.mounts {
+            let place = if m.mount_point.is_empty() {
+                format!("(device {})", m.device)
+            } else {
+                m.mount_point.clone()
+            };
+            out.push_str(&format!(
+                "{:<32} {:<14} {:>10} {:>10} {:>7}  {}\n",
+                place, m.fs_type, m.listing, m.attr_cache, m.objects, m.reason
+            ));
+        }
+    }
     if !s.instances.is_empty() {
         out.push_str(&format!(
             "\n{:>8} {:>6} {:>8} {:>7} {:>10} {:>9}\n",
@@ -219,6 +237,7 @@ pub fn status_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::MountInfo;
 
     #[test]
     fn masks_name_their_bits() {
@@ -258,6 +277,27 @@ mod tests {
         assert!(text.contains("1000/s"), "{text}");
         assert!(text.contains("intervals stretched to 5s (7 polls held back)"), "{text}");
         assert!(text.contains("3 objects polled less often (up to 1m)"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_how_each_mount_is_listed() {
+        let status = Status {
+            mounts: vec![MountInfo {
+                device: "2b".into(),
+                fs_type: "fuse.rclone".into(),
+                mount_point: "/mnt/cloud".into(),
+                listing: "every-poll".into(),
+                reason: "rclone keeps a directory's mtime".into(),
+                attr_cache: "bypass".into(),
+                objects: 4,
+            }],
+            ..Default::default()
+        };
+        let text = status_text(&status);
+        let row = text.lines().find(|l| l.starts_with("/mnt/cloud")).expect("a mount row");
+        for word in ["fuse.rclone", "every-poll", "bypass", " 4 ", "rclone keeps"] {
+            assert!(row.contains(word), "{word} in {row}");
+        }
     }
 
     #[test]

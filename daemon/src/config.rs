@@ -27,8 +27,16 @@ const DAEMON_KEYS: [&str; 8] = [
     "max_user_watches",
     "max_queued_events",
 ];
-const WATCH_KEYS: [&str; 7] =
-    ["path", "poll_interval", "recursive", "mode", "attr_cache", "max_ops", "max_poll_interval"];
+const WATCH_KEYS: [&str; 8] = [
+    "path",
+    "poll_interval",
+    "recursive",
+    "mode",
+    "attr_cache",
+    "listing",
+    "max_ops",
+    "max_poll_interval",
+];
 
 /// Filesystem operations per second that the polls of one policy may make on one device,
 /// unless `default_max_ops` or the policy's `max_ops` says otherwise.
@@ -111,6 +119,8 @@ pub struct WatchPolicy {
     pub mode: Mode,
     /// `attr_cache`, `bypass` by default.
     pub attr_cache: AttrCache,
+    /// `listing`, `auto` by default: when a poll reads a directory's listing.
+    pub listing: Listing,
     /// `max_ops`: filesystem operations per second the polls may make on one device; past it
     /// intervals stretch. `None` means `daemon.default_max_ops`.
     pub max_ops: Option<u32>,
@@ -214,6 +224,23 @@ named_values! {
         Bypass = "bypass",
         /// Accept the client's attribute cache: cheaper for the server, later to see changes.
         Trust = "trust",
+    }
+}
+
+named_values! {
+    /// `listing` of a `[[watch]]`: when a poll reads a directory's listing rather than trust
+    /// its attributes to say that nothing changed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum Listing ("listing value", "auto, every-poll or on-change") {
+        /// As the mount deserves: every poll on servers known to keep a directory's times
+        /// (rclone, sshfs, mergerfs) and where a listing caught them hiding a change.
+        #[default]
+        Auto = "auto",
+        /// At every poll: one `READDIR` per directory, often no more round trips than the
+        /// `GETATTR` it replaces.
+        EveryPoll = "every-poll",
+        /// Only when the directory's mtime or ctime moved (and no verification listings).
+        OnChange = "on-change",
     }
 }
 
@@ -338,6 +365,7 @@ fn watch_policy(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<WatchPoli
         recursive: true,
         mode: Mode::default(),
         attr_cache: AttrCache::default(),
+        listing: Listing::default(),
         max_ops: None,
         max_poll_interval: None,
     };
@@ -348,6 +376,7 @@ fn watch_policy(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<WatchPoli
             "recursive" => boolean(value).map(|b| watch.recursive = b),
             "mode" => named(value).map(|mode| watch.mode = mode),
             "attr_cache" => named(value).map(|cache| watch.attr_cache = cache),
+            "listing" => named(value).map(|listing| watch.listing = listing),
             "max_ops" => positive(value).map(|n| watch.max_ops = Some(n)),
             "max_poll_interval" => duration(value).map(|d| watch.max_poll_interval = Some(d)),
             _ if DAEMON_KEYS.contains(&name) => {
@@ -798,6 +827,7 @@ poll_interval = "500ms"
 recursive = false
 mode = "poll"
 attr_cache = "trust"
+listing = "every-poll"
 
 [[watch]]
 path = "/home/shared"
@@ -817,6 +847,7 @@ mode = "inotify"
             recursive,
             mode: Mode::Auto,
             attr_cache: AttrCache::Bypass,
+            listing: Listing::Auto,
             max_ops: None,
             max_poll_interval: None,
         }
@@ -876,6 +907,7 @@ mode = "inotify"
                     recursive: true,
                     mode: Mode::Auto,
                     attr_cache: AttrCache::Bypass,
+                    listing: Listing::Auto,
                     max_ops: Some(300),
                     max_poll_interval: Some(secs(600)),
                 },
@@ -885,6 +917,7 @@ mode = "inotify"
                     recursive: false,
                     mode: Mode::Poll,
                     attr_cache: AttrCache::Trust,
+                    listing: Listing::EveryPoll,
                     max_ops: None,
                     max_poll_interval: None,
                 },
@@ -894,6 +927,7 @@ mode = "inotify"
                     recursive: true,
                     mode: Mode::Inotify,
                     attr_cache: AttrCache::Bypass,
+                    listing: Listing::Auto,
                     max_ops: None,
                     max_poll_interval: None,
                 },
@@ -1124,6 +1158,10 @@ mode = "inotify"
                 r#"watch[0].attr_cache: "off": unknown attr_cache value (use bypass or trust)"#,
             ),
             (
+                "[[watch]]\npath = \"/a\"\nlisting = \"always\"\n",
+                r#"watch[0].listing: "always": unknown listing value (use auto, every-poll or on-change)"#,
+            ),
+            (
                 "[daemon]\nlog_level = \"verbose\"\n",
                 r#"daemon.log_level: "verbose": unknown log level (use error, warn, info or debug)"#,
             ),
@@ -1310,7 +1348,7 @@ mode = "inotify"
         assert_eq!(
             message,
             format!(
-                r#"{}: watch[1].poll_interval: "5x": unknown unit "x" (use ms, s, m or h)"#,
+                r#"{}: watch[1].poll_interval: "5x": unknown unit "x" (use ms, s, m, h or d, e.g. "1m30s")"#,
                 file.display()
             )
         );

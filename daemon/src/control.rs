@@ -2,13 +2,16 @@
 //! changes at run time, reload and stop. Changes need uid 0 or the daemon's own uid
 //! (`SO_PEERCRED` of the connection); status and list are open to every local user.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fakenotify_ctl::message::{ErrorCount, InstanceInfo, PolicyInfo, Response, SlowScan, Status};
+use fakenotify_ctl::message::{
+    ErrorCount, InstanceInfo, MountInfo, PolicyInfo, Response, SlowScan, Status,
+};
 use fakenotify_proto::control::{ControlRequest, WireMode};
 
-use crate::config::{AttrCache, Mode, WatchPolicy};
+use crate::config::{AttrCache, Listing, Mode, WatchPolicy};
 use crate::pacing::backoff_interval;
 use crate::policy::{Policies, Policy};
 use crate::server::{now, Server};
@@ -65,6 +68,7 @@ impl Server {
                         WireMode::Inotify => Mode::Inotify,
                     },
                     attr_cache: AttrCache::Bypass,
+                    listing: Listing::Auto,
                     max_ops: None,
                     max_poll_interval: None,
                 };
@@ -158,6 +162,7 @@ impl Server {
                     AttrCache::Bypass => "bypass".into(),
                     AttrCache::Trust => "trust".into(),
                 },
+                listing: p.watch.listing.as_str().into(),
                 found: p.root.is_some(),
                 max_ops: u64::from(p.watch.max_ops.unwrap_or(self.policies.defaults.max_ops)),
                 max_poll_interval_ms: p
@@ -175,6 +180,7 @@ impl Server {
                 recursive: true,
                 mode: "auto".into(),
                 attr_cache: "bypass".into(),
+                listing: "auto".into(),
                 found: true,
                 max_ops: u64::from(self.policies.defaults.max_ops),
                 max_poll_interval_ms: self.policies.defaults.max_interval.map_or(0, millis),
@@ -199,6 +205,40 @@ impl Server {
             info.held_polls = pace.held;
             info.backed_off = backed_off[index];
         }
+        infos
+    }
+
+    /// The mounts of polled objects, with how many objects each holds and whether their
+    /// polls bypass the attribute cache.
+    fn mount_infos(&self) -> Vec<MountInfo> {
+        let mut caches: HashMap<u64, (bool, bool)> = HashMap::new();
+        for (_, object) in self.objects.iter().filter(|(_, o)| o.is_polled()) {
+            let seen = caches.entry(object.id.0).or_default();
+            if object.governance.force_sync {
+                seen.0 = true;
+            } else {
+                seen.1 = true;
+            }
+        }
+        let mut infos: Vec<MountInfo> = self
+            .mounts
+            .iter()
+            .map(|(dev, mount)| MountInfo {
+                device: format!("{dev:x}"),
+                fs_type: mount.fs_type.clone(),
+                mount_point: mount.mount_point.clone().unwrap_or_default(),
+                listing: mount.listing.name().into(),
+                reason: mount.reason.text().into(),
+                attr_cache: match caches.get(&dev) {
+                    Some((true, true)) => "mixed",
+                    Some((false, true)) => "trust",
+                    _ => "bypass",
+                }
+                .into(),
+                objects: mount.objects() as u64,
+            })
+            .collect();
+        infos.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
         infos
     }
 
@@ -235,6 +275,7 @@ impl Server {
             objects_polled: polled,
             objects_kernel: self.objects.len() as u64 - polled,
             policies: self.policy_infos(true),
+            mounts: self.mount_infos(),
             events_delivered: self.stats.closed_delivered + totals.1,
             overflows: self.stats.closed_overflows + totals.2,
             polls: self.stats.polls,

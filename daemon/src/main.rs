@@ -15,6 +15,8 @@ mod fstype;
 mod instance;
 mod kernel;
 mod listener;
+mod mountinfo;
+mod mounts;
 mod moves;
 mod pacing;
 mod policy;
@@ -29,6 +31,7 @@ mod server;
 mod signals;
 mod slab;
 mod snapshot;
+mod statx_batch;
 mod watch;
 mod wire;
 
@@ -58,6 +61,13 @@ Options:
 
 Signals: TERM and INT stop cleanly, HUP re-reads the configuration file.
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+";
+
+const START_HELP: &str = "\
+start [--config FILE] [--socket PATH]: serve in the foreground (systemd, Docker). FILE is TOML
+(default: /etc/fakenotify/config.toml if it exists, else built-in defaults); PATH is the
+listening socket (default: the config's daemon.socket, then $FAKENOTIFY_SOCKET, then
+/run/fakenotify/fakenotify.sock). TERM and INT stop cleanly, HUP re-reads FILE.
 ";
 
 const DEFAULT_CONFIG: &str = "/etc/fakenotify/config.toml";
@@ -96,16 +106,19 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Failure> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{USAGE}");
+    let mut args =
+        pico_args::Arguments::from_vec(fakenotify_ctl::cli::split_eq(std::env::args_os().skip(1)));
+    let verb = args.subcommand().map_err(|e| usage_error(e.to_string()))?;
+    // A verb's --help is the verb's; the admin verbs answer it themselves.
+    let verb_help = matches!(verb.as_deref(), Some("start"));
+    if (verb.is_none() || verb_help) && args.contains(["-h", "--help"]) {
+        print!("{}", if verb_help { START_HELP } else { USAGE });
         return Ok(());
     }
     if args.contains(["-V", "--version"]) {
         println!("fakenotifyd {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    let verb = args.subcommand().map_err(|e| usage_error(e.to_string()))?;
     match verb.as_deref() {
         Some("start") => start(args),
         Some(verb @ ("add" | "remove" | "list" | "status" | "reload" | "stop")) => {

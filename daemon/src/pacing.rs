@@ -242,6 +242,7 @@ mod tests {
                 interval,
                 mode: Mode::Poll,
                 force_sync: false,
+                listing: crate::config::Listing::Auto,
                 max_ops,
                 max_interval: max,
             },

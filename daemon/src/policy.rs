@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustix::fs::{Mode as FileMode, OFlags};
 
-use crate::config::{AttrCache, DaemonSettings, Mode, WatchPolicy};
+use crate::config::{AttrCache, DaemonSettings, Listing, Mode, WatchPolicy};
 
 pub type Identity = (u64, u64);
 
@@ -32,6 +32,8 @@ pub struct Governance {
     pub interval: Duration,
     pub mode: Mode,
     pub force_sync: bool,
+    /// When a poll reads a directory's listing; `Auto` leaves it to the mount.
+    pub listing: Listing,
     /// Filesystem operations per second for the polls of this policy on one device.
     pub max_ops: u32,
     /// The bound of the idle backoff; `None` (or one not above `interval`) means no backoff.
@@ -99,6 +101,7 @@ impl Policies {
                     interval: watch.poll_interval.unwrap_or(self.defaults.interval),
                     mode: watch.mode,
                     force_sync: watch.attr_cache == AttrCache::Bypass,
+                    listing: watch.listing,
                     max_ops: watch.max_ops.unwrap_or(self.defaults.max_ops),
                     max_interval: watch.max_poll_interval.or(self.defaults.max_interval),
                 }
@@ -108,6 +111,7 @@ impl Policies {
                 interval: self.defaults.interval,
                 mode: Mode::Auto,
                 force_sync: true,
+                listing: Listing::Auto,
                 max_ops: self.defaults.max_ops,
                 max_interval: self.defaults.max_interval,
             },
@@ -157,6 +161,7 @@ mod tests {
                 recursive,
                 mode: Mode::Poll,
                 attr_cache: AttrCache::Trust,
+                listing: Listing::Auto,
                 max_ops: None,
                 max_poll_interval: None,
             },

@@ -4,7 +4,6 @@
 //! mtime or ctime moved (or attributes are wanted and none are kept); with an unchanged listing
 //! and attributes wanted, only the known names are `statx`ed again.
 
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
@@ -12,8 +11,9 @@ use rustix::io::Errno;
 use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
 
 use crate::diff::{self, Change};
+use crate::mounts::{Listing, Observed, Reading};
 use crate::pacing::Pace;
-use crate::scan::{self, ScanCounters};
+use crate::scan::{self, ScanCounters, ScanIo};
 use crate::snapshot::{EntryStat, Snapshot};
 use crate::watch::{PollState, ScanState, Source, WatchedObject};
 
@@ -40,14 +40,14 @@ pub fn baseline(
     fd: OwnedFd,
     object: &WatchedObject,
     with_stats: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
     generation: u64,
 ) -> Result<PollState, (&'static str, Errno)> {
     let force_sync = object.governance.force_sync;
     let st = scan::stat_object(fd.as_fd(), force_sync, counters).map_err(|e| ("statx", e))?;
     let snapshot = if object.is_dir {
-        scan::list(fd.as_fd(), with_stats, force_sync, buf, counters)
+        scan::list(fd.as_fd(), with_stats, force_sync, io, counters)
             .map_err(|e| ("getdents64", e))?
     } else {
         Default::default()
@@ -60,6 +60,9 @@ pub fn baseline(
             stamp: scan::dir_stamp(&st),
             own: scan::entry_stat(&st),
             own_unsettled: false,
+            // Spread over the directories, so the verification listings do not come together.
+            unlisted_polls: (object.id.1 % u64::from(VERIFY_EVERY)) as u8,
+            stamp_racy: scan::dir_stamp(&st).is_recent(wall_clock_ns()),
         }),
         dispatched: None,
         misses: 0,
@@ -70,22 +73,23 @@ pub fn baseline(
     })
 }
 
-/// Polls `object` and updates its state. `want_stats` forces attributes to be read even if no
-/// current subscriber asks (used when a subscriber that needs them is about to join).
+/// Polls `object`, on a mount whose directories are listed as `listing` says, and updates its
+/// state. `want_stats` forces attributes to be read even if no current subscriber asks (used
+/// when a subscriber that needs them is about to join).
 pub fn poll(
     object: &mut WatchedObject,
+    listing: Listing,
     want_stats: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
-) -> PollOutcome {
-    let needs_stats = want_stats || object.needs_stats();
-    let force_sync = object.governance.force_sync;
-    let is_dir = object.is_dir;
-    let look = Look { ino: object.id.1, is_dir, needs_stats, force_sync };
+) -> (PollOutcome, Observed) {
+    let look = Look::of(object, listing, want_stats);
     let Source::Polled(PollState { fd, scan: Some(state), .. }) = &mut object.source else {
-        return PollOutcome::Unchanged;
+        return (PollOutcome::Unchanged, Observed::default());
     };
-    poll_state(fd.as_fd(), state, look, buf, counters)
+    let mut observed = Observed::default();
+    let outcome = poll_state(fd.as_fd(), state, look, io, counters, &mut observed);
+    (outcome, observed)
 }
 
 /// What one poll looks at, and how.
@@ -98,18 +102,39 @@ pub struct Look {
     pub is_dir: bool,
     pub needs_stats: bool,
     pub force_sync: bool,
+    pub reading: Reading,
 }
 
-/// One poll of the object behind `fd` against its last state `state`, which it updates. Needs
-/// nothing but its arguments, so a scanner thread can run it.
+impl Look {
+    /// The look of a poll of `object` on a mount listed as `listing` (before its policy's say).
+    pub fn of(object: &WatchedObject, listing: Listing, want_stats: bool) -> Look {
+        Look {
+            ino: object.id.1,
+            is_dir: object.is_dir,
+            needs_stats: want_stats || object.needs_stats(),
+            force_sync: object.governance.force_sync,
+            reading: listing.governed(object.governance.listing),
+        }
+    }
+}
+
+/// On a mount listed on change, every this many polls of a directory list it anyway, to verify
+/// that its attributes do move with every change (see [`crate::mounts`]). Unless its policy
+/// says `listing = "on-change"`, which asks for no verification.
+pub const VERIFY_EVERY: u8 = 16;
+
+/// One poll of the object behind `fd` against its last state `state`, which it updates, and
+/// what it tells of the mount in `observed`. Needs nothing but its arguments, so a scanner
+/// thread can run it.
 pub fn poll_state(
     fd: std::os::fd::BorrowedFd<'_>,
     state: &mut ScanState,
     look: Look,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
+    observed: &mut Observed,
 ) -> PollOutcome {
-    let Look { ino, is_dir, needs_stats, force_sync } = look;
+    let Look { ino, is_dir, needs_stats, force_sync, reading } = look;
     let st = match scan::stat_object(fd, force_sync, counters) {
         Ok(st) if st.stx_nlink == 0 => return PollOutcome::Gone,
         // Another inode behind the fd: the object is not where the fd leads any more (the
@@ -146,9 +171,17 @@ pub fn poll_state(
     if own_mask != 0 {
         changes.push(Change { mask: IN_ATTRIB | IN_ISDIR, ..Change::default() });
     }
-    let listing_changed = stamp != state.stamp || (needs_stats && !state.snapshot.has_stats());
-    let restated = if !listing_changed && needs_stats {
-        match scan::restat(fd, &state.snapshot, force_sync, counters) {
+    observed.whole_seconds = stamp.whole_seconds();
+    let stamp_moved = stamp != state.stamp;
+    let listing_changed = stamp_moved || (needs_stats && !state.snapshot.has_stats());
+    let must_list = listing_changed
+        || state.stamp_racy
+        || match reading {
+            Reading::EveryPoll => true,
+            Reading::OnChange { verify } => verify && state.unlisted_polls + 1 >= VERIFY_EVERY,
+        };
+    let restated = if !must_list && needs_stats {
+        match scan::restat(fd, &state.snapshot, force_sync, io, counters) {
             Ok(found) => found,
             Err(errno) if is_gone(errno) => return PollOutcome::Gone,
             Err(errno) => return PollOutcome::Failed { op: "statx", errno },
@@ -157,16 +190,42 @@ pub fn poll_state(
         None
     };
     let mut new = match restated {
-        Some(snapshot) => snapshot,
-        None if listing_changed || needs_stats => {
-            match list_still(fd, &mut stamp, needs_stats, force_sync, buf, counters) {
-                Ok(snapshot) => snapshot,
+        Some(snapshot) => {
+            state.unlisted_polls = state.unlisted_polls.saturating_add(1);
+            snapshot
+        }
+        None if must_list || needs_stats => {
+            let confirmed = list_confirmed(
+                fd,
+                &state.snapshot,
+                &mut stamp,
+                needs_stats,
+                force_sync,
+                io,
+                counters,
+            );
+            let listing = match confirmed {
+                Ok(Some(listing)) => listing,
+                // Two listings disagree on what is gone: nothing is reported, and the next
+                // poll lists again, as the stamp is left as it was.
+                Ok(None) => return outcome_of(changes),
                 Err((_, errno)) if is_gone(errno) => return PollOutcome::Gone,
                 Err((op, errno)) => return PollOutcome::Failed { op, errno },
-            }
+            };
+            observed.hidden_change = !stamp_moved
+                && !state.stamp_racy
+                && stamp == state.stamp
+                && !listing.same_names(&state.snapshot);
+            state.unlisted_polls = 0;
+            // Read right after a change, or close to one by the clock: a change later in the
+            // same tick would not move the stamp again.
+            state.stamp_racy = stamp_moved || stamp.is_recent(wall_clock_ns());
+            listing
         }
-        None if changes.is_empty() => return PollOutcome::Unchanged,
-        None => return PollOutcome::Changes(changes),
+        None => {
+            state.unlisted_polls = state.unlisted_polls.saturating_add(1);
+            return outcome_of(changes);
+        }
     };
     let mut stat_of = |snapshot: &Snapshot, index: usize| {
         new_name_stat(fd, snapshot, index, force_sync, counters)
@@ -176,11 +235,48 @@ pub fn poll_state(
     counters.changes += changes.len() as u64;
     state.snapshot = new;
     state.stamp = stamp;
+    outcome_of(changes)
+}
+
+fn outcome_of(changes: Vec<Change>) -> PollOutcome {
     if changes.is_empty() {
         PollOutcome::Unchanged
     } else {
         PollOutcome::Changes(changes)
     }
+}
+
+/// The time now, in nanoseconds since the epoch, as file times count it.
+fn wall_clock_ns() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A listing of `dir` that may be diffed against `known`. A listing that lacks names `known`
+/// has is confirmed by a second one, of the names alone, before any of them is reported deleted
+/// or moved away: a FUSE server may answer one listing from a cache being refilled, and a false
+/// `IN_DELETE` makes a media server drop the item from its library. The first listing is kept
+/// when the second lacks every name it lacked; `None` when the second still has one of them, so
+/// that nothing is reported from either and the next poll lists again.
+fn list_confirmed(
+    dir: std::os::fd::BorrowedFd<'_>,
+    known: &Snapshot,
+    stamp: &mut scan::DirStamp,
+    with_stats: bool,
+    force_sync: bool,
+    io: &mut ScanIo,
+    counters: &mut ScanCounters,
+) -> Result<Option<Snapshot>, (&'static str, Errno)> {
+    let first = list_still(dir, stamp, with_stats, force_sync, io, counters)?;
+    let missing = known.missing_from(&first);
+    if missing.is_empty() {
+        return Ok(Some(first));
+    }
+    let second =
+        scan::list(dir, false, force_sync, io, counters).map_err(|errno| ("getdents64", errno))?;
+    let lacking = known.missing_from(&second);
+    let confirmed = missing.iter().all(|index| lacking.binary_search(index).is_ok());
+    Ok(confirmed.then_some(first))
 }
 
 /// Listings read again while the directory changed under them, at most.
@@ -197,12 +293,12 @@ fn list_still(
     stamp: &mut scan::DirStamp,
     with_stats: bool,
     force_sync: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
 ) -> Result<Snapshot, (&'static str, Errno)> {
     let mut tries = 0;
     loop {
-        let snapshot = scan::list(dir, with_stats, force_sync, buf, counters)
+        let snapshot = scan::list(dir, with_stats, force_sync, io, counters)
             .map_err(|errno| ("getdents64", errno))?;
         tries += 1;
         let after = scan::stat_object(dir, force_sync, counters)

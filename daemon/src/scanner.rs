@@ -11,7 +11,6 @@
 //! touches watches, instances and subscribers; a scanner only runs `poller::poll_state`.
 
 use std::collections::{HashMap, VecDeque};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -19,8 +18,9 @@ use std::time::Instant;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
+use crate::mounts::Observed;
 use crate::poller::{self, PollOutcome};
-use crate::scan::ScanCounters;
+use crate::scan::{ScanCounters, ScanIo};
 use crate::watch::ScanState;
 
 /// One poll handed to a scanner thread.
@@ -42,6 +42,8 @@ pub struct ScanResult {
     pub scheduled: bool,
     pub state: ScanState,
     pub outcome: PollOutcome,
+    /// What the poll tells of its mount.
+    pub observed: Observed,
     pub counters: ScanCounters,
     pub took: std::time::Duration,
 }
@@ -140,18 +142,26 @@ fn next_job(jobs: &Jobs) -> Option<ScanJob> {
 }
 
 fn scan_loop(jobs: &Jobs, results: &Results) {
-    let mut buf = vec![MaybeUninit::uninit(); 64 * 1024];
+    let mut io = ScanIo::batched();
     while let Some(mut job) = next_job(jobs) {
         let mut counters = ScanCounters::default();
         let began = Instant::now();
-        let outcome =
-            poller::poll_state(job.fd.as_fd(), &mut job.state, job.look, &mut buf, &mut counters);
+        let mut observed = Observed::default();
+        let outcome = poller::poll_state(
+            job.fd.as_fd(),
+            &mut job.state,
+            job.look,
+            &mut io,
+            &mut counters,
+            &mut observed,
+        );
         let result = ScanResult {
             object: job.object,
             generation: job.generation,
             scheduled: job.scheduled,
             state: job.state,
             outcome,
+            observed,
             counters,
             took: began.elapsed(),
         };

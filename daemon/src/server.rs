@@ -28,11 +28,12 @@ use crate::fstype;
 use crate::instance::{Flush, Instance, QueuedEvent};
 use crate::kernel::KernelWatches;
 use crate::listener::Listener;
+use crate::mounts::{Mounts, Observed};
 use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
-use crate::scan::{self, ScanCounters};
+use crate::scan::{self, ScanCounters, ScanIo};
 use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
@@ -103,10 +104,12 @@ pub struct Server {
     pub(crate) pacing: Pacing,
     next_cookie: u32,
     next_generation: u64,
-    list_buf: Vec<MaybeUninit<u8>>,
+    /// For the polls the loop makes itself (a baseline, a poll before a subscriber joins).
+    scan_io: ScanIo,
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
     moves: MoveTracker,
+    pub(crate) mounts: Mounts,
     scanners: Scanners,
     /// Receive buffer for request records, kept so a request costs no 60 KiB clear.
     recv_buf: Vec<u8>,
@@ -220,9 +223,10 @@ impl Server {
             pacing: Pacing::default(),
             next_cookie: 1,
             next_generation: 1,
-            list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
+            scan_io: ScanIo::alone(),
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
+            mounts: Mounts::default(),
             scanners,
             recv_buf: Vec::new(),
             spare_fd: spare_fd(),
@@ -848,7 +852,7 @@ impl Server {
             own_fd,
             &object,
             with_stats,
-            &mut self.list_buf,
+            &mut self.scan_io,
             &mut self.counters,
             generation,
         )
@@ -867,6 +871,7 @@ impl Server {
                 });
         }
         object.source = Source::Polled(state);
+        self.mounts.attach(identity.0, remote.unwrap_or("local"));
         let interval = object.governance.interval;
         debug!("{}: polled every {interval:?} ({})", object.path, remote.unwrap_or("policy"));
         let id = self.objects.insert(object);
@@ -915,9 +920,12 @@ impl Server {
         // Held halves for this object have nobody to go to; those for others go out now.
         self.release_held(id);
         self.by_identity.remove(&object.id);
-        if let Source::Kernel { wd } = object.source {
-            self.by_kernel_wd.remove(&wd);
-            self.kernel.unwatch(wd);
+        match object.source {
+            Source::Kernel { wd } => {
+                self.by_kernel_wd.remove(&wd);
+                self.kernel.unwatch(wd);
+            }
+            Source::Polled(_) => self.mounts.detach(object.id.0),
         }
         debug!("{}: no longer watched", object.path);
     }
@@ -1015,8 +1023,8 @@ impl Server {
     /// when its result comes back ([`Server::on_scanned`]).
     fn dispatch(&mut self, id: usize, scheduled: bool) {
         let Some(object) = self.objects.get_mut(id) else { return };
-        let needs_stats = object.needs_stats();
-        let (dev, is_dir, force_sync) = (object.id.0, object.is_dir, object.governance.force_sync);
+        let dev = object.id.0;
+        let look = poller::Look::of(object, self.mounts.listing(dev), false);
         let Source::Polled(state) = &mut object.source else { return };
         let Ok(fd) = state.fd.try_clone() else {
             warn!("poll {}: no fd left to hand to the scanner", object.path);
@@ -1028,14 +1036,8 @@ impl Server {
             return;
         };
         let Some(scan) = state.scan.take() else { return };
-        let job = ScanJob {
-            object: id,
-            generation: state.generation,
-            scheduled,
-            fd,
-            look: poller::Look { ino: object.id.1, is_dir, needs_stats, force_sync },
-            state: scan,
-        };
+        let job =
+            ScanJob { object: id, generation: state.generation, scheduled, fd, look, state: scan };
         state.dispatched = Some(now());
         if let Err(job) = self.scanners.dispatch(dev, job) {
             // No thread: the state comes back and the poll is retried at the next interval.
@@ -1077,7 +1079,22 @@ impl Server {
                 self.schedule.at(Slot { object: id, generation }, next);
             }
             let path = object.path.clone();
+            self.observe_mount(id, result.observed);
             self.take_outcome(id, &path, result.outcome);
+        }
+    }
+
+    /// Takes what a poll of `id` told of its mount; the mount's turn to listing every poll is
+    /// logged, once.
+    fn observe_mount(&mut self, id: usize, observed: Observed) {
+        let Some(object) = self.objects.get(id) else { return };
+        if let Some(mount) = self.mounts.observe(object.id.0, observed) {
+            let place = mount.mount_point.as_deref().unwrap_or(&object.path);
+            warn!(
+                "{place} ({}): directories there are listed at every poll from now on: {}",
+                mount.fs_type,
+                mount.reason.text()
+            );
         }
     }
 
@@ -1158,8 +1175,11 @@ impl Server {
     /// attributes joins, to deliver pending changes and take a baseline with attributes.
     fn poll_object(&mut self, id: usize, want_stats: bool) {
         let Some(object) = self.objects.get_mut(id) else { return };
-        let outcome = poller::poll(object, want_stats, &mut self.list_buf, &mut self.counters);
+        let listing = self.mounts.listing(object.id.0);
+        let (outcome, observed) =
+            poller::poll(object, listing, want_stats, &mut self.scan_io, &mut self.counters);
         let path = object.path.clone();
+        self.observe_mount(id, observed);
         self.take_outcome(id, &path, outcome);
     }
 

@@ -38,13 +38,15 @@ impl EntryStat {
             true => RENAMED,
             false => 0,
         };
+        let is_dir = rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::Directory;
         EntryStat {
             mtime_ns,
             size,
             owner: fingerprint(&[u64::from(mode), u64::from(uid) << 32 | u64::from(gid)]),
             change: fingerprint(&[ctime_ns as u64, u64::from(nlink)])
-                & !(TIMES_SET | RENAMED | MOVED_IN)
+                & !(TIMES_SET | RENAMED | MOVED_IN | LINKED)
                 | if mtime_ns != ctime_ns { TIMES_SET } else { 0 }
+                | if !is_dir && nlink > 1 { LINKED } else { 0 }
                 | renamed,
         }
     }
@@ -65,6 +67,11 @@ impl EntryStat {
         self.change & MOVED_IN != 0
     }
 
+    /// Whether a file has other names (hard links): a new name of it is a link, not a write.
+    pub fn linked(&self) -> bool {
+        self.change & LINKED != 0
+    }
+
     /// Whether mtime was last set apart from ctime, by `utimensat` rather than a write.
     pub fn times_set(&self) -> bool {
         self.change & TIMES_SET != 0
@@ -74,6 +81,7 @@ impl EntryStat {
 const TIMES_SET: u32 = 1 << 31;
 const RENAMED: u32 = 1 << 30;
 const MOVED_IN: u32 = 1 << 29;
+const LINKED: u32 = 1 << 28;
 
 /// How far past its mtime a new name's ctime must be for the name to count as moved in. A
 /// creator that sets the owner or mode of a new file at once sets its ctime a little after its
@@ -158,6 +166,31 @@ impl Snapshot {
         self.entries[index].unsettled = unsettled;
     }
 
+    /// Whether `other` lists the same names with the same inodes (attributes aside).
+    pub fn same_names(&self, other: &Snapshot) -> bool {
+        self.len() == other.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|(a, b)| a.ino == b.ino && self.name(a) == other.name(b))
+    }
+
+    /// The indices of this listing's names that `newer` lacks, in order: what a diff would
+    /// report deleted or moved away.
+    pub fn missing_from(&self, newer: &Snapshot) -> Vec<usize> {
+        let mut missing = Vec::new();
+        let mut theirs = newer.entries.iter().map(|e| newer.name(e)).peekable();
+        for (index, entry) in self.entries.iter().enumerate() {
+            let name = self.name(entry);
+            while theirs.next_if(|other| *other < name).is_some() {}
+            if theirs.next_if(|other| *other == name).is_none() {
+                missing.push(index);
+            }
+        }
+        missing
+    }
+
     /// The same names with fresh attributes (for a directory whose listing did not change).
     pub fn with_stats(&self, stats: Vec<EntryStat>) -> Snapshot {
         debug_assert_eq!(stats.len(), self.entries.len());
@@ -230,6 +263,32 @@ mod tests {
         assert_eq!(s.stat(0).map(|st| st.size), Some(10));
         assert_eq!(s.stat(2).map(|st| st.size), Some(30));
         assert!(s.entries()[0].is_dir);
+    }
+
+    fn listing(names: &[(&str, u64)]) -> Snapshot {
+        let mut b = SnapshotBuilder::default();
+        for (name, ino) in names {
+            b.push(name.as_bytes(), *ino, false, None);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn missing_names_are_found_in_one_pass() {
+        let old = listing(&[("a", 1), ("b", 2), ("c", 3), ("d", 4)]);
+        assert_eq!(old.missing_from(&listing(&[("b", 2), ("d", 9), ("e", 5)])), [0, 2]);
+        assert_eq!(old.missing_from(&old), Vec::<usize>::new());
+        assert_eq!(old.missing_from(&Snapshot::default()), [0, 1, 2, 3]);
+        assert_eq!(Snapshot::default().missing_from(&old), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn same_names_ignores_attributes_but_not_inodes() {
+        let old = listing(&[("a", 1), ("b", 2)]);
+        assert!(old.same_names(&listing(&[("b", 2), ("a", 1)])));
+        assert!(!old.same_names(&listing(&[("a", 1), ("b", 3)])), "b replaced");
+        assert!(!old.same_names(&listing(&[("a", 1)])));
+        assert!(!old.same_names(&listing(&[("a", 1), ("c", 2)])), "b renamed");
     }
 
     #[test]

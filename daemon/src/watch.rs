@@ -36,6 +36,12 @@ pub struct ScanState {
     /// Attributes of the object itself (for watches on files).
     pub own: EntryStat,
     pub own_unsettled: bool,
+    /// Polls since the directory's listing was last read.
+    pub unlisted_polls: u8,
+    /// Whether the listing was read right after the stamp moved, or while it was recent by
+    /// the clock, so that a change later in the same tick (a jiffy; a second on coarse
+    /// servers) would leave it as it is: the next poll lists again.
+    pub stamp_racy: bool,
 }
 
 /// A polled object: the client's fd it is polled through, its last state and its pacing.

@@ -378,4 +378,35 @@ fn usage_errors_exit_2_and_help_exits_0() {
         let output = ctl(&socket, &[verb, "--help"], false);
         assert!(output.status.success() && !stdout(&output).is_empty(), "{verb} --help");
     }
+    // `fakenotifyd VERB --help` is the verb's help, not the general one.
+    for verb in ["start", "status", "add"] {
+        let output = Command::new(artifacts().fakenotifyd())
+            .args([verb, "--help"])
+            .output()
+            .expect("run fakenotifyd VERB --help");
+        let text = stdout(&output);
+        assert!(output.status.success() && text.starts_with(verb), "fakenotifyd {verb}: {text}");
+    }
+}
+
+#[test]
+fn options_take_their_value_after_an_equals_sign_too() {
+    let daemon = Daemon::fast();
+    let dir = TempDir::new("eq-options");
+    let socket = format!("--socket={}", daemon.socket().display());
+    let path = dir.path().display().to_string();
+    let added = Command::new(artifacts().fakenotify_ctl())
+        .args(["add", &path, "--poll-interval=1m30s", "--mode=poll", &socket])
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run fakenotify-ctl add");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let listed = Command::new(artifacts().fakenotifyd())
+        .args(["list", "--json", &socket])
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run fakenotifyd list");
+    let text = stdout(&listed);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(text.contains("\"interval_ms\":90000") && text.contains("\"mode\":\"poll\""), "{text}");
 }
