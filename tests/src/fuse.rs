@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::Background;
+use crate::process::{run, Background};
 use crate::sshd::{Sshd, SSH_PACKAGES};
 use crate::temp::TempDir;
 use crate::WAIT;
@@ -66,24 +66,11 @@ impl FuseMount {
     }
 
     fn mount_in(dir: TempDir, options: &[&str]) -> FuseMount {
-        require(&["bindfs"], "Debian/Ubuntu: apt-get install bindfs fuse3");
+        const INSTALL: &str = "Debian/Ubuntu: apt-get install bindfs fuse3";
+        require(&["bindfs"], INSTALL);
         let [backing, mount] = subdirectories(&dir, ["backing", "mount"]);
-        let output = Command::new("bindfs")
-            .args(options)
-            .arg(&backing)
-            .arg(&mount)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run bindfs: {e}"));
-        if !output.status.success() {
-            panic!(
-                "bindfs {} {} failed ({}): {}",
-                backing.display(),
-                mount.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        // bindfs mounts, then goes to the background by itself.
+        run(Command::new("bindfs").args(options).arg(&backing).arg(&mount), INSTALL);
         FuseMount::up(dir, vec![backing], mount, None, None)
     }
 
@@ -94,9 +81,8 @@ impl FuseMount {
     /// cannot be polled for changes anyway).
     pub fn rclone() -> FuseMount {
         const INSTALL: &str = "Debian/Ubuntu: apt-get install rclone fuse3";
-        require(&["rclone"], INSTALL);
-        let dir = TempDir::new("rclone");
-        let [backing, mount, cache] = subdirectories(&dir, ["backing", "mount", "cache"]);
+        let (dir, [backing, mount, cache]) =
+            layout("rclone", &["rclone"], INSTALL, ["backing", "mount", "cache"]);
         let mut command = Command::new("rclone");
         command
             .args(["mount", "--config", "/dev/null", "--cache-dir"])
@@ -104,17 +90,15 @@ impl FuseMount {
             .args(["--dir-cache-time", "100ms", "--attr-timeout", "100ms", "--poll-interval", "0"])
             .arg(format!(":local:{}", backing.display()))
             .arg(&mount);
-        let server =
-            Background::spawn("rclone mount", &mut command, dir.join("rclone.log"), INSTALL);
-        FuseMount::up(dir, vec![backing], mount, Some(server), None)
+        FuseMount::serve(dir, command, INSTALL, vec![backing], mount, None)
     }
 
     /// sshfs to root@127.0.0.1 on an sshd of its own ([`Sshd`]), with sshfs's directory cache
     /// off (`dir_cache=no`; else names are cached for `dcache_timeout`, 20 s).
     pub fn sshfs() -> FuseMount {
-        require(&["sshfs", "ssh", "ssh-keygen"], SSH_PACKAGES);
-        let dir = TempDir::new("sshfs");
-        let [backing, mount, ssh] = subdirectories(&dir, ["backing", "mount", "ssh"]);
+        let programs = ["sshfs", "ssh", "ssh-keygen"];
+        let (dir, [backing, mount, ssh]) =
+            layout("sshfs", &programs, SSH_PACKAGES, ["backing", "mount", "ssh"]);
         let sshd = Sshd::start(&ssh);
         let options = format!(
             "IdentityFile={},port={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,\
@@ -127,8 +111,7 @@ impl FuseMount {
             .args(["-f", "-o", &options])
             .arg(format!("root@127.0.0.1:{}", backing.display()))
             .arg(&mount);
-        let server = Background::spawn("sshfs", &mut command, dir.join("sshfs.log"), SSH_PACKAGES);
-        FuseMount::up(dir, vec![backing], mount, Some(server), Some(sshd))
+        FuseMount::serve(dir, command, SSH_PACKAGES, vec![backing], mount, Some(sshd))
     }
 
     /// A mergerfs pool of two branches, `disk1` and `disk2`, with mergerfs's defaults (among
@@ -136,13 +119,26 @@ impl FuseMount {
     /// [`FuseMount::backing`] is `disk2`, where changes go unseen in the pool's attributes.
     pub fn mergerfs() -> FuseMount {
         const INSTALL: &str = "Debian/Ubuntu: apt-get install mergerfs fuse3";
-        require(&["mergerfs"], INSTALL);
-        let dir = TempDir::new("mergerfs");
-        let [disk1, disk2, pool] = subdirectories(&dir, ["disk1", "disk2", "pool"]);
+        let (dir, [disk1, disk2, pool]) =
+            layout("mergerfs", &["mergerfs"], INSTALL, ["disk1", "disk2", "pool"]);
         let mut command = Command::new("mergerfs");
         command.arg("-f").arg(format!("{}:{}", disk1.display(), disk2.display())).arg(&pool);
-        let server = Background::spawn("mergerfs", &mut command, dir.join("mergerfs.log"), INSTALL);
-        FuseMount::up(dir, vec![disk1, disk2], pool, Some(server), None)
+        FuseMount::serve(dir, command, INSTALL, vec![disk1, disk2], pool, None)
+    }
+
+    /// Starts `command`, a FUSE server that stays in the foreground, and waits for its mount.
+    fn serve(
+        dir: TempDir,
+        mut command: Command,
+        install: &str,
+        branches: Vec<PathBuf>,
+        mount: PathBuf,
+        sshd: Option<Sshd>,
+    ) -> FuseMount {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let log = dir.join(format!("{program}.log"));
+        let server = Background::spawn(&program, &mut command, log, install);
+        FuseMount::up(dir, branches, mount, Some(server), sshd)
     }
 
     /// The mount once it is up; panics (with the server's output) if it does not come up.
@@ -247,6 +243,20 @@ pub fn check_prerequisites(programs: &[&str], install: &str) -> Result<(), Strin
         return Err("fusermount3 is not installed (Debian/Ubuntu: apt-get install fuse3)".into());
     }
     Ok(())
+}
+
+/// Checks for `programs` ([`require`]), then makes a temporary directory labelled `label` with
+/// the subdirectories `names`.
+fn layout<const N: usize>(
+    label: &str,
+    programs: &[&str],
+    install: &str,
+    names: [&str; N],
+) -> (TempDir, [PathBuf; N]) {
+    require(programs, install);
+    let dir = TempDir::new(label);
+    let paths = subdirectories(&dir, names);
+    (dir, paths)
 }
 
 /// Creates `names` in `dir` and returns their paths.

@@ -1,5 +1,6 @@
-//! Helper processes a test keeps running in the background (a FUSE server in the foreground,
-//! sshd), their output in a log file, stopped on drop: SIGTERM, then SIGKILL if they linger.
+//! Helper processes: those a test keeps running in the background (a FUSE server in the
+//! foreground, sshd), their output in a log file, stopped on drop (SIGTERM, then SIGKILL if
+//! they linger), and those it runs to completion (bindfs, ssh-keygen).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -55,6 +56,26 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         terminate(&mut self.child);
+    }
+}
+
+/// Runs `command` to completion (stdin from /dev/null); panics with its stderr if it fails, or
+/// naming `install` (what to install) if it cannot be started.
+pub fn run(command: &mut Command, install: &str) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} ({install})"));
+    if !output.status.success() {
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
+        panic!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 

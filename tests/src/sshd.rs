@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::process::Background;
+use crate::process::{run, Background};
 use crate::WAIT;
 
 /// What to install when ssh is missing.
@@ -102,19 +102,9 @@ fn config_text(dir: &Path, port: u16, host_key: &Path, authorized: &Path) -> Str
 
 /// `ssh-keygen` an ed25519 key without passphrase at `path` (and `path.pub`).
 fn keygen(path: &Path) {
-    let output = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "fakenotify-tests", "-f"])
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ssh-keygen: {e} ({SSH_PACKAGES})"));
-    if !output.status.success() {
-        panic!(
-            "ssh-keygen {} failed ({}): {}",
-            path.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let mut command = Command::new("ssh-keygen");
+    command.args(["-q", "-t", "ed25519", "-N", "", "-C", "fakenotify-tests", "-f"]).arg(path);
+    run(&mut command, SSH_PACKAGES);
 }
 
 /// sshd wants its absolute path (it re-executes itself); `/usr/sbin` is often not on a
