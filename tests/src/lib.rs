@@ -3,7 +3,8 @@
 //!
 //! The tests in `tests/tests/` start a `fakenotifyd` on a temporary socket ([`Daemon`]), mount a
 //! bindfs FUSE filesystem over a temporary backing directory ([`FuseMount`]) that stands in for
-//! NFS (or one of the FUSE servers users run: rclone, sshfs to a private [`Sshd`], mergerfs), make changes in the backing directory (which the kernel never reports on the mount), and
+//! NFS (or one of the FUSE servers users run: rclone, sshfs to a private [`Sshd`], mergerfs),
+//! make changes in the backing directory (which the kernel never reports on the mount), and
 //! run inotify clients with and without `LD_PRELOAD=libfakenotify.so` ([`Client`]): the C test
 //! client in `tests/clients/` (glibc and musl builds), `inotifywait` and a Node `fs.watch` script.
 //! [`artifacts`] builds the daemon, the ctl, the preload (a cargo workspace of its own) and the C
