@@ -133,18 +133,12 @@ pub struct ScanIo {
 }
 
 impl ScanIo {
-    /// For a scanner thread: `statx` of a directory's entries with requests in flight.
-    pub fn batched() -> ScanIo {
-        ScanIo::with(StatBatcher::new(statx_batch::IN_FLIGHT))
-    }
-
-    /// For the event loop's thread, which starts no helpers.
-    pub fn alone() -> ScanIo {
-        ScanIo::with(StatBatcher::alone())
-    }
-
-    fn with(stats: StatBatcher) -> ScanIo {
-        ScanIo { buf: vec![MaybeUninit::uninit(); 64 * 1024], stats }
+    /// `statx` of a directory's entries with requests in flight, where they are slow.
+    pub fn new() -> ScanIo {
+        ScanIo {
+            buf: vec![MaybeUninit::uninit(); 64 * 1024],
+            stats: StatBatcher::new(statx_batch::IN_FLIGHT),
+        }
     }
 }
 

@@ -142,7 +142,7 @@ fn next_job(jobs: &Jobs) -> Option<ScanJob> {
 }
 
 fn scan_loop(jobs: &Jobs, results: &Results) {
-    let mut io = ScanIo::batched();
+    let mut io = ScanIo::new();
     while let Some(mut job) = next_job(jobs) {
         let mut counters = ScanCounters::default();
         let began = Instant::now();

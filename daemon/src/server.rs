@@ -104,7 +104,8 @@ pub struct Server {
     pub(crate) pacing: Pacing,
     next_cookie: u32,
     next_generation: u64,
-    /// For the polls the loop makes itself (a baseline, a poll before a subscriber joins).
+    /// For the polls the loop makes itself (a baseline, a poll before a subscriber joins),
+    /// with `statx` helpers of its own for slow mounts.
     scan_io: ScanIo,
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
@@ -223,7 +224,7 @@ impl Server {
             pacing: Pacing::default(),
             next_cookie: 1,
             next_generation: 1,
-            scan_io: ScanIo::alone(),
+            scan_io: ScanIo::new(),
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
             mounts: Mounts::default(),

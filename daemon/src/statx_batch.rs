@@ -62,12 +62,7 @@ pub struct StatBatcher {
 }
 
 impl StatBatcher {
-    /// A batcher that never starts helpers: for `statx` made on the event loop's thread.
-    pub fn alone() -> StatBatcher {
-        StatBatcher { width: 1, helpers: None }
-    }
-
-    /// A batcher with up to `width` requests in flight.
+    /// A batcher with up to `width` requests in flight (1: never any helper).
     pub fn new(width: usize) -> StatBatcher {
         StatBatcher { width: width.max(1), helpers: None }
     }
@@ -218,7 +213,7 @@ mod tests {
         };
         let expected = vec![Ok(3), Err(Errno::NOENT), Ok(0), Ok(7)];
         let flags = AtFlags::SYMLINK_NOFOLLOW;
-        let alone = StatBatcher::alone().stat_all(fd.as_fd(), &names, flags, StatxFlags::SIZE);
+        let alone = StatBatcher::new(1).stat_all(fd.as_fd(), &names, flags, StatxFlags::SIZE);
         assert_eq!(sizes(alone), expected);
         let mut batcher = StatBatcher::new(4);
         let shared = batcher.helpers().expect("helpers start");

@@ -17,6 +17,7 @@
 pub mod artifacts;
 pub mod client;
 pub mod daemon;
+pub mod delayfs;
 pub mod deploy;
 pub mod differential;
 pub mod fuse;
