@@ -108,7 +108,8 @@ impl FuseMount {
         );
         let mut command = Command::new("sshfs");
         command
-            .args(["-f", "-o", &options])
+            // -F: no ssh_config of the machine or the user (a ControlMaster, another key).
+            .args(["-f", "-F", "/dev/null", "-o", &options])
             .arg(format!("root@127.0.0.1:{}", backing.display()))
             .arg(&mount);
         FuseMount::serve(dir, command, SSH_PACKAGES, vec![backing], mount, Some(sshd))
