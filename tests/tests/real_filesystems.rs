@@ -239,13 +239,26 @@ fn false_deletes_of(client: &mut Client, removed: &[&str]) -> Vec<EventLine> {
     events.into_iter().filter(|e| gone(e) && !removed.contains(&e.name.as_str())).collect()
 }
 
+/// Polls of an unchanged directory the quiet test watches: issue 13 asks for at least ten.
+const QUIET_POLLS: u64 = 11;
+
 fn a_file_that_never_changes_gets_no_event(server: Server) {
     let mut library = Library::new(server, ALL);
     let polls_before = library.daemon.status().polls;
-    let lines = library.client.collect_for(INTERVAL * 12);
-    let polls = library.daemon.status().polls - polls_before;
-    let events: Vec<_> = lines.iter().filter_map(|l| EventLine::parse(&l.text)).collect();
-    assert!(polls >= 10, "{server:?}: only {polls} polls in {:?}", INTERVAL * 12);
+    // Until the daemon has made that many polls, however late a loaded machine runs them.
+    let deadline = Instant::now() + INTERVAL * (QUIET_POLLS as u32) * 3;
+    let mut polls = 0;
+    while polls < QUIET_POLLS {
+        assert!(
+            Instant::now() < deadline,
+            "{server:?}: only {polls} polls in {:?}",
+            INTERVAL * (QUIET_POLLS as u32) * 3
+        );
+        library.client.collect_for(INTERVAL);
+        polls = library.daemon.status().polls - polls_before;
+    }
+    let events = library.client.events();
+    eprintln!("{server:?}: {polls} polls of an unchanged directory, {} events", events.len());
     if !events.is_empty() {
         library.client.fail(&format!(
             "{server:?}: {polls} polls of an unchanged directory gave events: {events:?}"
