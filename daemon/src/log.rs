@@ -1,7 +1,9 @@
 //! Leveled one-line logging to stderr, which systemd's journal and `docker logs` collect.
 //!
 //! The level is a global atomic set once from the configuration; each line reads
-//! `fakenotifyd: LEVEL: message` so a grep for the level or the path finds it.
+//! `fakenotifyd: LEVEL: message` so a grep for the level or the path finds it. Control
+//! characters in a message (a file name with a newline or an escape sequence) are written as
+//! `\xNN`: one event is one line, and nobody's file name drives the reader's terminal.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -25,8 +27,14 @@ pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
         LogLevel::Info => "info",
         LogLevel::Debug => "debug",
     };
+    let text = args.to_string();
+    let text = if text.chars().any(char::is_control) {
+        fakenotify_ctl::render::escape(&text)
+    } else {
+        text
+    };
     // A failed write to stderr leaves nowhere to report it.
-    let _ = writeln!(std::io::stderr().lock(), "fakenotifyd: {name}: {args}");
+    let _ = writeln!(std::io::stderr().lock(), "fakenotifyd: {name}: {text}");
 }
 
 macro_rules! log_at {

@@ -22,6 +22,7 @@ pub mod deploy;
 pub mod differential;
 pub mod fuse;
 pub mod masks;
+pub mod peer;
 pub mod process;
 pub mod remote;
 pub mod script;
