@@ -1,5 +1,6 @@
-//! FUSE mounts over fresh backing directories: bindfs, the stand-in for an NFS export, and the
-//! FUSE servers users run (rclone, sshfs, mergerfs) with their own quirks.
+//! FUSE mounts over fresh backing directories: bindfs, the stand-in for an NFS export, the FUSE
+//! servers users run (rclone, sshfs, mergerfs) with their own quirks, and delayfs, whose every
+//! request takes a set time.
 //!
 //! Changes made in `backing` reach the mount without passing through its VFS, so the kernel
 //! sends no inotify event for them on `mount`, exactly as with a file changed by another NFS
@@ -125,6 +126,31 @@ impl FuseMount {
         let mut command = Command::new("mergerfs");
         command.arg("-f").arg(format!("{}:{}", disk1.display(), disk2.display())).arg(&pool);
         FuseMount::serve(dir, command, INSTALL, vec![disk1, disk2], pool, None)
+    }
+
+    /// A latency-bound mount: `scripts/delayfs.py`, a read-only passthrough that answers every
+    /// request after `delay_ms` and serves many at once, as NFS, SMB, sshfs or rclone across a
+    /// network do. It runs on Debian's python3 with pyfuse3, whatever `python3` is on PATH.
+    pub fn delayfs(delay_ms: f64) -> FuseMount {
+        const INSTALL: &str = "Debian/Ubuntu: apt-get install python3-pyfuse3 python3-trio fuse3";
+        const PYTHON: &str = "/usr/bin/python3";
+        let usable = Command::new(PYTHON)
+            .args(["-c", "import pyfuse3, trio"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(usable, "delayfs needs {PYTHON} with pyfuse3 and trio ({INSTALL})");
+        let (dir, [backing, mount]) = layout("delayfs", &[], INSTALL, ["backing", "mount"]);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/delayfs.py");
+        let mut command = Command::new(PYTHON);
+        command.arg(script).arg(&backing).arg(&mount).arg(delay_ms.to_string());
+        FuseMount::serve(dir, command, INSTALL, vec![backing], mount, None)
+    }
+
+    /// The pid of the FUSE server when it runs as our child (all but bindfs), to stop it as
+    /// a hung server would be.
+    pub fn server_pid(&self) -> Option<i32> {
+        self.server.as_ref().map(|server| server.pid() as i32)
     }
 
     /// Starts `command`, a FUSE server that stays in the foreground, and waits for its mount.

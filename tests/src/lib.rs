@@ -17,7 +17,6 @@
 pub mod artifacts;
 pub mod client;
 pub mod daemon;
-pub mod delayfs;
 pub mod deploy;
 pub mod differential;
 pub mod fuse;

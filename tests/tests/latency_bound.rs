@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use fakenotify_ctl::message::{PolicyInfo, Status};
 use fakenotify_ctl::watcher::{WatchEvent, Watcher};
-use fakenotify_tests::delayfs::DelayMount;
 use fakenotify_tests::*;
 use nanoserde::DeJson;
 
@@ -20,7 +19,7 @@ const MODIFY: u32 = IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRI
 
 /// `backing/dNN` with `FILES` files each, left to age past the daemon's 2 s racy window; the
 /// same directories as the mount shows them.
-fn tree(mount: &DelayMount) -> Vec<PathBuf> {
+fn tree(mount: &FuseMount) -> Vec<PathBuf> {
     let dirs = (0..DIRS)
         .map(|d| {
             let name = format!("d{d:02}");
@@ -86,7 +85,7 @@ fn expect_event(rx: &mpsc::Receiver<WatchEvent>, what: &str, mask: u32, name: &[
 
 #[test]
 fn a_budget_holds_while_statx_calls_overlap() {
-    let mount = DelayMount::new(1.0);
+    let mount = FuseMount::delayfs(1.0);
     let dirs = tree(&mount);
     // 20 directories of 101 statx each at 1 s want about 2000 operations a second; 300 allowed.
     let daemon = Daemon::start(&format!(
@@ -110,7 +109,7 @@ fn a_budget_holds_while_statx_calls_overlap() {
 
 #[test]
 fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
-    let slow = DelayMount::new(1.0);
+    let slow = FuseMount::delayfs(1.0);
     let dirs = tree(&slow);
     let alive = FuseMount::new();
     let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
@@ -118,8 +117,9 @@ fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
     let alive_events = watch(&daemon, std::slice::from_ref(&alive.mount), IN_CREATE);
     // Polls of 101 statx at 1 ms, back to back: stopped now, the server holds many requests.
     std::thread::sleep(Duration::from_secs(1));
+    let server = slow.server_pid().expect("delayfs runs as our child");
     // SAFETY: kill(2) on the delayfs server this test started.
-    assert_eq!(unsafe { libc::kill(slow.server_pid(), libc::SIGSTOP) }, 0, "SIGSTOP delayfs");
+    assert_eq!(unsafe { libc::kill(server, libc::SIGSTOP) }, 0, "SIGSTOP delayfs");
     struct Continue(i32);
     impl Drop for Continue {
         fn drop(&mut self) {
@@ -127,7 +127,7 @@ fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
             unsafe { libc::kill(self.0, libc::SIGCONT) };
         }
     }
-    let frozen = Continue(slow.server_pid());
+    let frozen = Continue(server);
     std::fs::write(slow.backing("d03/during"), b"data").expect("write");
     std::thread::sleep(Duration::from_millis(1500));
 
