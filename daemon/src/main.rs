@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod diff;
 mod fstype;
+mod grant;
 mod instance;
 mod kernel;
 mod listener;

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fakenotify_proto::inotify::{
-    watch_mask_is_valid, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,
-    IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+    watch_mask_is_valid, IN_ATTRIB, IN_CLOSE_NOWRITE, IN_CREATE, IN_DELETE, IN_DELETE_SELF,
+    IN_IGNORED, IN_ISDIR, IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONESHOT,
+    IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -25,6 +26,7 @@ use rustix::time::{
 use crate::config::{Config, DaemonSettings, Mode};
 use crate::diff::Change;
 use crate::fstype;
+use crate::grant;
 use crate::instance::{Flush, Instance, QueuedEvent};
 use crate::kernel::KernelWatches;
 use crate::listener::Listener;
@@ -112,6 +114,9 @@ pub struct Server {
     recv_buf: Vec<u8>,
     /// Held open so that, out of fds, a connection can still be accepted and closed.
     spare_fd: Option<OwnedFd>,
+    /// Watches `(instance, wd)` whose next nameless IN_CLOSE_NOWRITE is the close of the fd
+    /// that proved read access for them (`expect_own_close`).
+    own_closes: HashSet<(u64, i32)>,
     pub(crate) running: bool,
     pub(crate) started: Duration,
     pub(crate) stats: Stats,
@@ -226,6 +231,7 @@ impl Server {
             scanners,
             recv_buf: Vec::new(),
             spare_fd: spare_fd(),
+            own_closes: HashSet::new(),
             running: true,
             started: now(),
             stats: Stats::default(),
@@ -471,7 +477,7 @@ impl Server {
     fn serve_connection(&mut self, id: usize) {
         let Some(conn) = self.connections.get(id) else { return };
         let (uid, pid) = (conn.uid, conn.pid);
-        let received = match wire::recv_record(conn.fd.as_fd(), &mut self.recv_buf) {
+        let mut received = match wire::recv_record(conn.fd.as_fd(), &mut self.recv_buf) {
             Ok(received) => received,
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.close_connection(id),
@@ -491,7 +497,12 @@ impl Server {
             // The application's end comes first, as proof of ownership; the object after it.
             Ok(record @ (Record::AddWatch { .. } | Record::RmWatch { .. })) => {
                 match received.fds.first().and_then(|app_end| self.instance_key(app_end)) {
-                    Some(key) => self.watch_request(key, uid, record, received.fds.get(1)),
+                    Some(key) => {
+                        let record = detach(record);
+                        // The object, if any, comes last.
+                        let object = received.fds.pop().filter(|_| record.fds() == 2);
+                        self.watch_request(key, uid, record, object)
+                    }
                     None => reply(Errno::INVAL),
                 }
             }
@@ -563,7 +574,7 @@ impl Server {
         let Some(instance) = self.instances.get(&key) else { return };
         let Some(channel) = instance.channel.as_ref() else { return };
         let (uid, pid) = (instance.uid, instance.pid);
-        let received = match wire::recv_record(channel.as_fd(), &mut self.recv_buf) {
+        let mut received = match wire::recv_record(channel.as_fd(), &mut self.recv_buf) {
             Ok(received) => received,
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.drop_channel(key),
@@ -574,7 +585,11 @@ impl Server {
             }
         };
         let answer = match received.channel_record() {
-            Ok(record) => self.watch_request(key, uid, record, received.fds.first()),
+            Ok(record) => {
+                let record = detach(record);
+                let object = received.fds.pop();
+                self.watch_request(key, uid, record, object)
+            }
             Err(error) => {
                 warn!("instance {key} (pid {pid} uid {uid}): {error}; closing its request channel");
                 self.stats.error("protocol");
@@ -593,20 +608,61 @@ impl Server {
     }
 
     /// An AddWatch or RmWatch for instance `key`, from either way in; `object` is the fd to
-    /// watch (the record's fd count was checked when it was received).
+    /// watch (the record's fd count was checked when it was received), taken so that it is
+    /// closed before any kernel watch is added.
     fn watch_request(
         &mut self,
         key: u64,
         uid: u32,
         record: Record<'_>,
-        object: Option<&OwnedFd>,
+        object: Option<OwnedFd>,
     ) -> Reply {
         match (record, object) {
             (Record::AddWatch { mask }, Some(object_fd)) => {
-                self.add_watch(key, uid, mask, object_fd)
+                if !watch_mask_is_valid(mask) {
+                    return reply(Errno::INVAL);
+                }
+                // The fd must prove read access for the peer; the daemon goes on with its own
+                // O_PATH handle of the object.
+                match grant::check(object_fd, uid) {
+                    Ok(granted) => {
+                        let answer = self.add_watch(key, uid, mask, &granted.handle);
+                        if answer.errno == 0 && granted.proof.is_some() {
+                            self.expect_own_close(key, answer.value);
+                        }
+                        // The proof's open file may end here, after the watch exists.
+                        drop(granted);
+                        answer
+                    }
+                    Err(errno) => {
+                        debug!("instance {key} (uid {uid}): add_watch refused: {errno}");
+                        self.stats.error("refused: unproven read access");
+                        reply(errno)
+                    }
+                }
             }
             (Record::RmWatch { wd }, _) => self.rm_watch(key, wd),
             _ => reply(Errno::INVAL),
+        }
+    }
+
+    /// The client opened the object to prove read access, and that open file's last close, here
+    /// or in the client, comes after the watch was added. A kernel watch that reports
+    /// IN_CLOSE_NOWRITE will see it: the subscriber must not, as a real `inotify_add_watch`
+    /// opens nothing. Another close of the object at the same moment is indistinguishable from
+    /// it, so whichever comes first is the one held back.
+    fn expect_own_close(&mut self, key: u64, wd: i32) {
+        let Some(id) = self.instances.get(&key).and_then(|i| i.watches.get(&wd)).map(|w| w.object)
+        else {
+            return;
+        };
+        let Some(object) = self.objects.get(id) else { return };
+        let reports_close = object
+            .subscribers
+            .iter()
+            .any(|s| s.instance == key && s.wd == wd && s.wants(IN_CLOSE_NOWRITE));
+        if matches!(object.source, Source::Kernel { .. }) && reports_close {
+            self.own_closes.insert((key, wd));
         }
     }
 
@@ -898,6 +954,7 @@ impl Server {
 
     /// Ends one watch: IN_IGNORED to its instance, and the object goes once nobody watches it.
     fn unsubscribe(&mut self, key: u64, wd: i32, id: usize) {
+        self.own_closes.remove(&(key, wd));
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.remove_watch(wd);
             instance.push(QueuedEvent { wd, mask: IN_IGNORED, cookie: 0, name: Box::default() });
@@ -947,6 +1004,7 @@ impl Server {
             }
         }
         self.dirty.remove(&key);
+        self.own_closes.retain(|&(instance, _)| instance != key);
         debug!("instance {key}: closed by pid {}", instance.pid);
     }
 
@@ -1532,6 +1590,13 @@ impl Server {
             if !sub.wants(mask) {
                 continue;
             }
+            if mask & IN_CLOSE_NOWRITE != 0
+                && name.is_empty()
+                && self.own_closes.remove(&(sub.instance, sub.wd))
+            {
+                // The close of the fd that proved read access for this watch.
+                continue;
+            }
             if let Some(instance) = self.instances.get_mut(&sub.instance) {
                 instance.push(QueuedEvent { wd: sub.wd, mask, cookie, name: name.clone().into() });
                 self.dirty.insert(sub.instance);
@@ -1573,6 +1638,18 @@ fn take_cookie(next: &mut u32) -> u32 {
     cookie
 }
 
+/// An AddWatch or RmWatch record, no longer borrowing the bytes it was decoded from (neither
+/// has a body to borrow), so that its fds can be taken from the received message.
+fn detach(record: Record<'_>) -> Record<'static> {
+    match record {
+        Record::AddWatch { mask } => Record::AddWatch { mask },
+        Record::RmWatch { wd } => Record::RmWatch { wd },
+        Record::Register => Record::Register,
+        Record::Reply(reply) => Record::Reply(reply),
+        Record::Control(_) | Record::ControlReply(_) => Record::Control(&[]),
+    }
+}
+
 fn spare_fd() -> Option<OwnedFd> {
     rustix::fs::open(
         "/",
@@ -1582,9 +1659,9 @@ fn spare_fd() -> Option<OwnedFd> {
     .ok()
 }
 
-/// The client sends `O_PATH` fds; listing a directory needs one opened for reading. Reopening
-/// `.` relative to the fd (or, failing that, through `/proc/self/fd`) reaches the very inode the
-/// client opened, after the client's own permission check.
+/// The daemon keeps `O_PATH` handles (`grant::check`); listing a directory needs one opened for
+/// reading. Reopening `.` relative to the fd (or, failing that, through `/proc/self/fd`) reaches
+/// the very inode the client opened, after its fd proved read access.
 fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
     if !is_dir {
         return fd.try_clone().map_err(|_| Errno::MFILE);

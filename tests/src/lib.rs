@@ -20,6 +20,7 @@ pub mod deploy;
 pub mod differential;
 pub mod fuse;
 pub mod masks;
+pub mod raw_client;
 pub mod remote;
 pub mod script;
 pub mod seqpacket;
