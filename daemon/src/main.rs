@@ -18,6 +18,7 @@ mod kernel;
 mod listener;
 mod moves;
 mod pacing;
+mod pairing;
 mod policy;
 mod poller;
 mod restart;

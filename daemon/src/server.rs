@@ -32,6 +32,7 @@ use crate::kernel::KernelWatches;
 use crate::listener::Listener;
 use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
+use crate::pairing;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
 use crate::scan::{self, ScanCounters};
@@ -702,6 +703,23 @@ impl Server {
         let Ok(key) = rustix::fs::fstat(app_end).map(|st| st.st_ino) else {
             return Err(Errno::BADF);
         };
+        // Nothing is written to either socket before they are known to be one pair.
+        match pairing::are_one_pair(app_end.as_fd(), daemon_end.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!("uid {uid} (pid {pid}): Register with two sockets that are no pair");
+                self.stats.error("refused: register of no pair");
+                return Err(Errno::INVAL);
+            }
+            Err(errno) => {
+                warn!(
+                    "uid {uid} (pid {pid}): cannot tell whether a Register's sockets are one \
+                     pair (sock_diag: {errno}; the kernel needs unix_diag); refused"
+                );
+                self.stats.error("refused: register unverified");
+                return Err(Errno::NOSYS);
+            }
+        }
         if self.instances.contains_key(&key) {
             return Err(Errno::EXIST);
         }
