@@ -83,6 +83,8 @@ pub struct Status {
     pub instances: Vec<InstanceInfo>,
     pub watches: u64,
     pub objects_polled: u64,
+    /// Kernel watches of local objects, on the instances' own inotify fds (one per instance
+    /// and object, charged to the instance's user).
     pub objects_kernel: u64,
     pub policies: Vec<PolicyInfo>,
     pub events_delivered: u64,

@@ -28,7 +28,7 @@ use crate::diff::Change;
 use crate::fstype;
 use crate::grant;
 use crate::instance::{Flush, Instance, QueuedEvent};
-use crate::kernel::KernelWatches;
+use crate::kernel::{InstanceKernel, KernelWatches};
 use crate::listener::Listener;
 use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
@@ -52,6 +52,8 @@ const CONNECTION: u64 = 5 << TOKEN_SHIFT;
 pub(crate) const INSTANCE: u64 = 6 << TOKEN_SHIFT;
 const SCANNED: u64 = 7 << TOKEN_SHIFT;
 const CHANNEL: u64 = 8 << TOKEN_SHIFT;
+/// An instance's own inotify fd (`InstanceKernel`).
+const INSTANCE_KERNEL: u64 = 9 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
@@ -69,6 +71,13 @@ const ID_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 /// without a wake-up, a quarter of an `inotify_add_watch` on a 2-core VM (`just bench`). Idle,
 /// the loop sleeps as before.
 const BUSY_AFTER_REQUEST: Duration = Duration::from_micros(50);
+
+/// Where a new object's events come from (`Server::placement`).
+struct Placement {
+    governance: policy::Governance,
+    remote: Option<&'static str>,
+    poll: bool,
+}
 
 /// A short-lived request connection and the credentials of its peer.
 struct Connection {
@@ -118,6 +127,8 @@ pub struct Server {
     /// Watches `(instance, wd)` whose next nameless IN_CLOSE_NOWRITE is the close of the fd
     /// that proved read access for them (`expect_own_close`).
     own_closes: HashSet<(u64, i32)>,
+    /// Read buffer for instances' inotify fds.
+    event_buf: Vec<u8>,
     pub(crate) running: bool,
     pub(crate) started: Duration,
     pub(crate) stats: Stats,
@@ -233,6 +244,7 @@ impl Server {
             recv_buf: Vec::new(),
             spare_fd: spare_fd(),
             own_closes: HashSet::new(),
+            event_buf: vec![0; 64 * 1024],
             running: true,
             started: now(),
             stats: Stats::default(),
@@ -273,6 +285,7 @@ impl Server {
                     INSTANCE => self.on_instance_ready(token & ID_MASK, flags),
                     SCANNED => self.on_scanned(),
                     CHANNEL => self.serve_channel(token & ID_MASK),
+                    INSTANCE_KERNEL => self.forward_instance_kernel(token & ID_MASK),
                     _ => {}
                 }
             }
@@ -653,10 +666,14 @@ impl Server {
     /// opens nothing. Another close of the object at the same moment is indistinguishable from
     /// it, so whichever comes first is the one held back.
     fn expect_own_close(&mut self, key: u64, wd: i32) {
-        let Some(id) = self.instances.get(&key).and_then(|i| i.watches.get(&wd)).map(|w| w.object)
-        else {
+        let Some(instance) = self.instances.get(&key) else { return };
+        if let Some(events) = instance.kernel.as_ref().and_then(|k| k.events_of(wd)) {
+            if events & IN_CLOSE_NOWRITE != 0 {
+                self.own_closes.insert((key, wd));
+            }
             return;
-        };
+        }
+        let Some(id) = instance.watches.get(&wd).map(|w| w.object) else { return };
         let Some(object) = self.objects.get(id) else { return };
         let reports_close = object
             .subscribers
@@ -741,9 +758,25 @@ impl Server {
             return Err(Errno::NOMEM);
         }
         let max_queued = self.settings.limits.max_queued_events as usize;
-        self.instances.insert(key, Instance::new(socket, uid, pid, max_queued));
+        let mut instance = Instance::new(socket, uid, pid, max_queued);
+        // The kernel's own EMFILE when the user is at max_user_instances, as inotify_init1.
+        instance.kernel = Some(self.instance_kernel(key, uid)?);
+        self.instances.insert(key, instance);
         debug!("instance {key}: registered by pid {pid} uid {uid}");
         Ok(key)
+    }
+
+    /// An instance's inotify fd, charged to `uid`, in the epoll set.
+    pub(crate) fn instance_kernel(&self, key: u64, uid: u32) -> Result<InstanceKernel, Errno> {
+        let kernel = InstanceKernel::new_as(uid).inspect_err(|errno| {
+            debug!("instance {key}: inotify_init1 as uid {uid}: {errno}");
+        })?;
+        let token = EventData::new_u64(INSTANCE_KERNEL | key);
+        epoll::add(&self.epoll, kernel.fd(), token, EventFlags::IN).map_err(|errno| {
+            warn!("epoll_ctl for an instance's inotify fd: {errno}");
+            Errno::NOMEM
+        })?;
+        Ok(kernel)
     }
 
     fn instance_key(&self, fd: &OwnedFd) -> Option<u64> {
@@ -788,9 +821,20 @@ impl Server {
                 return self.update_watch(id, key, wd, mask, object_fd);
             }
         }
+        let placement = match existing {
+            Some(_) => None,
+            None => Some(self.placement(object_fd, is_dir, identity)),
+        };
+        let local = placement.as_ref().is_some_and(|p| !p.poll);
+        let instance_kernel = self.instances.get(&key).and_then(|i| i.kernel.as_ref());
+        let rewatch = local && instance_kernel.is_some_and(|k| k.watches(identity));
         let watches: usize =
-            self.instances.values().filter(|i| i.uid == uid).map(|i| i.watches.len()).sum();
-        if watches >= self.settings.limits.max_user_watches as usize {
+            self.instances.values().filter(|i| i.uid == uid).map(Instance::watch_count).sum();
+        let limit = self.settings.limits.max_user_watches as usize;
+        if local && (rewatch || watches < limit) {
+            return self.add_kernel_watch(key, mask, object_fd, identity, placement.as_ref());
+        }
+        if watches >= limit {
             debug!("uid {uid} reached max_user_watches {}", self.settings.limits.max_user_watches);
             self.stats.error("limit: max_user_watches");
             return reply(Errno::NOSPC);
@@ -800,10 +844,13 @@ impl Server {
                 self.poll_before_joining(id, mask);
                 (id, true)
             }
-            None => match self.create_object(object_fd, is_dir, identity, mask) {
-                Ok(id) => (id, false),
-                Err(errno) => return reply(errno),
-            },
+            None => {
+                let placement = placement.expect("a new object was placed above");
+                match self.create_placed_object(object_fd, is_dir, identity, mask, placement) {
+                    Ok(id) => (id, false),
+                    Err(errno) => return reply(errno),
+                }
+            }
         };
         let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
         let wd = instance.allocate_wd();
@@ -817,6 +864,35 @@ impl Server {
             self.refresh_kernel_mask(id, object_fd);
         }
         Reply { errno: 0, value: wd }
+    }
+
+    /// `inotify_add_watch` on a local object: a kernel watch on the instance's own inotify fd,
+    /// charged to its user; the kernel answers as for the application itself (ENOSPC over the
+    /// user's `max_user_watches`, EEXIST for IN_MASK_CREATE, the same wd for the same object).
+    fn add_kernel_watch(
+        &mut self,
+        key: u64,
+        mask: u32,
+        object_fd: &OwnedFd,
+        identity: policy::Identity,
+        placement: Option<&Placement>,
+    ) -> Reply {
+        let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
+        let Some(mut kernel) = instance.kernel.take() else { return reply(Errno::NOSPC) };
+        let added = kernel.add(object_fd.as_fd(), identity, mask, || instance.allocate_wd());
+        instance.kernel = Some(kernel);
+        match added {
+            Ok((wd, _)) => {
+                let forced = placement.is_some_and(|p| p.governance.mode == Mode::Inotify);
+                let policy = if forced { ", by policy" } else { "" };
+                debug!("instance {key}: wd {wd} is a kernel watch (mask {mask:#x}{policy})");
+                Reply { errno: 0, value: wd }
+            }
+            Err(errno) => {
+                debug!("instance {key} (uid {}): kernel watch: {errno}", instance.uid);
+                reply(errno)
+            }
+        }
     }
 
     /// `inotify_add_watch` on an object the instance already watches: same wd, new mask.
@@ -865,6 +941,12 @@ impl Server {
         identity: policy::Identity,
         mask: u32,
     ) -> Result<usize, Errno> {
+        let placement = self.placement(fd, is_dir, identity);
+        self.create_placed_object(fd, is_dir, identity, mask, placement)
+    }
+
+    /// Whether an object is polled or watched by the kernel, and the policy that governs it.
+    fn placement(&self, fd: &OwnedFd, is_dir: bool, identity: policy::Identity) -> Placement {
         let ancestry = self.policies.ancestry(fd.as_fd(), identity, is_dir);
         let governance = self.policies.govern(&ancestry);
         // A filesystem that cannot say what it is gets polled, as a kernel watch there could
@@ -880,6 +962,18 @@ impl Server {
             Mode::Inotify => false,
             Mode::Auto => remote.is_some(),
         };
+        Placement { governance, remote, poll }
+    }
+
+    fn create_placed_object(
+        &mut self,
+        fd: &OwnedFd,
+        is_dir: bool,
+        identity: policy::Identity,
+        mask: u32,
+        placement: Placement,
+    ) -> Result<usize, Errno> {
+        let Placement { governance, remote, poll } = placement;
         // The path is only for people: status and log lines. A kernel watch names it only in
         // debug lines, so the common local add_watch skips the readlink.
         let id_text = || format!("(dev {} ino {})", identity.0, identity.1);
@@ -961,10 +1055,16 @@ impl Server {
     }
 
     fn rm_watch(&mut self, key: u64, wd: i32) -> Reply {
-        let Some(object) =
-            self.instances.get(&key).and_then(|i| i.watches.get(&wd)).map(|w| w.object)
-        else {
-            return reply(Errno::INVAL);
+        let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
+        let Some(object) = instance.watches.get(&wd).map(|w| w.object) else {
+            return match instance.kernel.as_mut().map(|k| k.remove(wd)) {
+                Some(Ok(())) => {
+                    // The kernel queued IN_IGNORED: it goes out before the reply.
+                    self.forward_instance_kernel(key);
+                    Reply { errno: 0, value: 0 }
+                }
+                _ => reply(Errno::INVAL),
+            };
         };
         self.unsubscribe(key, wd, object);
         Reply { errno: 0, value: 0 }
@@ -1598,6 +1698,31 @@ impl Server {
                 continue;
             }
             self.deliver_kernel_event(id, mask, cookie, name);
+        }
+    }
+
+    /// Relays what the kernel queued on instance `key`'s own inotify fd, with its wds.
+    fn forward_instance_kernel(&mut self, key: u64) {
+        let Some(instance) = self.instances.get_mut(&key) else { return };
+        let Some(kernel) = instance.kernel.as_mut() else { return };
+        let mut events = Vec::new();
+        let drained = kernel.drain(&mut self.event_buf, |wd, e| {
+            events.push(QueuedEvent { wd, mask: e.mask, cookie: e.cookie, name: e.name.into() })
+        });
+        if let Err(errno) = drained {
+            warn!("instance {key}: reading its inotify fd: {errno}");
+        }
+        for event in events {
+            let own_close = event.mask & IN_CLOSE_NOWRITE != 0 && event.name.is_empty();
+            if own_close && self.own_closes.remove(&(key, event.wd)) {
+                // The close of the fd that proved read access for this watch.
+                continue;
+            }
+            if event.mask & IN_IGNORED != 0 {
+                self.own_closes.remove(&(key, event.wd));
+            }
+            instance.push(event);
+            self.dirty.insert(key);
         }
     }
 
