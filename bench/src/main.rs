@@ -29,11 +29,12 @@ use crate::tree::Tree;
 const USAGE: &str = "\
 fakenotify-bench: FakeNotify's polls against the syscall floor and notify's PollWatcher
 
-Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--work DIR]
+Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--add-watch-only] [--work DIR]
 
   --sizes LIST   tree sizes in entries (default 10k,100k)
   --huge         add the 1m tree (slow behind bindfs: minutes)
   --no-fuse      local disk only
+  --add-watch-only  only the inotify_add_watch latencies (on the first size of 10k or more)
   --work DIR     where trees, mounts and sockets go (default $TMPDIR/fakenotify-bench)
 
 Needs target/release/fakenotifyd and libfakenotify.so beside this program (just bench builds
@@ -54,6 +55,7 @@ const CREATE_MASK: u32 = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | I
 struct Options {
     sizes: Vec<usize>,
     fuse: bool,
+    add_watch_only: bool,
     work: PathBuf,
 }
 
@@ -74,6 +76,7 @@ fn options() -> Result<Options, String> {
     let mut options = Options {
         sizes: vec![10_000, 100_000],
         fuse: true,
+        add_watch_only: false,
         work: std::env::temp_dir().join("fakenotify-bench"),
     };
     while let Some(arg) = args.next() {
@@ -87,6 +90,7 @@ fn options() -> Result<Options, String> {
             }
             "--huge" => options.sizes.push(1_000_000),
             "--no-fuse" => options.fuse = false,
+            "--add-watch-only" => options.add_watch_only = true,
             "--work" => options.work = args.next().ok_or("--work needs a directory")?.into(),
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -560,7 +564,10 @@ fn run(options: Options) -> Result<(), String> {
         let mut backing = Tree::create(&options.work.join(format!("tree-{label}")), size)
             .map_err(|e| format!("making the {label} tree: {e}"))?;
         let local = backing.seen_at(&backing.root.clone());
-        columns.push(measure_column(&mut ctx, &local, &mut backing, format!("{label} local"))?);
+        if !options.add_watch_only {
+            let label = format!("{label} local");
+            columns.push(measure_column(&mut ctx, &local, &mut backing, label)?);
+        }
         let mount = if fuse {
             let mount_dir = options.work.join(format!("mount-{label}"));
             Some(Bindfs::new(&backing.root, &mount_dir)?)
@@ -568,13 +575,13 @@ fn run(options: Options) -> Result<(), String> {
             None
         };
         let view = mount.as_ref().map(|m| backing.seen_at(&m.mount));
-        if let Some(view) = &view {
+        if let Some(view) = view.as_ref().filter(|_| !options.add_watch_only) {
             columns.push(measure_column(&mut ctx, view, &mut backing, format!("{label} bindfs"))?);
         }
         if Some(size) == add_watch_size {
             measure_add_watch(&ctx, &backing, view.as_ref(), &mut extras)?;
         }
-        if Some(size) == latency_size {
+        if Some(size) == latency_size && !options.add_watch_only {
             let (target, where_) = match &view {
                 Some(view) => (view.seen_at(&view.root), "bindfs"),
                 None => (local.seen_at(&local.root), "local"),
