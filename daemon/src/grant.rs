@@ -10,7 +10,7 @@
 //! bit for the owner, both the group's and others' read bits for anyone else (the peer's groups
 //! are unknown), no POSIX ACL, or a root peer. Everything else is EACCES.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -64,12 +64,13 @@ pub fn decide(object: &Received, peer_uid: u32) -> Result<(), Errno> {
 
 /// A received fd that earned a watch.
 pub struct Granted {
-    /// The daemon's own `O_PATH` handle of the object, which is all it keeps or watches through.
-    pub handle: OwnedFd,
-    /// The client's fd opened for reading, if it was one. Its open file's last close (the
-    /// client's copy or this one) is an `IN_CLOSE_NOWRITE` on the object, which the caller keeps
-    /// from the new watch: it holds this until the watch exists, so that close comes after.
-    pub proof: Option<OwnedFd>,
+    /// The client's fd. Kept no longer than the request: the daemon keeps `O_PATH` handles
+    /// (`o_path`) of what it polls.
+    pub fd: OwnedFd,
+    /// Whether it is open for reading. That open file's last close (the client's copy or this
+    /// one) is an `IN_CLOSE_NOWRITE` on the object, which the caller keeps from the new watch:
+    /// it holds `fd` until the watch exists, so that close comes after.
+    pub opened: bool,
 }
 
 /// Checks what `fd` proves for `peer_uid`.
@@ -85,18 +86,19 @@ pub fn check(fd: OwnedFd, peer_uid: u32) -> Result<Granted, Errno> {
     let received =
         Received { flags, kind, mode: Mode::from_raw_mode(st.st_mode), owner: st.st_uid, has_acl };
     decide(&received, peer_uid)?;
-    if flags.contains(OFlags::PATH) {
-        return Ok(Granted { handle: fd, proof: None });
-    }
-    Ok(Granted { handle: reopen_path(fd.as_fd())?, proof: Some(fd) })
+    Ok(Granted { fd, opened: !flags.contains(OFlags::PATH) })
 }
 
-/// An `O_PATH` handle of the same inode, through the magic link (the daemon is root, and
-/// `O_PATH` never opens the object itself).
-fn reopen_path(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+/// An `O_PATH` handle of the object behind `fd`: a copy if it is one, else a reopen through
+/// the magic link. An open file kept for as long as an object is polled would hold a deleted
+/// NFS file as a `.nfs*` silly rename, and a FUSE server's file handle.
+pub fn o_path(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    if flags.contains(OFlags::PATH) {
+        return rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|_| Errno::MFILE);
+    }
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     rustix::fs::open(path.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|_| Errno::MFILE)
 }
 
 /// Whether the object has a `system.posix_acl_access` attribute. Unknown counts as yes.

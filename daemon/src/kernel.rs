@@ -76,6 +76,8 @@ pub struct InstanceKernel {
     by_kwd: HashMap<i32, (i32, u32, (u64, u64))>,
     /// The instance's wd → kernel wd.
     by_wd: HashMap<i32, i32>,
+    /// The objects watched, by `(st_dev, st_ino)`.
+    by_identity: HashMap<(u64, u64), i32>,
 }
 
 impl InstanceKernel {
@@ -96,7 +98,12 @@ impl InstanceKernel {
             }
             fd?
         };
-        Ok(InstanceKernel { fd, by_kwd: HashMap::new(), by_wd: HashMap::new() })
+        Ok(InstanceKernel {
+            fd,
+            by_kwd: HashMap::new(),
+            by_wd: HashMap::new(),
+            by_identity: HashMap::new(),
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -127,12 +134,13 @@ impl InstanceKernel {
         };
         self.by_kwd.insert(kwd, (wd, events, identity));
         self.by_wd.insert(wd, kwd);
+        self.by_identity.insert(identity, kwd);
         Ok((wd, events))
     }
 
     /// Whether the object with this `(st_dev, st_ino)` is watched here.
     pub fn watches(&self, identity: (u64, u64)) -> bool {
-        self.by_kwd.values().any(|&(_, _, id)| id == identity)
+        self.by_identity.contains_key(&identity)
     }
 
     /// inotify_rm_watch(2) of the instance's `wd`: EINVAL if it is not one of these. The
@@ -173,7 +181,9 @@ impl InstanceKernel {
                 }
                 let Some(&(wd, _, _)) = self.by_kwd.get(&event.wd) else { continue };
                 if event.mask & IN_IGNORED != 0 {
-                    self.by_kwd.remove(&event.wd);
+                    if let Some((_, _, identity)) = self.by_kwd.remove(&event.wd) {
+                        self.by_identity.remove(&identity);
+                    }
                     self.by_wd.remove(&wd);
                 }
                 each(wd, event);

@@ -636,12 +636,11 @@ impl Server {
                 if !watch_mask_is_valid(mask) {
                     return reply(Errno::INVAL);
                 }
-                // The fd must prove read access for the peer; the daemon goes on with its own
-                // O_PATH handle of the object.
+                // The fd must prove read access for the peer.
                 match grant::check(object_fd, uid) {
                     Ok(granted) => {
-                        let answer = self.add_watch(key, uid, mask, &granted.handle);
-                        if answer.errno == 0 && granted.proof.is_some() {
+                        let answer = self.add_watch(key, uid, mask, &granted.fd);
+                        if answer.errno == 0 && granted.opened {
                             self.expect_own_close(key, answer.value);
                         }
                         // The proof's open file may end here, after the watch exists.
@@ -1802,12 +1801,13 @@ fn spare_fd() -> Option<OwnedFd> {
     .ok()
 }
 
-/// The daemon keeps `O_PATH` handles (`grant::check`); listing a directory needs one opened for
-/// reading. Reopening `.` relative to the fd (or, failing that, through `/proc/self/fd`) reaches
-/// the very inode the client opened, after its fd proved read access.
+/// The fd a polled object keeps: a directory's opened for reading, to list it; a file's
+/// `O_PATH` (`grant::o_path`), to stat it. Reopening `.` relative to the fd (or, failing that,
+/// through `/proc/self/fd`) reaches the very inode the client opened, after its fd proved read
+/// access.
 fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
     if !is_dir {
-        return fd.try_clone().map_err(|_| Errno::MFILE);
+        return grant::o_path(fd.as_fd());
     }
     let flags =
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
