@@ -30,7 +30,7 @@ const USAGE: &str = "\
 fakenotify-bench: FakeNotify's polls against the syscall floor and notify's PollWatcher
 
 Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--delays 0.2,1]
-                        [--delayed-size 10k] [--work DIR]
+                        [--delayed-size 10k] [--add-watch-only] [--work DIR]
 
   --sizes LIST         tree sizes in entries (default 10k,100k; none: delayed columns only)
   --huge               add the 1m tree (slow behind bindfs: minutes)
@@ -39,6 +39,7 @@ Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--delays 0.2,1]
                        delayed columns)
   --delayed-size SIZE  the tree behind the delayed mounts (default 10k; 100k takes about
                        half an hour at 1 ms, as the sequential floor alone is 100 s a pass)
+  --add-watch-only     only the inotify_add_watch latencies (on the first size of 10k or more)
   --work DIR           where trees, mounts and sockets go (default $TMPDIR/fakenotify-bench)
 
 Needs target/release/fakenotifyd and libfakenotify.so beside this program (just bench builds
@@ -63,6 +64,7 @@ struct Options {
     /// Milliseconds per request of each delayed mount.
     delays: Vec<f64>,
     delayed_size: usize,
+    add_watch_only: bool,
     work: PathBuf,
 }
 
@@ -85,6 +87,7 @@ fn options() -> Result<Options, String> {
         fuse: true,
         delays: vec![0.2, 1.0],
         delayed_size: 10_000,
+        add_watch_only: false,
         work: std::env::temp_dir().join("fakenotify-bench"),
     };
     while let Some(arg) = args.next() {
@@ -121,6 +124,7 @@ fn options() -> Result<Options, String> {
                 let size = args.next().ok_or("--delayed-size needs a size")?;
                 options.delayed_size = parse_size(&size).ok_or(format!("bad size {size:?}"))?;
             }
+            "--add-watch-only" => options.add_watch_only = true,
             "--work" => options.work = args.next().ok_or("--work needs a directory")?.into(),
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -668,7 +672,10 @@ fn run(options: Options) -> Result<(), String> {
         let mut backing = Tree::create(&options.work.join(format!("tree-{label}")), size)
             .map_err(|e| format!("making the {label} tree: {e}"))?;
         let local = backing.seen_at(&backing.root.clone());
-        columns.push(measure_column(&mut ctx, &local, &mut backing, format!("{label} local"), 3)?);
+        if !options.add_watch_only {
+            let label = format!("{label} local");
+            columns.push(measure_column(&mut ctx, &local, &mut backing, label, 3)?);
+        }
         let mount = if fuse {
             let mount_dir = options.work.join(format!("mount-{label}"));
             Some(Bindfs::new(&backing.root, &mount_dir)?)
@@ -676,19 +683,14 @@ fn run(options: Options) -> Result<(), String> {
             None
         };
         let view = mount.as_ref().map(|m| backing.seen_at(&m.mount));
-        if let Some(view) = &view {
-            columns.push(measure_column(
-                &mut ctx,
-                view,
-                &mut backing,
-                format!("{label} bindfs"),
-                3,
-            )?);
+        if let Some(view) = view.as_ref().filter(|_| !options.add_watch_only) {
+            let label = format!("{label} bindfs");
+            columns.push(measure_column(&mut ctx, view, &mut backing, label, 3)?);
         }
         if Some(size) == add_watch_size {
             measure_add_watch(&ctx, &backing, view.as_ref(), &mut extras)?;
         }
-        if Some(size) == latency_size {
+        if Some(size) == latency_size && !options.add_watch_only {
             let (target, where_) = match &view {
                 Some(view) => (view.seen_at(&view.root), "bindfs"),
                 None => (local.seen_at(&local.root), "local"),

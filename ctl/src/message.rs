@@ -143,6 +143,8 @@ pub struct Status {
     pub budgets: Budgets,
     pub watches: u64,
     pub objects_polled: u64,
+    /// Kernel watches of local objects, on the instances' own inotify fds (one per instance
+    /// and object, charged to the instance's user).
     pub objects_kernel: u64,
     pub policies: Vec<PolicyInfo>,
     pub mounts: Vec<MountInfo>,

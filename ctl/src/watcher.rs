@@ -2,12 +2,12 @@
 //! so `fakenotify-ctl watch` follows remote directories without any preload.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use fakenotify_proto::inotify::{Events, IN_DONT_FOLLOW, IN_ONLYDIR, MAX_EVENT_LEN};
 use fakenotify_proto::record::Record;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
 
@@ -94,16 +94,7 @@ impl Watcher {
     /// Watches `path` for `mask`, opening it with this process's credentials as the preload does.
     pub fn add(&mut self, path: &Path, mask: u32) -> Result<i32, WatchError> {
         let open_error = |errno| WatchError::Open { path: path.to_owned(), errno };
-        // O_PATH, as the preload: no IN_OPEN/IN_CLOSE_NOWRITE on the object, no FIFO blocking.
-        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
-        if mask & IN_DONT_FOLLOW != 0 {
-            flags |= OFlags::NOFOLLOW;
-        }
-        if mask & IN_ONLYDIR != 0 {
-            flags |= OFlags::DIRECTORY;
-        }
-        let object = rustix::fs::open(path, flags, Mode::empty()).map_err(open_error)?;
-        rustix::fs::access(path, rustix::fs::Access::READ_OK).map_err(open_error)?;
+        let object = open_object(path, mask).map_err(open_error)?;
         let conn = Connection::connect(&self.socket).map_err(WatchError::Daemon)?;
         let bytes = conn
             .call(&Record::AddWatch { mask }, &[self.app_end.as_fd(), object.as_fd()])
@@ -161,5 +152,32 @@ impl Watcher {
 
     pub fn watching(&self) -> usize {
         self.paths.len()
+    }
+}
+
+/// Opens `path` as the preload does, so that the fd proves read access to the daemon:
+/// directories and regular files for reading; FIFOs, devices, sockets, and a symlink watched
+/// itself (IN_DONT_FOLLOW) `O_PATH`, since opening them has side effects or is impossible.
+fn open_object(path: &Path, mask: u32) -> Result<OwnedFd, Errno> {
+    let mut flags = OFlags::CLOEXEC;
+    if mask & IN_DONT_FOLLOW != 0 {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let readable = OFlags::RDONLY | OFlags::NOCTTY;
+    match rustix::fs::open(path, flags | readable | OFlags::DIRECTORY, Mode::empty()) {
+        Err(Errno::NOTDIR) if mask & IN_ONLYDIR == 0 => {}
+        other => return other,
+    }
+    let object = rustix::fs::open(path, flags | OFlags::PATH, Mode::empty())?;
+    match FileType::from_raw_mode(rustix::fs::fstat(&object)?.st_mode) {
+        FileType::RegularFile | FileType::Directory => {
+            let magic = format!("/proc/self/fd/{}", object.as_raw_fd());
+            rustix::fs::open(magic.as_str(), readable | OFlags::CLOEXEC, Mode::empty())
+        }
+        FileType::Symlink => Ok(object),
+        _ => {
+            rustix::fs::access(path, rustix::fs::Access::READ_OK)?;
+            Ok(object)
+        }
     }
 }

@@ -266,7 +266,7 @@ impl Server {
             .map(|i| InstanceInfo {
                 pid: i.pid,
                 uid: i.uid,
-                watches: i.watches.len() as u64,
+                watches: i.watch_count() as u64,
                 queued: i.queued() as u64,
                 delivered: i.delivered,
                 overflows: i.overflows,
@@ -327,7 +327,12 @@ impl Server {
             instances_total: totals.3,
             watches: totals.0,
             objects_polled: polled,
-            objects_kernel: self.objects.len() as u64 - polled,
+            objects_kernel: self
+                .instances
+                .values()
+                .filter_map(|i| i.kernel.as_ref())
+                .map(|k| k.len() as u64)
+                .sum(),
             policies: self.policy_infos(true),
             mounts: self.mount_infos(),
             events_delivered: self.stats.closed_delivered + totals.1,

@@ -15,6 +15,7 @@ use rustix::io::Errno;
 use rustix::net::SendFlags;
 
 use crate::budget::{event_cost, QueueCharge};
+use crate::kernel::InstanceKernel;
 
 /// An event waiting to be written to the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +42,10 @@ pub struct Instance {
     pub uid: u32,
     pub pid: i32,
     /// Read here; changed only through `add_watch` and `remove_watch`, which keep `by_object`.
+    /// Polled objects only: local objects are watched on `kernel`.
     pub watches: BTreeMap<i32, WatchRef>,
+    /// The instance's own kernel watches (local objects), charged to its user.
+    pub kernel: Option<InstanceKernel>,
     /// The reverse of `watches`: each object's wd, so a repeated add_watch finds it at once.
     by_object: HashMap<usize, i32>,
     next_wd: i32,
@@ -79,6 +83,7 @@ impl Instance {
             uid,
             pid,
             watches: BTreeMap::new(),
+            kernel: None,
             by_object: HashMap::new(),
             next_wd: 1,
             queue: VecDeque::new(),
@@ -120,6 +125,11 @@ impl Instance {
         if let Some(watch) = self.watches.remove(&wd) {
             self.by_object.remove(&watch.object);
         }
+    }
+
+    /// Every watch of the instance, polled and kernel.
+    pub fn watch_count(&self) -> usize {
+        self.watches.len() + self.kernel.as_ref().map_or(0, InstanceKernel::len)
     }
 
     pub fn queued(&self) -> usize {

@@ -120,6 +120,11 @@ impl Server {
             let charge = self.queues.charge_for(saved.uid);
             let mut instance = Instance::new(socket, saved.uid, saved.pid, max_queued, charge);
             instance.resume_wds(saved.next_wd);
+            // Its local watches were not saved; later ones go on a new inotify fd of its user.
+            instance.kernel = self
+                .instance_kernel(saved.key, saved.uid)
+                .inspect_err(|errno| warn!("restart: instance {}: {errno}", saved.key))
+                .ok();
             self.instances.insert(saved.key, instance);
         }
         let mut watches = 0;

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fakenotify_proto::inotify::{
-    watch_mask_is_valid, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,
-    IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONESHOT, IN_ONLYDIR, IN_Q_OVERFLOW,
+    watch_mask_is_valid, IN_ATTRIB, IN_CLOSE_NOWRITE, IN_CREATE, IN_DELETE, IN_DELETE_SELF,
+    IN_IGNORED, IN_ISDIR, IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONESHOT,
+    IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -26,12 +27,14 @@ use crate::budget::{self, QueueMeters};
 use crate::config::{Config, DaemonSettings, Mode};
 use crate::diff::Change;
 use crate::fstype;
+use crate::grant;
 use crate::instance::{Flush, Instance, QueuedEvent};
-use crate::kernel::KernelWatches;
+use crate::kernel::{InstanceKernel, KernelWatches};
 use crate::listener::Listener;
 use crate::mounts::{Mounts, Observed};
 use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
+use crate::pairing;
 use crate::peer_log::PeerLog;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
@@ -53,6 +56,8 @@ const CONNECTION: u64 = 5 << TOKEN_SHIFT;
 pub(crate) const INSTANCE: u64 = 6 << TOKEN_SHIFT;
 const SCANNED: u64 = 7 << TOKEN_SHIFT;
 const CHANNEL: u64 = 8 << TOKEN_SHIFT;
+/// An instance's own inotify fd (`InstanceKernel`).
+const INSTANCE_KERNEL: u64 = 9 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
@@ -70,6 +75,13 @@ const ID_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 /// without a wake-up, a quarter of an `inotify_add_watch` on a 2-core VM (`just bench`). Idle,
 /// the loop sleeps as before.
 const BUSY_AFTER_REQUEST: Duration = Duration::from_micros(50);
+
+/// Where a new object's events come from (`Server::placement`).
+struct Placement {
+    governance: policy::Governance,
+    remote: Option<&'static str>,
+    poll: bool,
+}
 
 /// A short-lived request connection and the credentials of its peer.
 struct Connection {
@@ -122,6 +134,11 @@ pub struct Server {
     recv_buf: Vec<u8>,
     /// Held open so that, out of fds, a connection can still be accepted and closed.
     spare_fd: Option<OwnedFd>,
+    /// Watches `(instance, wd)` whose next nameless IN_CLOSE_NOWRITE is the close of the fd
+    /// that proved read access for them (`expect_own_close`).
+    own_closes: HashSet<(u64, i32)>,
+    /// Read buffer for instances' inotify fds.
+    event_buf: Vec<u8>,
     pub(crate) running: bool,
     pub(crate) started: Duration,
     pub(crate) stats: Stats,
@@ -248,6 +265,8 @@ impl Server {
             scanners,
             recv_buf: Vec::new(),
             spare_fd: spare_fd(),
+            own_closes: HashSet::new(),
+            event_buf: vec![0; 64 * 1024],
             running: true,
             started: now(),
             stats: Stats::default(),
@@ -293,6 +312,7 @@ impl Server {
                     INSTANCE => self.on_instance_ready(token & ID_MASK, flags),
                     SCANNED => self.on_scanned(),
                     CHANNEL => self.serve_channel(token & ID_MASK),
+                    INSTANCE_KERNEL => self.forward_instance_kernel(token & ID_MASK),
                     _ => {}
                 }
             }
@@ -540,7 +560,7 @@ impl Server {
     fn serve_connection(&mut self, id: usize) {
         let Some(conn) = self.connections.get(id) else { return };
         let (uid, pid) = (conn.uid, conn.pid);
-        let received = match wire::recv_record(conn.fd.as_fd(), &mut self.recv_buf) {
+        let mut received = match wire::recv_record(conn.fd.as_fd(), &mut self.recv_buf) {
             Ok(received) => received,
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.close_connection(id),
@@ -564,7 +584,12 @@ impl Server {
             // The application's end comes first, as proof of ownership; the object after it.
             Ok(record @ (Record::AddWatch { .. } | Record::RmWatch { .. })) => {
                 match received.fds.first().and_then(|app_end| self.instance_key(app_end)) {
-                    Some(key) => self.watch_request(key, uid, record, received.fds.get(1)),
+                    Some(key) => {
+                        let record = detach(record);
+                        // The object, if any, comes last.
+                        let object = received.fds.pop().filter(|_| record.fds() == 2);
+                        self.watch_request(key, uid, record, object)
+                    }
                     None => reply(Errno::INVAL),
                 }
             }
@@ -645,7 +670,7 @@ impl Server {
         let Some(instance) = self.instances.get(&key) else { return };
         let Some(channel) = instance.channel.as_ref() else { return };
         let (uid, pid) = (instance.uid, instance.pid);
-        let received = match wire::recv_record(channel.as_fd(), &mut self.recv_buf) {
+        let mut received = match wire::recv_record(channel.as_fd(), &mut self.recv_buf) {
             Ok(received) => received,
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.drop_channel(key),
@@ -662,7 +687,11 @@ impl Server {
             }
         };
         let answer = match received.channel_record() {
-            Ok(record) => self.watch_request(key, uid, record, received.fds.first()),
+            Ok(record) => {
+                let record = detach(record);
+                let object = received.fds.pop();
+                self.watch_request(key, uid, record, object)
+            }
             Err(error) => {
                 self.warn_peer(
                     uid,
@@ -687,20 +716,64 @@ impl Server {
     }
 
     /// An AddWatch or RmWatch for instance `key`, from either way in; `object` is the fd to
-    /// watch (the record's fd count was checked when it was received).
+    /// watch (the record's fd count was checked when it was received), taken so that it is
+    /// closed before any kernel watch is added.
     fn watch_request(
         &mut self,
         key: u64,
         uid: u32,
         record: Record<'_>,
-        object: Option<&OwnedFd>,
+        object: Option<OwnedFd>,
     ) -> Reply {
         match (record, object) {
             (Record::AddWatch { mask }, Some(object_fd)) => {
-                self.add_watch(key, uid, mask, object_fd)
+                if !watch_mask_is_valid(mask) {
+                    return reply(Errno::INVAL);
+                }
+                // The fd must prove read access for the peer.
+                match grant::check(object_fd, uid) {
+                    Ok(granted) => {
+                        let answer = self.add_watch(key, uid, mask, &granted.fd);
+                        if answer.errno == 0 && granted.opened {
+                            self.expect_own_close(key, answer.value);
+                        }
+                        // The proof's open file may end here, after the watch exists.
+                        drop(granted);
+                        answer
+                    }
+                    Err(errno) => {
+                        debug!("instance {key} (uid {uid}): add_watch refused: {errno}");
+                        self.stats.error("refused: unproven read access");
+                        reply(errno)
+                    }
+                }
             }
             (Record::RmWatch { wd }, _) => self.rm_watch(key, wd),
             _ => reply(Errno::INVAL),
+        }
+    }
+
+    /// The client opened the object to prove read access, and that open file's last close, here
+    /// or in the client, comes after the watch was added. A kernel watch that reports
+    /// IN_CLOSE_NOWRITE will see it: the subscriber must not, as a real `inotify_add_watch`
+    /// opens nothing. Another close of the object at the same moment is indistinguishable from
+    /// it, so whichever comes first is the one held back.
+    fn expect_own_close(&mut self, key: u64, wd: i32) {
+        let Some(instance) = self.instances.get(&key) else { return };
+        if let Some(events) = instance.kernel.as_ref().and_then(|k| k.events_of(wd)) {
+            if events & IN_CLOSE_NOWRITE != 0 {
+                self.own_closes.insert((key, wd));
+            }
+            return;
+        }
+        let Some(id) = instance.watches.get(&wd).map(|w| w.object) else { return };
+        let Some(object) = self.objects.get(id) else { return };
+        let reports_close = object
+            .subscribers
+            .iter()
+            .any(|s| s.instance == key && s.wd == wd && s.wants(IN_CLOSE_NOWRITE));
+        if matches!(object.source, Source::Kernel { .. }) && reports_close {
+            self.own_closes.insert((key, wd));
         }
     }
 
@@ -740,6 +813,23 @@ impl Server {
         let Ok(key) = rustix::fs::fstat(app_end).map(|st| st.st_ino) else {
             return Err(Errno::BADF);
         };
+        // Nothing is written to either socket before they are known to be one pair.
+        match pairing::are_one_pair(app_end.as_fd(), daemon_end.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!("uid {uid} (pid {pid}): Register with two sockets that are no pair");
+                self.stats.error("refused: register of no pair");
+                return Err(Errno::INVAL);
+            }
+            Err(errno) => {
+                warn!(
+                    "uid {uid} (pid {pid}): cannot tell whether a Register's sockets are one \
+                     pair (sock_diag: {errno}; the kernel needs unix_diag); refused"
+                );
+                self.stats.error("refused: register unverified");
+                return Err(Errno::NOSYS);
+            }
+        }
         if self.instances.contains_key(&key) {
             return Err(Errno::EXIST);
         }
@@ -754,7 +844,7 @@ impl Server {
             return Err(Errno::MFILE);
         }
         // An instance holds two fds: its socket and its request channel.
-        if self.user_use(uid).fds + 2 > self.user_fd_share() {
+        if self.user_use(uid).fds + crate::usage::FDS_PER_INSTANCE > self.user_fd_share() {
             debug!("uid {uid} (pid {pid}) reached its share of the daemon's fds");
             self.stats.error("limit: max_user_fds");
             return Err(Errno::MFILE);
@@ -768,9 +858,25 @@ impl Server {
         }
         let max_queued = self.settings.limits.max_queued_events as usize;
         let charge = self.queues.charge_for(uid);
-        self.instances.insert(key, Instance::new(socket, uid, pid, max_queued, charge));
+        let mut instance = Instance::new(socket, uid, pid, max_queued, charge);
+        // The kernel's own EMFILE when the user is at max_user_instances, as inotify_init1.
+        instance.kernel = Some(self.instance_kernel(key, uid)?);
+        self.instances.insert(key, instance);
         debug!("instance {key}: registered by pid {pid} uid {uid}");
         Ok(key)
+    }
+
+    /// An instance's inotify fd, charged to `uid`, in the epoll set.
+    pub(crate) fn instance_kernel(&self, key: u64, uid: u32) -> Result<InstanceKernel, Errno> {
+        let kernel = InstanceKernel::new_as(uid).inspect_err(|errno| {
+            debug!("instance {key}: inotify_init1 as uid {uid}: {errno}");
+        })?;
+        let token = EventData::new_u64(INSTANCE_KERNEL | key);
+        epoll::add(&self.epoll, kernel.fd(), token, EventFlags::IN).map_err(|errno| {
+            warn!("epoll_ctl for an instance's inotify fd: {errno}");
+            Errno::NOMEM
+        })?;
+        Ok(kernel)
     }
 
     fn instance_key(&self, fd: &OwnedFd) -> Option<u64> {
@@ -815,9 +921,20 @@ impl Server {
                 return self.update_watch(id, key, wd, mask, object_fd);
             }
         }
+        let placement = match existing {
+            Some(_) => None,
+            None => Some(self.placement(object_fd, is_dir, identity)),
+        };
+        let local = placement.as_ref().is_some_and(|p| !p.poll);
+        let instance_kernel = self.instances.get(&key).and_then(|i| i.kernel.as_ref());
+        let rewatch = local && instance_kernel.is_some_and(|k| k.watches(identity));
         let watches: usize =
-            self.instances.values().filter(|i| i.uid == uid).map(|i| i.watches.len()).sum();
-        if watches >= self.settings.limits.max_user_watches as usize {
+            self.instances.values().filter(|i| i.uid == uid).map(Instance::watch_count).sum();
+        let limit = self.settings.limits.max_user_watches as usize;
+        if local && (rewatch || watches < limit) {
+            return self.add_kernel_watch(key, mask, object_fd, identity, placement.as_ref());
+        }
+        if watches >= limit {
             debug!("uid {uid} reached max_user_watches {}", self.settings.limits.max_user_watches);
             self.stats.error("limit: max_user_watches");
             return reply(Errno::NOSPC);
@@ -833,10 +950,13 @@ impl Server {
                 self.poll_before_joining(id, mask);
                 (id, true)
             }
-            None => match self.create_object(object_fd, is_dir, identity, mask) {
-                Ok(id) => (id, false),
-                Err(errno) => return reply(errno),
-            },
+            None => {
+                let placement = placement.expect("a new object was placed above");
+                match self.create_placed_object(object_fd, is_dir, identity, mask, placement) {
+                    Ok(id) => (id, false),
+                    Err(errno) => return reply(errno),
+                }
+            }
         };
         if !joined && self.objects.get(id).is_some_and(|o| o.is_polled()) {
             // A new polled object: its fd and listing are known only now; over the uid's
@@ -858,6 +978,35 @@ impl Server {
             self.refresh_kernel_mask(id, object_fd);
         }
         Reply { errno: 0, value: wd }
+    }
+
+    /// `inotify_add_watch` on a local object: a kernel watch on the instance's own inotify fd,
+    /// charged to its user; the kernel answers as for the application itself (ENOSPC over the
+    /// user's `max_user_watches`, EEXIST for IN_MASK_CREATE, the same wd for the same object).
+    fn add_kernel_watch(
+        &mut self,
+        key: u64,
+        mask: u32,
+        object_fd: &OwnedFd,
+        identity: policy::Identity,
+        placement: Option<&Placement>,
+    ) -> Reply {
+        let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
+        let Some(mut kernel) = instance.kernel.take() else { return reply(Errno::NOSPC) };
+        let added = kernel.add(object_fd.as_fd(), identity, mask, || instance.allocate_wd());
+        instance.kernel = Some(kernel);
+        match added {
+            Ok((wd, _)) => {
+                let forced = placement.is_some_and(|p| p.governance.mode == Mode::Inotify);
+                let policy = if forced { ", by policy" } else { "" };
+                debug!("instance {key}: wd {wd} is a kernel watch (mask {mask:#x}{policy})");
+                Reply { errno: 0, value: wd }
+            }
+            Err(errno) => {
+                debug!("instance {key} (uid {}): kernel watch: {errno}", instance.uid);
+                reply(errno)
+            }
+        }
     }
 
     /// `inotify_add_watch` on an object the instance already watches: same wd, new mask.
@@ -906,6 +1055,12 @@ impl Server {
         identity: policy::Identity,
         mask: u32,
     ) -> Result<usize, Errno> {
+        let placement = self.placement(fd, is_dir, identity);
+        self.create_placed_object(fd, is_dir, identity, mask, placement)
+    }
+
+    /// Whether an object is polled or watched by the kernel, and the policy that governs it.
+    fn placement(&self, fd: &OwnedFd, is_dir: bool, identity: policy::Identity) -> Placement {
         let ancestry = self.policies.ancestry(fd.as_fd(), identity, is_dir);
         let governance = self.policies.govern(&ancestry);
         // A filesystem that cannot say what it is gets polled, as a kernel watch there could
@@ -921,6 +1076,18 @@ impl Server {
             Mode::Inotify => false,
             Mode::Auto => remote.is_some(),
         };
+        Placement { governance, remote, poll }
+    }
+
+    fn create_placed_object(
+        &mut self,
+        fd: &OwnedFd,
+        is_dir: bool,
+        identity: policy::Identity,
+        mask: u32,
+        placement: Placement,
+    ) -> Result<usize, Errno> {
+        let Placement { governance, remote, poll } = placement;
         // The path is only for people: status and log lines. A kernel watch names it only in
         // debug lines, so the common local add_watch skips the readlink.
         let id_text = || format!("(dev {} ino {})", identity.0, identity.1);
@@ -1003,10 +1170,16 @@ impl Server {
     }
 
     fn rm_watch(&mut self, key: u64, wd: i32) -> Reply {
-        let Some(object) =
-            self.instances.get(&key).and_then(|i| i.watches.get(&wd)).map(|w| w.object)
-        else {
-            return reply(Errno::INVAL);
+        let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
+        let Some(object) = instance.watches.get(&wd).map(|w| w.object) else {
+            return match instance.kernel.as_mut().map(|k| k.remove(wd)) {
+                Some(Ok(())) => {
+                    // The kernel queued IN_IGNORED: it goes out before the reply.
+                    self.forward_instance_kernel(key);
+                    Reply { errno: 0, value: 0 }
+                }
+                _ => reply(Errno::INVAL),
+            };
         };
         self.unsubscribe(key, wd, object);
         Reply { errno: 0, value: 0 }
@@ -1014,6 +1187,7 @@ impl Server {
 
     /// Ends one watch: IN_IGNORED to its instance, and the object goes once nobody watches it.
     fn unsubscribe(&mut self, key: u64, wd: i32, id: usize) {
+        self.own_closes.remove(&(key, wd));
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.remove_watch(wd);
             instance.push(QueuedEvent { wd, mask: IN_IGNORED, cookie: 0, name: Box::default() });
@@ -1067,6 +1241,7 @@ impl Server {
             }
         }
         self.dirty.remove(&key);
+        self.own_closes.retain(|&(instance, _)| instance != key);
         debug!("instance {key}: closed by pid {}", instance.pid);
         drop(instance);
         self.freed_since_trim += held;
@@ -1664,11 +1839,43 @@ impl Server {
         }
     }
 
+    /// Relays what the kernel queued on instance `key`'s own inotify fd, with its wds.
+    fn forward_instance_kernel(&mut self, key: u64) {
+        let Some(instance) = self.instances.get_mut(&key) else { return };
+        let Some(kernel) = instance.kernel.as_mut() else { return };
+        let mut events = Vec::new();
+        let drained = kernel.drain(&mut self.event_buf, |wd, e| {
+            events.push(QueuedEvent { wd, mask: e.mask, cookie: e.cookie, name: e.name.into() })
+        });
+        if let Err(errno) = drained {
+            warn!("instance {key}: reading its inotify fd: {errno}");
+        }
+        for event in events {
+            let own_close = event.mask & IN_CLOSE_NOWRITE != 0 && event.name.is_empty();
+            if own_close && self.own_closes.remove(&(key, event.wd)) {
+                // The close of the fd that proved read access for this watch.
+                continue;
+            }
+            if event.mask & IN_IGNORED != 0 {
+                self.own_closes.remove(&(key, event.wd));
+            }
+            instance.push(event);
+            self.dirty.insert(key);
+        }
+    }
+
     fn deliver_kernel_event(&mut self, id: usize, mask: u32, cookie: u32, name: Vec<u8>) {
         let Some(object) = self.objects.get(id) else { return };
         let mut oneshot_done = Vec::new();
         for sub in &object.subscribers {
             if !sub.wants(mask) {
+                continue;
+            }
+            if mask & IN_CLOSE_NOWRITE != 0
+                && name.is_empty()
+                && self.own_closes.remove(&(sub.instance, sub.wd))
+            {
+                // The close of the fd that proved read access for this watch.
                 continue;
             }
             if let Some(instance) = self.instances.get_mut(&sub.instance) {
@@ -1730,6 +1937,18 @@ fn give_memory_back() {
     }
 }
 
+/// An AddWatch or RmWatch record, no longer borrowing the bytes it was decoded from (neither
+/// has a body to borrow), so that its fds can be taken from the received message.
+fn detach(record: Record<'_>) -> Record<'static> {
+    match record {
+        Record::AddWatch { mask } => Record::AddWatch { mask },
+        Record::RmWatch { wd } => Record::RmWatch { wd },
+        Record::Register => Record::Register,
+        Record::Reply(reply) => Record::Reply(reply),
+        Record::Control(_) | Record::ControlReply(_) => Record::Control(&[]),
+    }
+}
+
 fn spare_fd() -> Option<OwnedFd> {
     rustix::fs::open(
         "/",
@@ -1739,12 +1958,13 @@ fn spare_fd() -> Option<OwnedFd> {
     .ok()
 }
 
-/// The client sends `O_PATH` fds; listing a directory needs one opened for reading. Reopening
-/// `.` relative to the fd (or, failing that, through `/proc/self/fd`) reaches the very inode the
-/// client opened, after the client's own permission check.
+/// The fd a polled object keeps: a directory's opened for reading, to list it; a file's
+/// `O_PATH` (`grant::o_path`), to stat it. Reopening `.` relative to the fd (or, failing that,
+/// through `/proc/self/fd`) reaches the very inode the client opened, after its fd proved read
+/// access.
 fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
     if !is_dir {
-        return fd.try_clone().map_err(|_| Errno::MFILE);
+        return grant::o_path(fd.as_fd());
     }
     let flags =
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;

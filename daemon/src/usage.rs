@@ -10,6 +10,10 @@ use crate::budget;
 use crate::server::Server;
 use crate::watch::{PollState, Source};
 
+/// Fds the daemon holds for each instance: its socket, its request channel and the inotify fd
+/// made for it (charged to its uid).
+pub const FDS_PER_INSTANCE: u64 = 3;
+
 /// Whether a watch makes a new polled object or joins one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Object {
@@ -55,7 +59,7 @@ impl Server {
                 }
             }
         }
-        use_.fds = 2 * use_.instances + use_.polled;
+        use_.fds = FDS_PER_INSTANCE * use_.instances + use_.polled;
         use_
     }
 

@@ -29,6 +29,8 @@ const MAX_FDS: usize = 2;
 pub enum Step {
     Socket,
     Connect,
+    /// The process on the socket is not a daemon this process trusts.
+    Untrusted,
     Socketpair,
     Fcntl,
     Send,
@@ -44,6 +46,7 @@ impl Step {
         match self {
             Step::Socket => "socket",
             Step::Connect => "connect",
+            Step::Untrusted => "untrusted peer",
             Step::Socketpair => "socketpair",
             Step::Fcntl => "fcntl",
             Step::Send => "send",
@@ -82,7 +85,26 @@ pub fn connect() -> Result<OwnedFd, LinkError> {
     // A Unix-socket connect interrupted by a signal leaves the socket unconnected: retrying is
     // safe.
     retry_on_intr(|| rustix::net::connect(&conn, &addr)).map_err(LinkError::at(Step::Connect))?;
+    check_peer(conn.as_fd())?;
     Ok(conn)
+}
+
+/// Nothing is sent to a process on the socket unless it runs as root, as this process's
+/// effective uid, or as `$FAKENOTIFY_DAEMON_UID`: anyone may bind a socket path first (in a
+/// directory they can write, or while the daemon is down) and would otherwise receive the
+/// application's fds and write events into its instances. `SO_PEERCRED` names who listened.
+fn check_peer(conn: BorrowedFd<'_>) -> Result<(), LinkError> {
+    let peer = rustix::net::sockopt::socket_peercred(conn).map_err(LinkError::at(Step::Connect))?;
+    let uid = peer.uid.as_raw();
+    if is_trusted(uid, rustix::process::geteuid().as_raw(), env::daemon_uid()) {
+        Ok(())
+    } else {
+        Err(LinkError { step: Step::Untrusted, errno: Errno::PERM })
+    }
+}
+
+fn is_trusted(peer: u32, euid: u32, named: Option<u32>) -> bool {
+    peer == 0 || peer == euid || named == Some(peer)
 }
 
 /// Connects, sends `record` with `fds`, and returns the daemon's reply.
@@ -222,6 +244,16 @@ fn parse_reply(message: &[u8]) -> Result<Reply, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusts_root_itself_and_the_named_uid() {
+        assert!(is_trusted(0, 1000, None));
+        assert!(is_trusted(1000, 1000, None));
+        assert!(is_trusted(65534, 1000, Some(65534)));
+        assert!(!is_trusted(65534, 1000, None));
+        assert!(!is_trusted(1001, 1000, Some(65534)));
+        assert!(!is_trusted(1001, 0, None));
+    }
 
     #[test]
     fn only_a_reply_is_a_reply() {

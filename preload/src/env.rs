@@ -12,6 +12,9 @@ extern "C" {
 }
 
 const DEBUG_ENV: &[u8] = b"FAKENOTIFY_DEBUG";
+/// A uid besides root and the process's own whose daemon the preload trusts (a daemon run by
+/// the host's root shows as the overflow uid inside a user namespace).
+pub const DAEMON_UID_ENV: &[u8] = b"FAKENOTIFY_DAEMON_UID";
 
 const DEFAULT_SOCKET_LEN: usize = DEFAULT_SOCKET.len() + 1;
 const DEFAULT_SOCKET_BYTES: [u8; DEFAULT_SOCKET_LEN] = {
@@ -41,6 +44,25 @@ pub fn socket_path() -> &'static CStr {
 /// Whether `FAKENOTIFY_DEBUG=1`.
 pub fn debug() -> bool {
     var(DEBUG_ENV).is_some_and(|value| value.to_bytes() == b"1")
+}
+
+/// `$FAKENOTIFY_DAEMON_UID`, if set to a decimal uid.
+pub fn daemon_uid() -> Option<u32> {
+    parse_uid(var(DAEMON_UID_ENV)?.to_bytes())
+}
+
+/// A decimal uid, nothing else.
+fn parse_uid(text: &[u8]) -> Option<u32> {
+    if text.is_empty() {
+        return None;
+    }
+    text.iter().try_fold(0u32, |uid, &c| {
+        if c.is_ascii_digit() {
+            uid.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// The value of `name` in the process environment.
@@ -93,6 +115,18 @@ mod tests {
         assert_eq!(lookup([c"A=", c"B"], b"A"), Some(c""));
         assert_eq!(lookup([c"B"], b"B"), None);
         assert_eq!(lookup([c"X==1"], b"X"), Some(c"=1"));
+    }
+
+    #[test]
+    fn uids_are_plain_decimal() {
+        assert_eq!(parse_uid(b"65534"), Some(65534));
+        assert_eq!(parse_uid(b"0"), Some(0));
+        assert_eq!(parse_uid(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_uid(b"4294967296"), None);
+        assert_eq!(parse_uid(b""), None);
+        assert_eq!(parse_uid(b"-1"), None);
+        assert_eq!(parse_uid(b"12a"), None);
+        assert_eq!(parse_uid(b" 1"), None);
     }
 
     #[test]

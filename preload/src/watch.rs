@@ -1,7 +1,7 @@
 //! `inotify_add_watch` and `inotify_rm_watch`. A socket fd is an instance the daemon serves:
 //! the request goes to the daemon with that fd as proof of ownership. Any other fd gets the
-//! real syscall. The object to watch is opened here, with the caller's credentials and cwd, so
-//! the daemon can only ever watch what the caller could open itself.
+//! real syscall. The object to watch is opened here for reading, with the caller's credentials
+//! and cwd, so the fd proves to the daemon that the caller may read it.
 
 use core::ffi::{c_int, CStr};
 
@@ -141,34 +141,73 @@ fn check_mask(mask: u32) -> Result<(), Errno> {
     }
 }
 
-/// Opens the object to watch as real inotify would resolve it, with its errors: a directory
-/// for reading (the daemon lists it), anything else `O_PATH` after a read-permission check
-/// (the daemon only stats it). IN_DONT_FOLLOW watches a symlink itself; IN_ONLYDIR refuses
-/// anything but a directory.
+/// Opens the object to watch as real inotify would resolve it, with its errors, so that the fd
+/// proves read access (the daemon checks it): directories `O_RDONLY|O_DIRECTORY`, which also
+/// serves a directory the caller may list but not write; regular files `O_RDONLY`. A FIFO,
+/// device or socket is never opened (a FIFO's open blocks or wakes its writer, a device's may
+/// rewind a tape or take a terminal): it goes as `O_PATH` after a read-permission check here,
+/// and the daemon grants it by its mode bits alone. IN_DONT_FOLLOW watches a symlink itself
+/// (`O_PATH` too: every symlink grants read); IN_ONLYDIR refuses anything but a directory.
 fn open_object(path: &CStr, mask: u32) -> Result<OwnedFd, Errno> {
-    // O_PATH for every object: it neither blocks on a FIFO nor generates IN_OPEN and
-    // IN_CLOSE_NOWRITE events on the watched object, which a real inotify_add_watch never does.
-    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    let mut flags = OFlags::CLOEXEC;
     if mask & IN_DONT_FOLLOW != 0 {
         // The symlink itself is the object.
         flags |= OFlags::NOFOLLOW;
     }
-    if mask & IN_ONLYDIR != 0 {
-        flags |= OFlags::DIRECTORY;
+    // A directory, the usual case, in one call. O_DIRECTORY is checked before the object is
+    // opened, so nothing but a directory is ever opened here.
+    let readable = OFlags::RDONLY | OFlags::NOCTTY;
+    match rustix::fs::openat(CWD, path, flags | readable | OFlags::DIRECTORY, Mode::empty()) {
+        Err(Errno::NOTDIR) if mask & IN_ONLYDIR == 0 => {}
+        other => return other,
     }
-    let object = rustix::fs::openat(CWD, path, flags, Mode::empty())?;
-    check_read_access(path, &object, mask)?;
-    Ok(object)
+    // Anything else: O_PATH first, which opens nothing, then by type.
+    let object = rustix::fs::openat(CWD, path, flags | OFlags::PATH, Mode::empty())?;
+    match FileType::from_raw_mode(rustix::fs::fstat(&object)?.st_mode) {
+        FileType::RegularFile | FileType::Directory => reopen(&object, path, flags | readable),
+        FileType::Symlink => Ok(object),
+        _ => {
+            check_read_access(path, mask)?;
+            Ok(object)
+        }
+    }
 }
 
-/// Real inotify needs read permission on the object. A symlink (only IN_DONT_FOLLOW opens
-/// one) always has it.
-fn check_read_access(path: &CStr, object: &OwnedFd, mask: u32) -> Result<(), Errno> {
-    if mask & IN_DONT_FOLLOW != 0
-        && FileType::from_raw_mode(rustix::fs::fstat(object)?.st_mode) == FileType::Symlink
-    {
-        return Ok(());
+/// `object` (an `O_PATH` fd) opened again with `flags`, through `/proc/self/fd/N` so that it is
+/// the very inode; by its path where `/proc` is missing, checked to be the same inode.
+fn reopen(object: &OwnedFd, path: &CStr, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let mut buf = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let prefix = b"/proc/self/fd/".len();
+    let mut digits = [0u8; 10];
+    let mut n = object.as_raw_fd() as u32;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    for (i, digit) in digits[..len].iter().rev().enumerate() {
+        buf[prefix + i] = *digit;
+    }
+    let magic = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno::NAMETOOLONG)?;
+    // O_NOFOLLOW would refuse the magic link itself; what it names was resolved already.
+    match rustix::fs::openat(CWD, magic, flags.difference(OFlags::NOFOLLOW), Mode::empty()) {
+        Err(Errno::NOENT) => {}
+        other => return other,
+    }
+    let reopened = rustix::fs::openat(CWD, path, flags | OFlags::NONBLOCK, Mode::empty())?;
+    let (a, b) = (rustix::fs::fstat(object)?, rustix::fs::fstat(&reopened)?);
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return Err(Errno::NOENT);
+    }
+    Ok(reopened)
+}
+
+/// Real inotify needs read permission on the object.
+fn check_read_access(path: &CStr, mask: u32) -> Result<(), Errno> {
     // AT_EACCESS: the effective ids, as the kernel checks for inotify. Kernels before 5.8 lack
     // faccessat2 and answer ENOSYS; the real ids are then checked, which differ only in setuid
     // programs.
@@ -199,8 +238,9 @@ mod tests {
         assert_eq!(check_mask(IN_CREATE | 0x0800_0000), Err(Errno::INVAL));
     }
 
-    fn scratch() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("fakenotify-preload-{}", std::process::id()));
+    fn scratch(test: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fakenotify-preload-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("file"), b"x").unwrap();
@@ -218,7 +258,7 @@ mod tests {
 
     #[test]
     fn objects_open_as_inotify_resolves_them() {
-        let dir = scratch();
+        let dir = scratch("resolve");
         assert_eq!(open(&dir, "", IN_CREATE), Ok(FileType::Directory));
         assert_eq!(open(&dir, "file", IN_MODIFY), Ok(FileType::RegularFile));
         assert_eq!(open(&dir, "link", IN_MODIFY), Ok(FileType::RegularFile));
@@ -228,6 +268,28 @@ mod tests {
         assert_eq!(open(&dir, "missing", IN_MODIFY), Err(Errno::NOENT));
         assert_eq!(open(&dir, "file/x", IN_MODIFY), Err(Errno::NOTDIR));
         assert_eq!(open(&dir, "loop", IN_MODIFY), Err(Errno::LOOP));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn open_mode(dir: &std::path::Path, name: &str, mask: u32) -> OFlags {
+        let path =
+            std::ffi::CString::new(dir.join(name).into_os_string().into_encoded_bytes()).unwrap();
+        let object = open_object(&path, mask).unwrap();
+        rustix::fs::fcntl_getfl(&object).unwrap() & (OFlags::PATH | OFlags::RWMODE)
+    }
+
+    #[test]
+    fn directories_and_files_are_opened_for_reading_special_files_never() {
+        let dir = scratch("modes");
+        let fifo = std::ffi::CString::new(dir.join("fifo").into_os_string().into_encoded_bytes());
+        rustix::fs::mknodat(CWD, fifo.unwrap().as_c_str(), FileType::Fifo, Mode::from(0o644), 0)
+            .unwrap();
+        assert_eq!(open_mode(&dir, "", IN_CREATE), OFlags::RDONLY);
+        assert_eq!(open_mode(&dir, "file", IN_MODIFY), OFlags::RDONLY);
+        assert_eq!(open_mode(&dir, "link", IN_MODIFY), OFlags::RDONLY);
+        assert_eq!(open_mode(&dir, "link", IN_MODIFY | IN_DONT_FOLLOW), OFlags::PATH);
+        // Opening a FIFO for reading would block here until a writer came.
+        assert_eq!(open_mode(&dir, "fifo", IN_MODIFY), OFlags::PATH);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

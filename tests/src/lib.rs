@@ -23,6 +23,7 @@ pub mod fuse;
 pub mod masks;
 pub mod peer;
 pub mod process;
+pub mod raw_client;
 pub mod remote;
 pub mod script;
 pub mod seqpacket;
