@@ -8,7 +8,8 @@
 #   $PREFIX/lib/fakenotify/libfakenotify.so
 #   $PREFIX/lib/fakenotify/libfakenotify_preload.so   -> libfakenotify.so (the compose name)
 #   $PREFIX/share/fakenotify/config.example.toml
-#   $SYSCONFDIR/fakenotify/config.toml                 from the example, only if absent
+#   $SYSCONFDIR/fakenotify/config.toml                 the example with its [[watch]] tables
+#                                                      commented out, only if absent
 #   $UNITDIR/fakenotify.service, $UNITDIR/fakenotify.socket   (ExecStart= in $PREFIX/bin)
 #
 # Variables: PREFIX (/usr/local), SYSCONFDIR (/etc), UNITDIR ($SYSCONFDIR/systemd/system, which
@@ -21,7 +22,7 @@
 set -eu
 
 usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "$0"
+    sed -n '2,19s/^# \{0,1\}//p' "$0"
 }
 
 mode=${1:-install}
@@ -93,6 +94,12 @@ link() {
     changed=$((changed + 1))
 }
 
+# inert EXAMPLE: the example with every line from its first [[watch]] on commented out, so a
+# fresh install runs on the defaults and warns about no path that does not exist here.
+inert() {
+    sed '/^\[\[watch\]\]/,$ s/^\([^#]\)/# \1/' "$1"
+}
+
 # drop PATH: remove $DESTDIR$PATH if it exists.
 drop() {
     if [ -e "$DESTDIR$1" ] || [ -L "$DESTDIR$1" ]; then
@@ -130,16 +137,17 @@ do_install() {
     put "$build/fakenotify-ctl" "$bindir/fakenotify-ctl" 755
     put "$build/libfakenotify.so" "$libdir/libfakenotify.so" 755
     link libfakenotify.so "$libdir/libfakenotify_preload.so"
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
     put "$example" "$datadir/config.example.toml" 644
     if [ -e "$DESTDIR$confdir/config.toml" ]; then
         say "kept       $confdir/config.toml (it exists)"
     else
-        put "$example" "$confdir/config.toml" 644
+        inert "$example" >"$scratch/config.toml"
+        put "$scratch/config.toml" "$confdir/config.toml" 644
     fi
 
     # The units name /usr/local/bin; point them at this PREFIX.
-    scratch=$(mktemp -d)
-    trap 'rm -rf "$scratch"' EXIT
     units_before=$changed
     for unit in fakenotify.service fakenotify.socket; do
         sed "s|/usr/local/bin/|$bindir/|g" "$root/deploy/systemd/$unit" >"$scratch/$unit"
@@ -173,7 +181,9 @@ do_uninstall() {
     drop "$libdir/libfakenotify_preload.so"
     drop "$libdir/libfakenotify.so"
     if [ -f "$DESTDIR$confdir/config.toml" ]; then
-        if cmp -s "$example" "$DESTDIR$confdir/config.toml"; then
+        # As installed (or as installed before the tables were commented out): not edited.
+        if inert "$example" | cmp -s - "$DESTDIR$confdir/config.toml" ||
+            cmp -s "$example" "$DESTDIR$confdir/config.toml"; then
             drop "$confdir/config.toml"
         else
             say "kept       $confdir/config.toml (edited; remove it yourself)"
