@@ -8,6 +8,9 @@
 #   $PREFIX/lib/fakenotify/libfakenotify.so
 #   $PREFIX/lib/fakenotify/libfakenotify_preload.so   -> libfakenotify.so (the compose name)
 #   $PREFIX/share/fakenotify/config.example.toml
+#   $PREFIX/share/man/man{1,7,8}/...                   fakenotify-ctl.1, fakenotify.7, fakenotifyd.8
+#   $PREFIX/share/bash-completion/completions/fakenotify-ctl, .../fakenotifyd -> fakenotify-ctl
+#   $PREFIX/share/zsh/site-functions/_fakenotify, $PREFIX/share/fish/vendor_completions.d/*.fish
 #   $SYSCONFDIR/fakenotify/config.toml                 the example with its [[watch]] tables
 #                                                      commented out, only if absent
 #   $UNITDIR/fakenotify.service, $UNITDIR/fakenotify.socket   (ExecStart= in $PREFIX/bin)
@@ -22,7 +25,7 @@
 set -eu
 
 usage() {
-    sed -n '2,19s/^# \{0,1\}//p' "$0"
+    sed -n '2,22s/^# \{0,1\}//p' "$0"
 }
 
 mode=${1:-install}
@@ -55,6 +58,10 @@ bindir=$PREFIX/bin
 libdir=$PREFIX/lib/fakenotify
 datadir=$PREFIX/share/fakenotify
 confdir=$SYSCONFDIR/fakenotify
+mandir=$PREFIX/share/man
+bashdir=$PREFIX/share/bash-completion/completions
+zshdir=$PREFIX/share/zsh/site-functions
+fishdir=$PREFIX/share/fish/vendor_completions.d
 example=$root/deploy/config.example.toml
 
 changed=0
@@ -140,6 +147,14 @@ do_install() {
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
     put "$example" "$datadir/config.example.toml" 644
+    put "$root/man/fakenotify-ctl.1" "$mandir/man1/fakenotify-ctl.1" 644
+    put "$root/man/fakenotify.7" "$mandir/man7/fakenotify.7" 644
+    put "$root/man/fakenotifyd.8" "$mandir/man8/fakenotifyd.8" 644
+    put "$root/completions/fakenotify-ctl.bash" "$bashdir/fakenotify-ctl" 644
+    link fakenotify-ctl "$bashdir/fakenotifyd"
+    put "$root/completions/_fakenotify" "$zshdir/_fakenotify" 644
+    put "$root/completions/fakenotify-ctl.fish" "$fishdir/fakenotify-ctl.fish" 644
+    put "$root/completions/fakenotifyd.fish" "$fishdir/fakenotifyd.fish" 644
     if [ -e "$DESTDIR$confdir/config.toml" ]; then
         say "kept       $confdir/config.toml (it exists)"
     else
@@ -190,13 +205,24 @@ do_uninstall() {
         fi
     fi
     drop "$datadir/config.example.toml"
+    drop "$mandir/man1/fakenotify-ctl.1"
+    drop "$mandir/man7/fakenotify.7"
+    drop "$mandir/man8/fakenotifyd.8"
+    drop "$bashdir/fakenotifyd"
+    drop "$bashdir/fakenotify-ctl"
+    drop "$zshdir/_fakenotify"
+    drop "$fishdir/fakenotify-ctl.fish"
+    drop "$fishdir/fakenotifyd.fish"
     units_before=$changed
     drop "$UNITDIR/fakenotify.service"
     drop "$UNITDIR/fakenotify.socket"
     if [ "$changed" -ne "$units_before" ] && systemd_running; then
         systemctl daemon-reload
     fi
-    prune "$libdir" "$datadir" "$confdir"
+    # Only directories left empty go; shared ones that hold other packages' files stay.
+    prune "$libdir" "$datadir" "$confdir" "$mandir/man1" "$mandir/man7" "$mandir/man8" "$mandir" \
+        "$bashdir" "$PREFIX/share/bash-completion" "$zshdir" "$PREFIX/share/zsh" "$fishdir" \
+        "$PREFIX/share/fish"
     say "$changed file(s) removed"
 }
 

@@ -409,7 +409,7 @@ fn succeeded(output: &std::process::Output) -> String {
     stdout
 }
 
-const INSTALLED: [&str; 8] = [
+const INSTALLED: [&str; 16] = [
     "etc/fakenotify/config.toml",
     "etc/systemd/system/fakenotify.service",
     "etc/systemd/system/fakenotify.socket",
@@ -417,7 +417,15 @@ const INSTALLED: [&str; 8] = [
     "usr/local/bin/fakenotifyd",
     "usr/local/lib/fakenotify/libfakenotify.so",
     "usr/local/lib/fakenotify/libfakenotify_preload.so",
+    "usr/local/share/bash-completion/completions/fakenotify-ctl",
+    "usr/local/share/bash-completion/completions/fakenotifyd",
     "usr/local/share/fakenotify/config.example.toml",
+    "usr/local/share/fish/vendor_completions.d/fakenotify-ctl.fish",
+    "usr/local/share/fish/vendor_completions.d/fakenotifyd.fish",
+    "usr/local/share/man/man1/fakenotify-ctl.1",
+    "usr/local/share/man/man7/fakenotify.7",
+    "usr/local/share/man/man8/fakenotifyd.8",
+    "usr/local/share/zsh/site-functions/_fakenotify",
 ];
 
 /// What install.sh makes of the example: every line from the first `[[watch]]` on that is

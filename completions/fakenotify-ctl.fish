@@ -1,0 +1,33 @@
+# fish completion for fakenotify-ctl (installed in share/fish/vendor_completions.d).
+set -l verbs status list add remove reload stop watch
+set -l events access modify attrib close_write close_nowrite close open moved_from moved_to move move_self create delete delete_self unmount all
+
+complete -c fakenotify-ctl -f
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a status -d 'daemon state'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a list -d 'watch policies'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a add -d 'add or replace a policy'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a remove -d 'remove a policy'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a reload -d 're-read the configuration'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a stop -d 'stop the daemon'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a watch -d 'print events, as inotifywait'
+complete -c fakenotify-ctl -l socket -r -F -d 'the daemon socket'
+complete -c fakenotify-ctl -l json -d 'JSON output'
+complete -c fakenotify-ctl -l help -d 'show help'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add remove watch' -a '(__fish_complete_directories)'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add' -l poll-interval -x -d 'poll interval'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add' -l no-recursive -d 'this directory only'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add' -l mode -x -a 'auto poll inotify'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s m -l monitor -d 'keep printing events'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s r -l recursive -d 'watch directories below'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s e -l event -x -a "$events" -d 'only these events'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s q -l quiet -d 'print less'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s t -l timeout -x -d 'exit 2 after seconds'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l format -x -d 'line format'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l no-newline -d 'no newline after a line'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l timefmt -x -d 'strftime format for %T'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l exclude -x -d 'skip paths matching'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l excludei -x -d 'skip paths matching, any case'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l include -x -d 'only paths matching'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l includei -x -d 'only paths matching, any case'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s c -l csv -d 'CSV output'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s P -l no-dereference -d 'do not follow a symbolic link'
