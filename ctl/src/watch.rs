@@ -91,6 +91,19 @@ const FLAGS_WITH_VALUES: &[&str] = &[
     "--includei",
 ];
 
+/// `-e`'s comma list: inotifywait's names, `unmount` among them (always delivered, so asking
+/// for it changes only which events count as asked for).
+fn parse_event_list(list: &str) -> Result<u32, String> {
+    list.split(',').try_fold(0, |mask, word| {
+        Ok(mask
+            | if word.trim().eq_ignore_ascii_case("unmount") {
+                IN_UNMOUNT
+            } else {
+                render::parse_events(word)?
+            })
+    })
+}
+
 /// `-t`/`--timeout`: whole or fractional seconds as inotifywait takes them, or a duration
 /// (`90s`, `1min`); 0 or a negative number waits for ever.
 fn parse_timeout(text: &str) -> Result<Option<Duration>, String> {
@@ -173,7 +186,7 @@ impl WatchOptions {
                     "-c" | "--csv" => csv = true,
                     "--no-newline" => no_newline = true,
                     "-e" | "--event" | "--events" => {
-                        events |= render::parse_events(&value).map_err(|e| format!("{flag}: {e}"))?
+                        events |= parse_event_list(&value).map_err(|e| format!("{flag}: {e}"))?
                     }
                     "-t" | "--timeout" => timeout = parse_timeout(&value)?,
                     "--format" => format = Some(value),
@@ -485,6 +498,10 @@ mod tests {
             parse(&["-mrq", "-ecreate", "-e", "moved_to,delete", "/a", "-q", "/b"]).expect("ok");
         assert!(o.monitor && o.recursive && o.quiet == 2);
         assert_eq!(o.events, IN_CREATE | IN_MOVED_TO | IN_DELETE);
+        assert_eq!(
+            parse(&["-e", "unmount,close", "/a"]).expect("ok").events,
+            IN_UNMOUNT | IN_CLOSE
+        );
         assert_eq!(o.paths, [PathBuf::from("/a"), PathBuf::from("/b")]);
         let o = parse(&["-t", "3", "--", "-m"]).expect("ok");
         assert!(!o.monitor && o.paths == [PathBuf::from("-m")]);
