@@ -11,7 +11,7 @@ _fakenotify() {
     verb=
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-        --socket | --config) ((i++)) ;;
+        --socket | --config | -o | --outfile | --fromfile) ((i++)) ;;
         -*) ;;
         *)
             verb=${COMP_WORDS[i]}
@@ -55,7 +55,7 @@ _fakenotify() {
     case $verb in
     start) options="--config --socket --log-level --help" ;;
     add) options="$options --poll-interval --no-recursive --mode" ;;
-    watch) options="$options -m --monitor -r --recursive -e --event -q --quiet -t --timeout --format --no-newline --timefmt --exclude --excludei --include --includei -c --csv -P --no-dereference" ;;
+    watch) options="$options -m --monitor -r --recursive -e --event -q --quiet -t --timeout --format --no-newline --timefmt --exclude --excludei --include --includei -c --csv -P --no-dereference -o --outfile --fromfile" ;;
     esac
     if [[ $cur == -* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")

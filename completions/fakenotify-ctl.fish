@@ -31,3 +31,5 @@ complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l include -x 
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l includei -x -d 'only paths matching, any case'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s c -l csv -d 'CSV output'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s P -l no-dereference -d 'do not follow a symbolic link'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s o -l outfile -r -F -d 'append events to a file'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l fromfile -r -F -d 'paths to watch, one a line'

@@ -48,6 +48,8 @@ inotifywait does (same options, lines and exit codes; no preload needed).
   --include REGEX        only events whose path matches; --excludei/--includei ignore case
   -c, --csv              watched,EVENTS,name with CSV quoting
   -P, --no-dereference   do not follow a symbolic link given as PATH
+  -o, --outfile FILE     append events to FILE instead of standard output
+  --fromfile FILE        also watch the paths in FILE, one a line (-: standard input)
   --json                 one JSON object per event: path, wd, events, mask, cookie, name
   --events LIST          the same as -e LIST
 Exit codes: 0 an event asked for came, 1 another event (DELETE_SELF...) or a runtime error,

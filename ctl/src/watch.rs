@@ -77,6 +77,10 @@ pub struct WatchOptions {
     timefmt: Option<String>,
     filter: Filter,
     paths: Vec<PathBuf>,
+    /// `--fromfile`: more paths, one a line (`-`: standard input).
+    fromfile: Option<PathBuf>,
+    /// `-o`: events to this file (appended) instead of standard output.
+    outfile: Option<PathBuf>,
 }
 
 const FLAGS_WITH_VALUES: &[&str] = &[
@@ -89,7 +93,37 @@ const FLAGS_WITH_VALUES: &[&str] = &[
     "--excludei",
     "--include",
     "--includei",
+    "--outfile",
+    "--fromfile",
 ];
+
+/// inotifywait's `@PATH` (not watched below a recursive watch) is refused, not mistaken for a
+/// path.
+fn refuse_exclusions(paths: &[PathBuf]) -> Result<(), String> {
+    match paths.iter().find(|p| p.as_os_str().as_bytes().starts_with(b"@")) {
+        Some(at) => {
+            Err(format!("'{}': @PATH exclusions are not supported (use --exclude)", at.display()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// `--fromfile`'s paths: one a line, blank lines skipped.
+fn read_path_list(from: &Path) -> Result<Vec<PathBuf>, String> {
+    let bytes = if from == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .map(|_| bytes)
+            .map_err(|e| format!("--fromfile -: read standard input: {e}"))?
+    } else {
+        std::fs::read(from).map_err(|e| format!("--fromfile {}: {e}", from.display()))?
+    };
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| PathBuf::from(OsString::from_vec(line.to_vec())))
+        .collect())
+}
 
 /// `-e`'s comma list: inotifywait's names, `unmount` among them (always delivered, so asking
 /// for it changes only which events count as asked for).
@@ -136,6 +170,8 @@ impl WatchOptions {
         let mut exclude: Option<(String, bool)> = None;
         let mut include: Option<(String, bool)> = None;
         let mut paths = Vec::new();
+        let mut fromfile: Option<PathBuf> = None;
+        let mut outfile: Option<PathBuf> = None;
 
         let mut args = args.into_iter();
         let mut options_done = false;
@@ -195,24 +231,27 @@ impl WatchOptions {
                     "--excludei" => exclude = Some((value, true)),
                     "--include" => include = Some((value, false)),
                     "--includei" => include = Some((value, true)),
-                    "-d" | "--daemon" | "-s" | "--syslog" | "-o" | "--outfile" | "--fromfile" => {
+                    "-o" | "--outfile" if outfile.is_some() => {
+                        return Err("--outfile given twice".into())
+                    }
+                    "-o" | "--outfile" => outfile = Some(PathBuf::from(value)),
+                    "--fromfile" if fromfile.is_some() => {
+                        return Err("--fromfile given twice".into())
+                    }
+                    "--fromfile" => fromfile = Some(PathBuf::from(value)),
+                    "-d" | "--daemon" | "-s" | "--syslog" => {
                         return Err(format!(
-                            "{flag} is not supported (run it under a service manager, redirect stdout, pass paths as arguments)"
+                            "{flag} is not supported (run it under a service manager with -o FILE)"
                         ))
                     }
                     _ => return Err(format!("unknown option '{flag}'")),
                 }
             }
         }
-        if paths.is_empty() {
+        if paths.is_empty() && fromfile.is_none() {
             return Err("missing PATH".into());
         }
-        if let Some(at) = paths.iter().find(|p| p.as_os_str().as_bytes().starts_with(b"@")) {
-            return Err(format!(
-                "'{}': @FILE exclusions are not supported (use --exclude)",
-                at.display()
-            ));
-        }
+        refuse_exclusions(&paths)?;
         let filter = match (exclude, include) {
             (Some(_), Some(_)) => return Err("--include and --exclude cannot both be given".into()),
             (Some((text, icase)), None) => Filter::Exclude(
@@ -253,6 +292,8 @@ impl WatchOptions {
             timefmt,
             filter,
             paths,
+            fromfile,
+            outfile,
         })
     }
 
@@ -412,9 +453,32 @@ fn csv_field(field: &[u8]) -> Vec<u8> {
 
 /// Runs `watch` to its end.
 pub fn run(socket: &Path, args: Vec<OsString>, json: bool) -> Outcome {
-    let options = match WatchOptions::parse(args, json) {
+    let mut options = match WatchOptions::parse(args, json) {
         Ok(options) => options,
         Err(message) => return usage(format!("watch: {message}")),
+    };
+    if let Some(from) = options.fromfile.clone() {
+        match read_path_list(&from) {
+            Ok(paths) => options.paths.extend(paths),
+            Err(message) => return runtime(format!("watch: {message}")),
+        }
+        if let Err(message) = refuse_exclusions(&options.paths) {
+            return usage(format!("watch: {message}"));
+        }
+        if options.paths.is_empty() {
+            return usage(format!("watch: no PATH in --fromfile {}", from.display()));
+        }
+    }
+    let out: Box<dyn Write> = match &options.outfile {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path);
+            match file {
+                Ok(file) => Box::new(std::io::BufWriter::new(file)),
+                Err(e) => return runtime(format!("watch: --outfile {}: {e}", path.display())),
+            }
+        }
     };
     // Registered first, so that no daemon is one line of error, as for every verb.
     let watcher = match Watcher::register(socket) {
@@ -432,7 +496,7 @@ pub fn run(socket: &Path, args: Vec<OsString>, json: bool) -> Outcome {
         options: &options,
         watcher,
         paths: WatchedPaths { by_wd: BTreeMap::new(), moving: HashMap::new() },
-        out: Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        out,
     };
     for path in &options.paths {
         if let Err(e) = session.add(path, true) {
@@ -512,6 +576,12 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(parse(&["/a"]).expect("ok").events, IN_ALL_EVENTS);
+        let o = parse(&["--fromfile", "list", "-o", "out"]).expect("ok");
+        assert_eq!(o.fromfile, Some(PathBuf::from("list")));
+        assert_eq!(o.outfile, Some(PathBuf::from("out")));
+        assert!(o.paths.is_empty());
+        let o = parse(&["--outfile", "out", "/a"]).expect("ok");
+        assert_eq!((o.outfile, o.paths), (Some(PathBuf::from("out")), vec![PathBuf::from("/a")]));
         let o = parse(&["--format", "%T %w", "--timefmt", "%H", "/a"]).expect("ok");
         assert_eq!(o.timefmt.as_deref(), Some("%H"));
     }
@@ -530,8 +600,9 @@ mod tests {
             (&["--format", "%T", "/a"], "%T but no --timefmt"),
             (&["--timefmt", "%H", "/a"], "--timefmt needs --format"),
             (&["-c", "--format", "%w", "/a"], "--csv and --format"),
-            (&["-o", "f", "/a"], "-o is not supported"),
-            (&["@/a/x", "/a"], "@FILE exclusions are not supported"),
+            (&["-d", "/a"], "-d is not supported"),
+            (&["-o", "f", "--outfile", "g", "/a"], "--outfile given twice"),
+            (&["@/a/x", "/a"], "@PATH exclusions are not supported"),
         ] {
             let error = parse(args).expect_err(&format!("{args:?}"));
             assert!(error.contains(cause), "{args:?}: {error}");
