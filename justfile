@@ -15,13 +15,18 @@ build:
 preload:
     cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}
 
-# All tests: unit tests and the end-to-end suite (needs bindfs, fuse3, inotify-tools, musl-tools, node)
+# All tests: unit tests and the end-to-end suite (needs bindfs, fuse3, inotify-tools, musl-tools, node,
+# and rclone, sshfs, openssh-server, openssh-client, mergerfs)
 test:
     cargo test --workspace -- --test-threads=2 && cargo test --manifest-path preload/Cargo.toml
 
 # Only the end-to-end suite (tests/): real daemon, preload, FUSE mount and inotify clients
 e2e:
     cargo test -p fakenotify-tests -- --test-threads=2
+
+# The end-to-end tests on rclone, sshfs and mergerfs mounts (as root; about 100 s)
+real-fs:
+    cargo test -p fakenotify-tests --test real_filesystems -- --test-threads=1
 
 # Formatting and lints as CI wants them, for both workspaces
 lint:

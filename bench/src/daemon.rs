@@ -130,7 +130,8 @@ pub fn config(
 ) -> String {
     let mut text = format!(
         "[daemon]\nlog_level = \"warn\"\ndefault_poll_interval = \"{interval}\"\n\
-         max_user_watches = 4000000\nmax_queued_events = 1000000\n"
+         max_user_watches = 4000000\nmax_queued_events = 1000000\nmax_user_polled = 4000000\n\
+         max_user_entries = 4000000\nmax_entries = 4000000\n"
     );
     for root in roots {
         text.push_str(&format!(

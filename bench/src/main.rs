@@ -29,15 +29,21 @@ use crate::tree::Tree;
 const USAGE: &str = "\
 fakenotify-bench: FakeNotify's polls against the syscall floor and notify's PollWatcher
 
-Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--work DIR]
+Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--delays 0.2,1]
+                        [--delayed-size 10k] [--work DIR]
 
-  --sizes LIST   tree sizes in entries (default 10k,100k)
-  --huge         add the 1m tree (slow behind bindfs: minutes)
-  --no-fuse      local disk only
-  --work DIR     where trees, mounts and sockets go (default $TMPDIR/fakenotify-bench)
+  --sizes LIST         tree sizes in entries (default 10k,100k; none: delayed columns only)
+  --huge               add the 1m tree (slow behind bindfs: minutes)
+  --no-fuse            local disk only (no bindfs and no delayed columns)
+  --delays LIST        milliseconds per request of the delayed mounts (default 0.2,1; none: no
+                       delayed columns)
+  --delayed-size SIZE  the tree behind the delayed mounts (default 10k; 100k takes about
+                       half an hour at 1 ms, as the sequential floor alone is 100 s a pass)
+  --work DIR           where trees, mounts and sockets go (default $TMPDIR/fakenotify-bench)
 
 Needs target/release/fakenotifyd and libfakenotify.so beside this program (just bench builds
-them), cc for the add_watch helper, and bindfs + fusermount3 (as root) for the FUSE columns.";
+them), cc for the add_watch helper, bindfs + fusermount3 (as root) for the FUSE columns, and
+/usr/bin/python3 with pyfuse3 (Debian: python3-pyfuse3) for the delayed ones.";
 
 /// A mask like .NET's FileSystemWatcher (Jellyfin, Sonarr...): attributes compared per entry.
 const MODIFY_MASK: u32 = IN_CREATE
@@ -54,6 +60,9 @@ const CREATE_MASK: u32 = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | I
 struct Options {
     sizes: Vec<usize>,
     fuse: bool,
+    /// Milliseconds per request of each delayed mount.
+    delays: Vec<f64>,
+    delayed_size: usize,
     work: PathBuf,
 }
 
@@ -74,19 +83,44 @@ fn options() -> Result<Options, String> {
     let mut options = Options {
         sizes: vec![10_000, 100_000],
         fuse: true,
+        delays: vec![0.2, 1.0],
+        delayed_size: 10_000,
         work: std::env::temp_dir().join("fakenotify-bench"),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--sizes" => {
                 let list = args.next().ok_or("--sizes needs a list")?;
-                options.sizes = list
-                    .split(',')
-                    .map(|s| parse_size(s).ok_or(format!("bad size {s:?}")))
-                    .collect::<Result<_, _>>()?;
+                options.sizes = if list == "none" {
+                    Vec::new()
+                } else {
+                    list.split(',')
+                        .map(|s| parse_size(s).ok_or(format!("bad size {s:?}")))
+                        .collect::<Result<_, _>>()?
+                };
             }
             "--huge" => options.sizes.push(1_000_000),
             "--no-fuse" => options.fuse = false,
+            "--delays" => {
+                let list = args.next().ok_or("--delays needs a list")?;
+                options.delays = if list == "none" {
+                    Vec::new()
+                } else {
+                    list.split(',')
+                        .map(|d| {
+                            d.trim()
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|ms| ms.is_finite() && *ms > 0.0)
+                                .ok_or(format!("bad delay {d:?} (milliseconds, e.g. 0.2)"))
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+            }
+            "--delayed-size" => {
+                let size = args.next().ok_or("--delayed-size needs a size")?;
+                options.delayed_size = parse_size(&size).ok_or(format!("bad size {size:?}"))?;
+            }
             "--work" => options.work = args.next().ok_or("--work needs a directory")?.into(),
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -119,6 +153,62 @@ impl Bindfs {
         }
         Ok(Bindfs { mount: mount.to_owned() })
     }
+}
+
+/// A delayfs mount (`scripts/delayfs.py`) of `backing` at `mount`: every request answered
+/// after `delay_ms`, many at once. Unmounted on drop.
+struct Delayfs {
+    mount: PathBuf,
+    server: std::process::Child,
+}
+
+impl Delayfs {
+    fn new(backing: &Path, mount: &Path, delay_ms: f64) -> Result<Delayfs, String> {
+        std::fs::create_dir_all(mount).map_err(|e| e.to_string())?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/delayfs.py");
+        let server = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(backing)
+            .arg(mount)
+            .arg(delay_ms.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        let mut delayfs = Delayfs { mount: mount.to_owned(), server };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_mounted(mount) {
+            if let Ok(Some(status)) = delayfs.server.try_wait() {
+                return Err(format!("delayfs exited ({status}) before mounting"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("delayfs did not mount {} within 10 s", mount.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(delayfs)
+    }
+}
+
+impl Drop for Delayfs {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-u").arg(&self.mount).status();
+        let _ = self.server.wait();
+    }
+}
+
+/// Whether a mount sits at `path` (its line in /proc/self/mountinfo).
+fn is_mounted(path: &Path) -> bool {
+    let wanted = format!(" {} ", path.display());
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|text| text.contains(&wanted))
+}
+
+/// Whether delayfs can run here: Debian's python3 with pyfuse3 and trio.
+fn delayfs_available() -> bool {
+    Command::new("/usr/bin/python3")
+        .args(["-c", "import pyfuse3, trio"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Drop for Bindfs {
@@ -309,15 +399,17 @@ fn measure_column(
     view: &Tree,
     backing: &mut Tree,
     label: String,
+    floor_passes: usize,
 ) -> Result<Column, String> {
     eprintln!("bench: {label}: floor");
     let dirs = view.watched_dirs();
     let mut floor = Floor::open(&dirs).map_err(|e| format!("floor: {e}"))?;
-    // Three passes of each kind before the daemon runs and three after, the median of the six:
-    // the machine's other load drifts, and the floor should see the same as the daemon.
+    // `floor_passes` passes of each kind before the daemon runs and as many after, the median
+    // of them all: the machine's other load drifts, and the floor should see the same as the
+    // daemon.
     let mut passes = |force_sync: bool, into: &mut Vec<Duration>| -> Result<(), String> {
         floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?;
-        for _ in 0..3 {
+        for _ in 0..floor_passes {
             into.push(floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?.0);
         }
         Ok(())
@@ -341,7 +433,8 @@ fn measure_column(
     };
     let (floor_time, floor_cached) = (median(forced), median(cached));
     eprintln!("bench: {label}: notify PollWatcher");
-    let (pollwatcher, pollwatcher_error) = match pollwatch::measure(&view.root, 3) {
+    let measured = pollwatch::measure(&view.root, &backing.root, floor_passes);
+    let (pollwatcher, pollwatcher_error) = match measured {
         Ok(figures) => (Some(figures), None),
         Err(e) => (None, Some(e)),
     };
@@ -575,7 +668,7 @@ fn run(options: Options) -> Result<(), String> {
         let mut backing = Tree::create(&options.work.join(format!("tree-{label}")), size)
             .map_err(|e| format!("making the {label} tree: {e}"))?;
         let local = backing.seen_at(&backing.root.clone());
-        columns.push(measure_column(&mut ctx, &local, &mut backing, format!("{label} local"))?);
+        columns.push(measure_column(&mut ctx, &local, &mut backing, format!("{label} local"), 3)?);
         let mount = if fuse {
             let mount_dir = options.work.join(format!("mount-{label}"));
             Some(Bindfs::new(&backing.root, &mount_dir)?)
@@ -584,7 +677,13 @@ fn run(options: Options) -> Result<(), String> {
         };
         let view = mount.as_ref().map(|m| backing.seen_at(&m.mount));
         if let Some(view) = &view {
-            columns.push(measure_column(&mut ctx, view, &mut backing, format!("{label} bindfs"))?);
+            columns.push(measure_column(
+                &mut ctx,
+                view,
+                &mut backing,
+                format!("{label} bindfs"),
+                3,
+            )?);
         }
         if Some(size) == add_watch_size {
             measure_add_watch(&ctx, &backing, view.as_ref(), &mut extras)?;
@@ -605,6 +704,16 @@ fn run(options: Options) -> Result<(), String> {
         drop(mount);
         let _ = std::fs::remove_dir_all(&backing.root);
     }
+    if options.fuse && !options.delays.is_empty() {
+        if delayfs_available() {
+            measure_delayed(&mut ctx, &options, &mut columns)?;
+        } else {
+            extras.notes.push(
+                "/usr/bin/python3 with pyfuse3 not found (python3-pyfuse3): delayed columns left out"
+                    .into(),
+            );
+        }
+    }
     let static_daemon = bin_dir.parent().map(|t| t.join("static/fakenotifyd")).unwrap_or_default();
     if static_daemon.exists() {
         let daemon = Daemon::start(
@@ -620,12 +729,36 @@ fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
+/// The columns of latency-bound mounts: the delayed tree behind delayfs at each delay, where a
+/// poller's requests cost a round trip each unless it overlaps them.
+fn measure_delayed(
+    ctx: &mut Context,
+    options: &Options,
+    columns: &mut Vec<Column>,
+) -> Result<(), String> {
+    let label = size_label(options.delayed_size);
+    eprintln!("bench: making the {label} tree for the delayed mounts");
+    let root = options.work.join(format!("tree-delayed-{label}"));
+    let mut backing = Tree::create(&root, options.delayed_size)
+        .map_err(|e| format!("making the {label} tree: {e}"))?;
+    for &delay in &options.delays {
+        let mount = Delayfs::new(&backing.root, &options.work.join("mount-delayed"), delay)?;
+        let view = backing.seen_at(&mount.mount);
+        let column_label = format!("{label} delayfs {delay} ms");
+        // One pass of each floor kind before and after: at 1 ms a pass of 10k entries is 10 s.
+        columns.push(measure_column(ctx, &view, &mut backing, column_label, 1)?);
+    }
+    let _ = std::fs::remove_dir_all(&backing.root);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--pollwatcher-child") {
         let root = PathBuf::from(args.get(2).cloned().unwrap_or_default());
-        let scans = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
-        return match pollwatch::child(&root, scans) {
+        let backing = PathBuf::from(args.get(3).cloned().unwrap_or_default());
+        let scans = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
+        return match pollwatch::child(&root, &backing, scans) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("pollwatcher child: {e}");

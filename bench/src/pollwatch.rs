@@ -3,6 +3,7 @@
 //!
 //! A scan's time: `PollWatcher` reports paths gone only after it has walked the whole tree, so
 //! the bench removes a sentinel file, asks for a scan, and times until that removal is reported.
+//! The sentinel is made and removed in the backing directory, as the mount may be read-only.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,11 +22,11 @@ pub struct PollWatcherFigures {
 
 const SENTINEL: &str = "zz-bench-sentinel";
 
-/// Runs in the child: watches `root`, then times `scans` scans.
-pub fn child(root: &Path, scans: usize) -> Result<(), String> {
+/// Runs in the child: watches `root`, the view of `backing`, then times `scans` scans.
+pub fn child(root: &Path, backing: &Path, scans: usize) -> Result<(), String> {
     let pid = std::process::id();
     let (tx, rx) = mpsc::channel();
-    let sentinel = root.join(SENTINEL);
+    let sentinel = backing.join(SENTINEL);
     std::fs::write(&sentinel, b"").map_err(|e| format!("{}: {e}", sentinel.display()))?;
     let before = rss(pid);
     let mut watcher = PollWatcher::new(tx, Config::default().with_manual_polling())
@@ -61,12 +62,14 @@ pub fn child(root: &Path, scans: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the child on `root` and returns the median scan and the memory growth.
-pub fn measure(root: &Path, scans: usize) -> Result<PollWatcherFigures, String> {
+/// Runs the child on `root`, the view of `backing`, and returns the median scan and the memory
+/// growth.
+pub fn measure(root: &Path, backing: &Path, scans: usize) -> Result<PollWatcherFigures, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let output = Command::new(exe)
         .arg("--pollwatcher-child")
         .arg(root)
+        .arg(backing)
         .arg(scans.to_string())
         .output()
         .map_err(|e| e.to_string())?;

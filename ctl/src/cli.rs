@@ -229,7 +229,7 @@ fn control(socket: &Path, request: ControlRequest<'_>, json: bool) -> Result<(),
             print!(
                 "{}",
                 if json {
-                    nanoserde::SerJson::serialize_json(&status) + "\n"
+                    render::json_text(nanoserde::SerJson::serialize_json(&status)) + "\n"
                 } else {
                     render::status_text(&status)
                 }
@@ -251,15 +251,17 @@ fn control(socket: &Path, request: ControlRequest<'_>, json: bool) -> Result<(),
             if json {
                 println!(
                     "{{\"ok\":true,\"message\":{}}}",
-                    nanoserde::SerJson::serialize_json(&message)
+                    render::json_text(nanoserde::SerJson::serialize_json(&message))
                 );
             } else {
-                println!("{message}");
+                println!("{}", render::escape(&message));
             }
             Ok(())
         }
-        Response::Denied(message) => Err(runtime(format!("permission denied: {message}"))),
-        Response::Failed(message) => Err(runtime(message)),
+        Response::Denied(message) => {
+            Err(runtime(format!("permission denied: {}", render::escape(&message))))
+        }
+        Response::Failed(message) => Err(runtime(render::escape(&message))),
     }
 }
 

@@ -92,15 +92,55 @@ pub struct ErrorCount {
     pub count: u64,
 }
 
+/// One uid's use of the daemon (a polled object watched by several uids counts for each).
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
+pub struct UserUse {
+    pub uid: u32,
+    pub instances: u64,
+    pub watches: u64,
+    /// Watches on polled objects.
+    pub polled: u64,
+    /// Entries of the polled listings those watches hold.
+    pub entries: u64,
+    /// File descriptors the daemon holds for the uid.
+    pub fds: u64,
+    /// Bytes of events waiting in its instances.
+    pub queued_bytes: u64,
+}
+
+/// The per-uid budgets and the daemon's ceilings (`[daemon]` keys of the same names).
+#[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
+pub struct Budgets {
+    pub max_user_instances: u64,
+    pub max_user_watches: u64,
+    pub max_user_queued_bytes: u64,
+    pub max_user_polled: u64,
+    pub max_user_entries: u64,
+    pub max_user_fds: u64,
+    /// The ceiling of all polled listings together.
+    pub max_entries: u64,
+    /// The ceiling of all queues together, and what they hold now.
+    pub max_queued_bytes: u64,
+    pub queued_bytes: u64,
+    /// The daemon's `RLIMIT_NOFILE`.
+    pub max_fds: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct Status {
     pub version: String,
     pub pid: u32,
     pub uptime_ms: u64,
     pub socket: String,
-    /// All instances; `instances` lists the 256 with the most watches.
+    /// All instances; `instances` lists the 256 with the most watches. A peer that is not an
+    /// admin (uid 0 or the daemon's) sees its own instances and uid only, and totals.
     pub instances_total: u64,
     pub instances: Vec<InstanceInfo>,
+    /// Whether `instances`, `users` and `slow_scans` show every uid's (the peer is an admin).
+    pub all_users: bool,
+    /// Use per uid, against `budgets`.
+    pub users: Vec<UserUse>,
+    pub budgets: Budgets,
     pub watches: u64,
     pub objects_polled: u64,
     pub objects_kernel: u64,

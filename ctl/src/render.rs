@@ -1,5 +1,7 @@
 //! Text and JSON renderings of status, policy lists and events. The JSON field names are a
-//! stable interface for scripts (documented in the README); the text is for people.
+//! stable interface for scripts (documented in the README); the text is for people, and prints
+//! names and paths with control characters escaped ([`escape`]): a file name is anyone's to
+//! choose, and must not drive the terminal.
 
 use fakenotify_proto::inotify::*;
 use nanoserde::SerJson;
@@ -26,6 +28,36 @@ const MASK_NAMES: &[(u32, &str)] = &[
     (IN_IGNORED, "IGNORED"),
     (IN_ISDIR, "ISDIR"),
 ];
+
+/// `text` with control characters (C0, DEL, C1) and backslashes escaped as `\xNN` and `\\`,
+/// so a name or path prints as one inert line.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                for unit in c.to_string().bytes() {
+                    out.push_str(&format!("\\x{unit:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Like [`escape`], for bytes that may not be UTF-8 (invalid bytes print as `\xNN` too).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&escape(chunk.valid()));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
 
 /// The names of the bits set in an event mask, as inotifywait prints them.
 pub fn mask_names(mask: u32) -> Vec<&'static str> {
@@ -63,10 +95,11 @@ struct EventJson {
 
 /// One line per event: `PATH/ EVENTS name` like `inotifywait -m`, the cookie after renames.
 pub fn event_text(event: &WatchEvent) -> String {
-    let mut line = format!("{}/ {}", event.path.display(), mask_names(event.mask).join(","));
+    let path = escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(event.path.as_os_str()));
+    let mut line = format!("{path}/ {}", mask_names(event.mask).join(","));
     if !event.name.is_empty() {
         line.push(' ');
-        line.push_str(&String::from_utf8_lossy(&event.name));
+        line.push_str(&escape_bytes(&event.name));
     }
     if event.cookie != 0 {
         line.push_str(&format!(" (cookie {})", event.cookie));
@@ -75,15 +108,28 @@ pub fn event_text(event: &WatchEvent) -> String {
 }
 
 pub fn event_json(event: &WatchEvent) -> String {
-    EventJson {
-        path: event.path.display().to_string(),
-        wd: event.wd,
-        events: mask_names(event.mask).into_iter().map(String::from).collect(),
-        mask: event.mask,
-        cookie: event.cookie,
-        name: String::from_utf8_lossy(&event.name).into_owned(),
+    json_text(
+        EventJson {
+            path: event.path.display().to_string(),
+            wd: event.wd,
+            events: mask_names(event.mask).into_iter().map(String::from).collect(),
+            mask: event.mask,
+            cookie: event.cookie,
+            name: String::from_utf8_lossy(&event.name).into_owned(),
+        }
+        .serialize_json(),
+    )
+}
+
+/// Bytes in the largest binary unit that keeps a whole number above 0.
+fn size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    match bytes {
+        b if b >= KIB * KIB && b % (KIB * KIB) == 0 => format!("{}MiB", b / (KIB * KIB)),
+        b if b >= 10 * KIB * KIB => format!("{:.1}MiB", b as f64 / (KIB * KIB) as f64),
+        b if b >= KIB => format!("{}KiB", b / KIB),
+        b => format!("{b}B"),
     }
-    .serialize_json()
 }
 
 fn interval(ms: u64) -> String {
@@ -106,7 +152,7 @@ pub fn policies_text(policies: &[PolicyInfo]) -> String {
         "PATH", "INTERVAL", "RECURSIVE", "MODE", "ATTR_CACHE", "LISTING", "OBJECTS"
     );
     for p in policies {
-        let path = if p.found { p.path.clone() } else { format!("{} (missing)", p.path) };
+        let path = if p.found { escape(&p.path) } else { format!("{} (missing)", escape(&p.path)) };
         out.push_str(&format!(
             "{:<40} {:>9} {:>9} {:>7} {:>10} {:>10} {:>7}\n",
             path,
@@ -122,7 +168,25 @@ pub fn policies_text(policies: &[PolicyInfo]) -> String {
 }
 
 pub fn policies_json(policies: &[PolicyInfo]) -> String {
-    policies.to_vec().serialize_json()
+    json_text(policies.to_vec().serialize_json())
+}
+
+/// JSON as nanoserde writes it, with the C1 control characters (U+0080 to U+009F, which some
+/// terminals obey as escapes) written `\u00XX` too; nanoserde escapes only the ASCII ones.
+/// They can only stand inside strings, where the escape means the same character.
+pub fn json_text(json: String) -> String {
+    if !json.chars().any(|c| c.is_control() && !c.is_ascii()) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if c.is_control() && !c.is_ascii() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn status_text(s: &Status) -> String {
@@ -132,7 +196,7 @@ pub fn status_text(s: &Status) -> String {
         s.version,
         s.pid,
         format_duration(up.max(std::time::Duration::from_secs(1))),
-        s.socket
+        escape(&s.socket)
     );
     out.push_str(&format!(
         "instances: {}  watches: {}  objects: {} polled, {} kernel\n",
@@ -149,7 +213,7 @@ pub fn status_text(s: &Status) -> String {
     for p in &s.policies {
         out.push_str(&format!(
             "{:<40} {:>9} {:>7} {:>7} {:>8} {:>9} {:>9}\n",
-            p.path,
+            escape(&p.path),
             interval(p.interval_ms),
             p.mode,
             p.objects,
@@ -165,7 +229,7 @@ pub fn status_text(s: &Status) -> String {
     for p in &s.policies {
         out.push_str(&format!(
             "{:<40} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>8}/s\n",
-            p.path,
+            escape(&p.path),
             micros(p.poll_time_us),
             p.syscalls_statx,
             p.syscalls_getdents,
@@ -196,13 +260,18 @@ pub fn status_text(s: &Status) -> String {
         ));
         for m in &s.mounts {
             let place = if m.mount_point.is_empty() {
-                format!("(device {})", m.device)
+                format!("(device {})", escape(&m.device))
             } else {
-                m.mount_point.clone()
+                escape(&m.mount_point)
             };
             out.push_str(&format!(
                 "{:<32} {:<14} {:>10} {:>10} {:>7}  {}\n",
-                place, m.fs_type, m.listing, m.attr_cache, m.objects, m.reason
+                place,
+                escape(&m.fs_type),
+                m.listing,
+                m.attr_cache,
+                m.objects,
+                escape(&m.reason)
             ));
         }
     }
@@ -218,17 +287,43 @@ pub fn status_text(s: &Status) -> String {
             ));
         }
     }
+    if !s.users.is_empty() {
+        let b = &s.budgets;
+        let who = if s.all_users { "per uid" } else { "yours (other uids are not shown)" };
+        out.push_str(&format!(
+            "\nuse {who}, against the budgets per uid; all queues {} of {}\n",
+            size(b.queued_bytes),
+            size(b.max_queued_bytes)
+        ));
+        out.push_str(&format!(
+            "{:>6} {:>9} {:>13} {:>13} {:>17} {:>15} {:>19}\n",
+            "UID", "INSTANCES", "WATCHES", "POLLED", "ENTRIES", "FDS", "QUEUED"
+        ));
+        for u in &s.users {
+            out.push_str(&format!(
+                "{:>6} {:>9} {:>13} {:>13} {:>17} {:>15} {:>19}\n",
+                u.uid,
+                format!("{}/{}", u.instances, b.max_user_instances),
+                format!("{}/{}", u.watches, b.max_user_watches),
+                format!("{}/{}", u.polled, b.max_user_polled),
+                format!("{}/{}", u.entries, b.max_user_entries),
+                format!("{}/{}", u.fds, b.max_user_fds),
+                format!("{}/{}", size(u.queued_bytes), size(b.max_user_queued_bytes)),
+            ));
+        }
+    }
     if !s.slow_scans.is_empty() {
         out.push_str("\nslow or hung mounts (a poll still running):\n");
         for scan in &s.slow_scans {
             let since = format_duration(std::time::Duration::from_millis(scan.running_ms.max(1)));
-            out.push_str(&format!("  device {}: {} for {since}\n", scan.device, scan.path));
+            let (device, path) = (escape(&scan.device), escape(&scan.path));
+            out.push_str(&format!("  device {device}: {path} for {since}\n"));
         }
     }
     if !s.errors.is_empty() {
         out.push_str("\nerrors:\n");
         for e in &s.errors {
-            out.push_str(&format!("  {}: {}\n", e.kind, e.count));
+            out.push_str(&format!("  {}: {}\n", escape(&e.kind), e.count));
         }
     }
     out
@@ -298,6 +393,75 @@ mod tests {
         for word in ["fuse.rclone", "every-poll", "bypass", " 4 ", "rclone keeps"] {
             assert!(row.contains(word), "{word} in {row}");
         }
+    }
+
+    #[test]
+    fn names_and_paths_print_with_control_characters_escaped() {
+        assert_eq!(escape("a\x1b[31mred"), "a\\x1b[31mred");
+        assert_eq!(escape("tab\there\nline\u{7f}\u{9b}"), "tab\\x09here\\x0aline\\x7f\\xc2\\x9b");
+        assert_eq!(escape("back\\slash é"), "back\\\\slash é");
+        assert_eq!(escape_bytes(b"bad\xff\x1b"), "bad\\xff\\x1b");
+        let e = WatchEvent {
+            path: "/mnt/\x1b]0;title\x07".into(),
+            wd: 1,
+            mask: IN_CREATE,
+            cookie: 0,
+            name: b"\x1b[2Jx".to_vec(),
+        };
+        let line = event_text(&e);
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert_eq!(line, "/mnt/\\x1b]0;title\\x07/ CREATE \\x1b[2Jx");
+        let status = Status {
+            slow_scans: vec![crate::message::SlowScan {
+                device: "2a".into(),
+                path: "/mnt/\x1bevil".into(),
+                running_ms: 5000,
+            }],
+            ..Default::default()
+        };
+        let text = status_text(&status);
+        assert!(text.contains("/mnt/\\x1bevil") && !text.contains('\x1b'), "{text}");
+    }
+
+    #[test]
+    fn json_escapes_every_control_character() {
+        let e = WatchEvent {
+            path: "/m".into(),
+            wd: 1,
+            mask: IN_CREATE,
+            cookie: 0,
+            name: "a\x1bb\u{9b}c".as_bytes().to_vec(),
+        };
+        let json = event_json(&e);
+        assert!(json.contains(r#""name":"a\u001bb\u009bc""#), "{json}");
+        assert!(!json.chars().any(char::is_control), "{json}");
+        assert_eq!(json_text("{\"a\":\"é\"}".into()), "{\"a\":\"é\"}");
+    }
+
+    #[test]
+    fn status_shows_use_per_uid_against_the_budgets() {
+        let status = Status {
+            all_users: false,
+            users: vec![crate::message::UserUse {
+                uid: 1000,
+                instances: 2,
+                watches: 10,
+                polled: 3,
+                queued_bytes: 2048,
+                ..Default::default()
+            }],
+            budgets: crate::message::Budgets {
+                max_user_instances: 128,
+                max_user_queued_bytes: 4 << 20,
+                max_queued_bytes: 64 << 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let text = status_text(&status);
+        assert!(text.contains("yours (other uids are not shown)"), "{text}");
+        assert!(text.contains("2KiB/4MiB") && text.contains("2/128"), "{text}");
+        assert!(text.contains("all queues 0B of 64MiB"), "{text}");
     }
 
     #[test]

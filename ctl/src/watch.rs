@@ -385,7 +385,7 @@ impl Session<'_> {
             let path = PathBuf::from(OsString::from_vec(child));
             if let Err(e) = self.add(&path, false) {
                 if self.options.quiet < 2 {
-                    eprintln!("Couldn't watch new directory {}: {e}", path.display());
+                    eprintln!("Couldn't watch new directory {}", render::escape(&e));
                 }
             }
         }
@@ -404,15 +404,17 @@ impl Session<'_> {
             }
             Output::Csv => {
                 let names = crate::event_format::event_names(event.mask, ',');
-                for (i, field) in [watched, names.as_bytes(), &event.name].iter().enumerate() {
+                let (watched, name) = (escaped(watched), escaped(&event.name));
+                for (i, field) in [&watched[..], names.as_bytes(), &name].iter().enumerate() {
                     line.extend_from_slice(&csv_field(field));
                     line.push(if i < 2 { b',' } else { b'\n' });
                 }
             }
             Output::Format { format, newline } => {
+                let (watched, name) = (escaped(watched), escaped(&event.name));
                 let view = EventView {
-                    watched,
-                    name: &event.name,
+                    watched: &watched,
+                    name: &name,
                     mask: event.mask,
                     cookie: event.cookie,
                 };
@@ -430,6 +432,13 @@ impl Session<'_> {
         }
         self.out.write_all(&line)
     }
+}
+
+/// A path or name as the text output shows it: control characters and backslashes escaped
+/// (`\x1b`, `\\`), so a file name, which anyone may choose, cannot drive the terminal or
+/// break a line in two. inotifywait prints them raw; the README says so.
+fn escaped(bytes: &[u8]) -> Vec<u8> {
+    render::escape_bytes(bytes).into_bytes()
 }
 
 /// inotifywait's CSV quoting: fields with `"`, `,`, a newline or outer spaces are quoted.
@@ -500,7 +509,7 @@ pub fn run(socket: &Path, args: Vec<OsString>, json: bool) -> Outcome {
     };
     for path in &options.paths {
         if let Err(e) = session.add(path, true) {
-            return runtime(format!("Couldn't watch {e}"));
+            return runtime(format!("Couldn't watch {}", render::escape(&e)));
         }
     }
     if options.quiet == 0 {
@@ -609,6 +618,12 @@ mod tests {
         }
         let json = WatchOptions::parse(vec!["--format".into(), "%w".into(), "/a".into()], true);
         assert!(json.is_err());
+    }
+
+    #[test]
+    fn names_print_with_control_characters_escaped() {
+        assert_eq!(escaped(b"red\x1b[31m\\x\n"), b"red\\x1b[31m\\\\x\\x0a");
+        assert_eq!(escaped(b"plain name.mkv"), b"plain name.mkv");
     }
 
     #[test]

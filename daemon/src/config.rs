@@ -17,7 +17,7 @@ use fakenotify_ctl::duration::parse_duration;
 /// How often remote objects that no `[[watch]]` policy governs are polled.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-const DAEMON_KEYS: [&str; 8] = [
+const DAEMON_KEYS: [&str; 14] = [
     "socket",
     "log_level",
     "default_poll_interval",
@@ -26,6 +26,12 @@ const DAEMON_KEYS: [&str; 8] = [
     "max_user_instances",
     "max_user_watches",
     "max_queued_events",
+    "max_user_queued_bytes",
+    "max_queued_bytes",
+    "max_user_polled",
+    "max_user_entries",
+    "max_entries",
+    "max_user_fds",
 ];
 const WATCH_KEYS: [&str; 8] = [
     "path",
@@ -98,11 +104,42 @@ pub struct Limits {
     /// Events waiting per instance before one `IN_Q_OVERFLOW` stands for the rest, as
     /// `fs.inotify.max_queued_events`; 16384 by default.
     pub max_queued_events: u32,
+    /// Bytes of events waiting in all of one uid's instances; past it each of its instances
+    /// that gets an event overflows instead. 4 MiB by default (about 13 000 events with long
+    /// names).
+    pub max_user_queued_bytes: u64,
+    /// Bytes of events waiting in the whole daemon, every uid together: the ceiling of the
+    /// queues. 64 MiB by default.
+    pub max_queued_bytes: u64,
+    /// Watches of one uid on polled objects (each holds an fd and a listing; ENOSPC beyond);
+    /// 8192 by default.
+    pub max_user_polled: u32,
+    /// Entries of the polled listings one uid's watches hold (ENOSPC for a further polled
+    /// watch beyond); 1 048 576 by default. An entry costs 40 bytes and its name.
+    pub max_user_entries: u32,
+    /// Entries of all polled listings, every uid together: the ceiling of the listings;
+    /// 4 194 304 by default.
+    pub max_entries: u32,
+    /// File descriptors the daemon holds for one uid (its instances and its polled objects);
+    /// `None` (the default) takes an eighth of what `RLIMIT_NOFILE` leaves after a reserve.
+    pub max_user_fds: Option<u32>,
 }
+
+pub const MIB: u64 = 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_user_instances: 128, max_user_watches: 8192, max_queued_events: 16384 }
+        Limits {
+            max_user_instances: 128,
+            max_user_watches: 8192,
+            max_queued_events: 16384,
+            max_user_queued_bytes: 4 * MIB,
+            max_queued_bytes: 64 * MIB,
+            max_user_polled: 8192,
+            max_user_entries: 1 << 20,
+            max_entries: 1 << 22,
+            max_user_fds: None,
+        }
     }
 }
 
@@ -347,6 +384,14 @@ fn daemon_settings(table: &BTreeMap<&str, &Toml>) -> Result<DaemonSettings, Conf
             "max_user_instances" => positive(value).map(|n| settings.limits.max_user_instances = n),
             "max_user_watches" => positive(value).map(|n| settings.limits.max_user_watches = n),
             "max_queued_events" => positive(value).map(|n| settings.limits.max_queued_events = n),
+            "max_user_queued_bytes" => {
+                bytes(value).map(|n| settings.limits.max_user_queued_bytes = n)
+            }
+            "max_queued_bytes" => bytes(value).map(|n| settings.limits.max_queued_bytes = n),
+            "max_user_polled" => positive(value).map(|n| settings.limits.max_user_polled = n),
+            "max_user_entries" => positive(value).map(|n| settings.limits.max_user_entries = n),
+            "max_entries" => positive(value).map(|n| settings.limits.max_entries = n),
+            "max_user_fds" => positive(value).map(|n| settings.limits.max_user_fds = Some(n)),
             _ if WATCH_KEYS.contains(&name) => {
                 Err("unknown key (it belongs in a [[watch]] table)".to_owned())
             }
@@ -431,6 +476,38 @@ fn positive(value: &Toml) -> Result<u32, String> {
         Toml::Num(n) if n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(u32::MAX) => Ok(*n as u32),
         _ => Err(format!("expected a positive integer (at most {})", u32::MAX)),
     }
+}
+
+/// A size: a whole number of bytes, or a string with a unit (`"512KiB"`, `"4MiB"`, `"1GiB"`);
+/// at least 4 KiB, so that one event of the longest name always fits.
+fn bytes(value: &Toml) -> Result<u64, String> {
+    const MIN: u64 = 4096;
+    let expected = "expected a size: bytes, or a string like \"4MiB\" (units B, KiB, MiB, GiB)";
+    let n = match value {
+        Toml::Num(n) if n.fract() == 0.0 && *n >= 0.0 && *n < 9.0e15 => *n as u64,
+        Toml::Str(text) => {
+            let text = text.trim();
+            let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+            let (digits, unit) = text.split_at(split);
+            let scale = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" | "K" | "k" => 1024,
+                "MiB" | "M" => MIB,
+                "GiB" | "G" => 1024 * MIB,
+                other => return Err(format!("{text:?}: unknown unit {other:?}; {expected}")),
+            };
+            digits
+                .parse::<u64>()
+                .ok()
+                .and_then(|d| d.checked_mul(scale))
+                .ok_or_else(|| format!("{text:?}: {expected}"))?
+        }
+        _ => return Err(expected.to_owned()),
+    };
+    if n < MIN {
+        return Err(format!("{n} bytes is less than the least, 4KiB"));
+    }
+    Ok(n)
 }
 
 fn named<T: FromStr<Err = UnknownValue>>(value: &Toml) -> Result<T, String> {
@@ -898,6 +975,7 @@ mode = "inotify"
                     max_user_instances: 16,
                     max_user_watches: 100_000,
                     max_queued_events: 512,
+                    ..Limits::default()
                 },
             },
             watches: vec![
@@ -967,7 +1045,12 @@ mode = "inotify"
         assert_eq!(config.daemon.default_max_poll_interval, None);
         assert_eq!(
             config.daemon.limits,
-            Limits { max_user_instances: 128, max_user_watches: 8192, max_queued_events: 16384 }
+            Limits {
+                max_user_instances: 128,
+                max_user_watches: 8192,
+                max_queued_events: 16384,
+                ..Limits::default()
+            }
         );
         assert!(config.watches.is_empty());
         assert_eq!(parse(""), config);
@@ -1403,6 +1486,55 @@ mode = "inotify"
         }
         for cache in [AttrCache::Bypass, AttrCache::Trust] {
             assert_eq!(cache.to_string().parse(), Ok(cache));
+        }
+    }
+
+    #[test]
+    fn budgets_parse_with_units_and_name_the_key_when_bad() {
+        let config = parse(
+            "[daemon]\nmax_user_queued_bytes = \"512KiB\"\nmax_queued_bytes = 8388608\n\
+             max_user_polled = 100\nmax_user_entries = 5000\nmax_entries = 9000\n\
+             max_user_fds = 64\n",
+        );
+        let limits = config.daemon.limits;
+        assert_eq!(limits.max_user_queued_bytes, 512 * 1024);
+        assert_eq!(limits.max_queued_bytes, 8 * MIB);
+        assert_eq!((limits.max_user_polled, limits.max_user_entries), (100, 5000));
+        assert_eq!(limits.max_entries, 9000);
+        assert_eq!(limits.max_user_fds, Some(64));
+        assert_eq!(
+            parse("[daemon]\nmax_queued_bytes = \"1GiB\"\n").daemon.limits.max_queued_bytes,
+            1024 * MIB
+        );
+        assert_eq!(parse("").daemon.limits.max_user_fds, None, "auto by default");
+        for (text, cause) in [
+            (
+                "max_user_queued_bytes = \"4 furlongs\"",
+                "daemon.max_user_queued_bytes: \"4 furlongs\": unknown unit",
+            ),
+            (
+                "max_user_queued_bytes = \"MiB\"",
+                "daemon.max_user_queued_bytes: \"MiB\": expected a size",
+            ),
+            (
+                "max_queued_bytes = 100",
+                "daemon.max_queued_bytes: 100 bytes is less than the least, 4KiB",
+            ),
+            ("max_queued_bytes = -1", "daemon.max_queued_bytes: expected a size"),
+            ("max_queued_bytes = 1.5", "daemon.max_queued_bytes: expected a size"),
+            ("max_queued_bytes = true", "daemon.max_queued_bytes: expected a size"),
+            (
+                "max_user_queued_bytes = \"99999999999999999999GiB\"",
+                "daemon.max_user_queued_bytes: \"99999999999999999999GiB\": expected a size",
+            ),
+            ("max_user_polled = 0", "daemon.max_user_polled: expected a positive integer"),
+            ("max_user_entries = \"many\"", "daemon.max_user_entries: expected a positive integer"),
+            ("max_user_fds = -3", "daemon.max_user_fds: expected a positive integer"),
+            ("max_entries = 0", "daemon.max_entries: expected a positive integer"),
+        ] {
+            let message = error(&format!("[daemon]\n{text}\n"));
+            assert!(message.starts_with(cause), "{text}: {message}");
+            assert_eq!(message.lines().count(), 1, "{message}");
         }
     }
 }

@@ -1,13 +1,15 @@
 //! Control requests from `fakenotify-ctl` and the admin verbs: status, policy list, policy
 //! changes at run time, reload and stop. Changes need uid 0 or the daemon's own uid
-//! (`SO_PEERCRED` of the connection); status and list are open to every local user.
+//! (`SO_PEERCRED` of the connection); status and list are open to every local user, and show a
+//! peer that is not an admin its own instances, its own use and totals, no other uid's pids or
+//! paths.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use fakenotify_ctl::message::{
-    ErrorCount, InstanceInfo, MountInfo, PolicyInfo, Response, SlowScan, Status,
+    Budgets, ErrorCount, InstanceInfo, MountInfo, PolicyInfo, Response, SlowScan, Status, UserUse,
 };
 use fakenotify_proto::control::{ControlRequest, WireMode};
 
@@ -41,20 +43,33 @@ impl Server {
         let request = match ControlRequest::decode(body) {
             Ok(request) => request,
             Err(error) => {
-                warn!("client pid {pid} uid {uid}: {error}");
+                self.warn_peer(
+                    uid,
+                    "protocol",
+                    format_args!("client pid {pid} uid {uid}: {error}"),
+                );
                 self.stats.error("protocol");
                 return Response::Failed(error.to_string());
             }
         };
         let own_uid = rustix::process::geteuid().as_raw();
-        if request.is_admin() && uid != 0 && uid != own_uid {
-            warn!("client pid {pid} uid {uid}: {request:?} refused (needs uid 0 or {own_uid})");
+        let admin = uid == 0 || uid == own_uid;
+        if request.is_admin() && !admin {
+            self.warn_peer(
+                uid,
+                "denied",
+                format_args!(
+                    "client pid {pid} uid {uid}: {request:?} refused (needs uid 0 or {own_uid})"
+                ),
+            );
             return Response::Denied(format!(
                 "this request needs uid 0 or the daemon's uid {own_uid}; yours is {uid}"
             ));
         }
         match request {
-            ControlRequest::Status => Response::Status(Box::new(self.status())),
+            ControlRequest::Status => {
+                Response::Status(Box::new(self.status((!admin).then_some(uid))))
+            }
             ControlRequest::List => Response::Policies(self.policy_infos(false)),
             ControlRequest::Add { path, interval_ms, recursive, mode } => {
                 let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
@@ -242,7 +257,9 @@ impl Server {
         infos
     }
 
-    fn status(&self) -> Status {
+    /// The daemon's status as `viewer` may see it: `None` for an admin, who sees everything.
+    fn status(&self, viewer: Option<u32>) -> Status {
+        let own = |uid: u32| viewer.is_none() || viewer == Some(uid);
         let mut instances: Vec<InstanceInfo> = self
             .instances
             .values()
@@ -261,6 +278,43 @@ impl Server {
             instances.iter().map(|i| i.overflows).sum::<u64>(),
             instances.len() as u64,
         );
+        instances.retain(|i| own(i.uid));
+        // The paths the viewer's own watches reach; another user's stalled mount is shown
+        // without its path.
+        let viewer_paths: std::collections::HashSet<&str> = self
+            .instances
+            .values()
+            .filter(|i| own(i.uid))
+            .flat_map(|i| i.watches.values())
+            .filter_map(|w| self.objects.get(w.object).map(|o| o.path.as_str()))
+            .collect();
+        let limits = &self.settings.limits;
+        let budgets = Budgets {
+            max_user_instances: u64::from(limits.max_user_instances),
+            max_user_watches: u64::from(limits.max_user_watches),
+            max_user_queued_bytes: limits.max_user_queued_bytes,
+            max_user_polled: u64::from(limits.max_user_polled),
+            max_user_entries: u64::from(limits.max_user_entries),
+            max_user_fds: self.user_fd_share(),
+            max_entries: u64::from(limits.max_entries),
+            max_queued_bytes: limits.max_queued_bytes,
+            queued_bytes: self.queues.total_bytes(),
+            max_fds: self.nofile,
+        };
+        let users = self
+            .users_use()
+            .into_iter()
+            .filter(|(uid, _)| own(*uid))
+            .map(|(uid, u)| UserUse {
+                uid,
+                instances: u.instances,
+                watches: u.watches,
+                polled: u.polled,
+                entries: u.entries,
+                fds: u.fds,
+                queued_bytes: u.queued_bytes,
+            })
+            .collect();
         // The reply must fit one record: the busiest instances are listed, all are counted.
         instances.sort_by_key(|i| std::cmp::Reverse(i.watches));
         instances.truncate(MAX_LISTED_INSTANCES);
@@ -286,7 +340,11 @@ impl Server {
                 .into_iter()
                 .map(|(dev, path, running)| SlowScan {
                     device: format!("{dev:x}"),
-                    path,
+                    path: if viewer.is_none() || viewer_paths.contains(path.as_str()) {
+                        path
+                    } else {
+                        "(watched by another user)".into()
+                    },
                     running_ms: millis(running),
                 })
                 .collect(),
@@ -297,6 +355,9 @@ impl Server {
                 .map(|(kind, count)| ErrorCount { kind: kind.clone(), count: *count })
                 .collect(),
             instances,
+            all_users: viewer.is_none(),
+            users,
+            budgets,
         }
     }
 }

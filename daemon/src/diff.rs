@@ -121,6 +121,15 @@ pub fn diff(old: &Snapshot, new: &mut Snapshot, stat_of: &mut StatOf<'_>) -> Vec
             ino: entry.ino,
             looks_moved,
         });
+        // A new file that holds data was written after its create: the kernel reports
+        // IN_MODIFY, which a watch for IN_MODIFY alone (or one that .NET widens later with
+        // IN_MASK_ADD) waits for. Known only where attributes are listed, which is where
+        // some watch asks for IN_MODIFY.
+        let written = new.stat(a).is_some_and(|st| st.size > 0 && !st.linked());
+        if !entry.is_dir && !looks_moved && written {
+            let name = new.name(entry).to_vec();
+            changes.push(Change { mask: IN_MODIFY, name, ino: entry.ino, ..Change::default() });
+        }
         // A file moved in was written elsewhere: the kernel gives it no IN_CLOSE_WRITE here.
         if !entry.is_dir && !looks_moved {
             unsettled.push((a, true));
@@ -190,7 +199,8 @@ pub fn attribute_change(
         return (IN_ATTRIB | if unsettled { IN_CLOSE_WRITE } else { 0 }, false);
     }
     if before.mtime_ns != after.mtime_ns || before.size != after.size {
-        return (IN_MODIFY, true);
+        // A write and a chmod or chown between two polls: the kernel reports both.
+        return (IN_MODIFY | if owner_or_mode { IN_ATTRIB } else { 0 }, true);
     }
     let mut mask = 0;
     if owner_or_mode || (own && before.change != after.change) {
@@ -402,7 +412,12 @@ mod tests {
         let mut new = b.finish();
         assert_eq!(
             events(&diff(&old, &mut new, &mut listed_stat)),
-            [ev(IN_MOVED_FROM, 1, "f1"), ev(IN_MOVED_TO, 1, "f0"), ev(IN_CREATE, 0, "f1")]
+            [
+                ev(IN_MOVED_FROM, 1, "f1"),
+                ev(IN_MOVED_TO, 1, "f0"),
+                ev(IN_CREATE, 0, "f1"),
+                ev(IN_MODIFY, 0, "f1")
+            ]
         );
     }
 
@@ -434,6 +449,16 @@ mod tests {
     }
 
     #[test]
+    fn a_write_and_a_chmod_in_one_poll_are_both_reported() {
+        let first = snap(&[E("f", 1, false, Some((100, 10, 0o644)))]);
+        let mut second = snap(&[E("f", 1, false, Some((200, 20, 0o600)))]);
+        assert_eq!(
+            events(&diff(&first, &mut second, &mut listed_stat)),
+            [ev(IN_MODIFY, 0, "f"), ev(IN_ATTRIB, 0, "f")]
+        );
+    }
+
+    #[test]
     fn created_file_gets_close_write_when_settled() {
         let empty = snap(&[]);
         let mut created = snap(&[E("f", 1, false, Some((100, 0, 0o644)))]);
@@ -442,6 +467,35 @@ mod tests {
         assert_eq!(
             events(&diff(&created, &mut settled, &mut listed_stat)),
             [ev(IN_CLOSE_WRITE, 0, "f")]
+        );
+    }
+
+    #[test]
+    fn a_new_file_that_holds_data_was_written_after_its_create() {
+        let empty = snap(&[]);
+        let file = |size, nlink| Some(EntryStat::new(100, 100, size, 0o100644, nlink, 0, 0));
+        let mut b = SnapshotBuilder::default();
+        b.push(b"empty", 1, false, file(0, 1));
+        b.push(b"full", 2, false, file(5, 1));
+        b.push(b"link", 3, false, file(5, 2));
+        b.push(b"dir", 4, true, Some(EntryStat::new(100, 100, 4096, 0o040755, 2, 0, 0)));
+        let mut new = b.finish();
+        assert_eq!(
+            events(&diff(&empty, &mut new, &mut listed_stat)),
+            [
+                ev(IN_CREATE | IN_ISDIR, 0, "dir"),
+                ev(IN_CREATE, 0, "empty"),
+                ev(IN_CREATE, 0, "full"),
+                ev(IN_MODIFY, 0, "full"),
+                ev(IN_CREATE, 0, "link")
+            ],
+            "IN_MODIFY after the create of a file with data; none for a hard link"
+        );
+        let mut unlisted = snap(&[E("full", 2, false, None)]);
+        assert_eq!(
+            events(&diff(&empty, &mut unlisted, &mut listed_stat)),
+            [ev(IN_CREATE, 0, "full")],
+            "without attributes, nobody asked for IN_MODIFY"
         );
     }
 
@@ -458,6 +512,7 @@ mod tests {
         let changes = diff(&empty, &mut new, &mut listed_stat);
         let looks: Vec<(String, bool)> = changes
             .iter()
+            .filter(|c| c.mask & IN_CREATE != 0)
             .map(|c| (String::from_utf8_lossy(&c.name).into_owned(), c.looks_moved))
             .collect();
         assert_eq!(

@@ -2,13 +2,20 @@
 //! of a dead daemon replaced, a live one refused, and removed again on a clean exit. Under
 //! systemd socket activation (`fakenotify.socket`) the socket is inherited as fd 3 instead, and
 //! its path belongs to systemd: it is left in place on exit.
+//!
+//! Nothing here follows a path someone else could redirect: the directory is opened once and
+//! checked (only root or the daemon's uid may write it, or it is sticky and theirs), every later
+//! step works relative to that fd, and the socket gets its mode from the umask at `bind`, never
+//! from a `chmod` by path (which follows a symlink planted in its place).
 
+use std::ffi::CString;
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
@@ -20,6 +27,16 @@ pub enum ListenError {
         error: std::io::Error,
     },
     InUse {
+        path: PathBuf,
+    },
+    /// The directory could be written by someone the daemon does not trust, who could swap
+    /// the socket for a link to another file.
+    UnsafeDirectory {
+        path: PathBuf,
+        why: String,
+    },
+    /// Something other than a socket has the socket's name.
+    NotASocket {
         path: PathBuf,
     },
     Socket {
@@ -43,6 +60,15 @@ impl std::fmt::Display for ListenError {
             ListenError::InUse { path } => {
                 write!(f, "{}: another fakenotifyd is serving this socket", path.display())
             }
+            ListenError::UnsafeDirectory { path, why } => write!(
+                f,
+                "{}: refusing this socket directory: {why}; use one only root or the daemon's \
+                 uid can write (e.g. /run/fakenotify)",
+                path.display()
+            ),
+            ListenError::NotASocket { path } => {
+                write!(f, "{}: exists and is not a socket; refusing to replace it", path.display())
+            }
             ListenError::Socket { path, op, errno } => {
                 write!(f, "{}: {op}: {errno}", path.display())
             }
@@ -59,8 +85,59 @@ pub struct Listener {
     pub fd: OwnedFd,
     /// The socket's path (for an inherited socket, what `getsockname` says).
     pub path: PathBuf,
-    /// Whether the path is ours to remove on exit: not when systemd created the socket.
-    unlink_on_drop: bool,
+    /// What to remove on exit: not when systemd created the socket.
+    unlink_on_drop: Option<Created>,
+}
+
+/// The socket this daemon bound: its directory, its name there and its inode, so that exit
+/// removes that socket and nothing a path may name by then.
+struct Created {
+    dir: OwnedFd,
+    name: CString,
+    ino: u64,
+}
+
+/// Whether a directory owned by `owner` with `mode` may hold the socket: only root and the
+/// daemon's own uid may write it (owner, group or others), except that a sticky directory of
+/// theirs (as `/tmp`) protects each entry from everyone but its owner. ACLs are not read.
+fn directory_is_safe(owner: u32, mode: u32, own_uid: u32) -> Result<(), String> {
+    if owner != 0 && owner != own_uid {
+        return Err(format!("it belongs to uid {owner}, who could replace the socket"));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        let who = if mode & 0o002 != 0 { "every user" } else { "its group" };
+        return Err(format!("{who} may write it (mode {:o}) and it is not sticky", mode & 0o7777));
+    }
+    Ok(())
+}
+
+/// Runs with another working directory and restores the old one on drop. Only at start-up,
+/// before any thread exists.
+struct WorkingDirectory {
+    old: Option<OwnedFd>,
+}
+
+impl WorkingDirectory {
+    fn enter(dir: &OwnedFd) -> Result<WorkingDirectory, Errno> {
+        let old = rustix::fs::open(
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
+        rustix::process::fchdir(dir)?;
+        Ok(WorkingDirectory { old })
+    }
+}
+
+impl Drop for WorkingDirectory {
+    fn drop(&mut self) {
+        // A working directory that is gone cannot be restored; `/` serves then.
+        let restored = self.old.as_ref().is_some_and(|old| rustix::process::fchdir(old).is_ok());
+        if !restored {
+            let _ = rustix::process::chdir("/");
+        }
+    }
 }
 
 pub fn seqpacket_socket(nonblocking: bool) -> Result<OwnedFd, Errno> {
@@ -74,29 +151,71 @@ pub fn seqpacket_socket(nonblocking: bool) -> Result<OwnedFd, Errno> {
 impl Listener {
     pub fn bind(path: &Path) -> Result<Listener, ListenError> {
         let fail = |op, errno| ListenError::Socket { path: path.to_owned(), op, errno };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let dir_path = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| CString::new(n.as_bytes()).ok())
+            .ok_or_else(|| fail("socket path names no file", Errno::INVAL))?;
+        if !dir_path.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
-                .create(dir)
-                .map_err(|error| ListenError::Directory { path: dir.to_owned(), error })?;
+                .create(dir_path)
+                .map_err(|error| ListenError::Directory { path: dir_path.to_owned(), error })?;
         }
-        let addr = SocketAddrUnix::new(path).map_err(|e| fail("socket address", e))?;
-        if path.exists() {
-            let probe = seqpacket_socket(false).map_err(|e| fail("socket", e))?;
-            if rustix::net::connect(&probe, &addr).is_ok() {
-                return Err(ListenError::InUse { path: path.to_owned() });
+        let dir = rustix::fs::open(
+            dir_path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| ListenError::Directory {
+            path: dir_path.to_owned(),
+            error: std::io::Error::from(errno),
+        })?;
+        let st = rustix::fs::fstat(&dir).map_err(|e| fail("fstat of the socket directory", e))?;
+        let own_uid = rustix::process::geteuid().as_raw();
+        if let Err(why) = directory_is_safe(st.st_uid, st.st_mode, own_uid) {
+            return Err(ListenError::UnsafeDirectory { path: dir_path.to_owned(), why });
+        }
+        // From here on the directory is named by its fd alone: connect and bind take paths,
+        // so they run with the directory as the working directory, and a name relative to it.
+        let cwd = WorkingDirectory::enter(&dir).map_err(|e| fail("fchdir", e))?;
+        let relative =
+            SocketAddrUnix::new(name.as_c_str()).map_err(|e| fail("socket address", e))?;
+        match rustix::fs::statat(&dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(existing) if FileType::from_raw_mode(existing.st_mode) != FileType::Socket => {
+                return Err(ListenError::NotASocket { path: path.to_owned() });
             }
-            std::fs::remove_file(path).map_err(|e| {
-                fail("remove stale socket", Errno::from_io_error(&e).unwrap_or(Errno::IO))
-            })?;
+            Ok(_) => {
+                let probe = seqpacket_socket(false).map_err(|e| fail("socket", e))?;
+                if rustix::net::connect(&probe, &relative).is_ok() {
+                    return Err(ListenError::InUse { path: path.to_owned() });
+                }
+                rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::empty())
+                    .map_err(|e| fail("remove stale socket", e))?;
+            }
+            Err(Errno::NOENT) => {}
+            Err(errno) => return Err(fail("stat", errno)),
         }
         let fd = seqpacket_socket(true).map_err(|e| fail("socket", e))?;
-        rustix::net::bind(&fd, &addr).map_err(|e| fail("bind", e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-            .map_err(|e| fail("chmod 0666", Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
+        // The socket's inode takes its mode from the umask at bind (0777 & ~0111 = 0666): no
+        // chmod afterwards, which would follow whatever stood at the path by then.
+        let umask = rustix::process::umask(Mode::from_raw_mode(0o111));
+        let bound = rustix::net::bind(&fd, &relative);
+        rustix::process::umask(umask);
+        bound.map_err(|e| fail("bind", e))?;
+        let created = rustix::fs::statat(&dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| fail("stat", e))?;
+        drop(cwd);
         rustix::net::listen(&fd, 1024).map_err(|e| fail("listen", e))?;
-        Ok(Listener { fd, path: path.to_owned(), unlink_on_drop: true })
+        Ok(Listener {
+            fd,
+            path: path.to_owned(),
+            unlink_on_drop: Some(Created { dir, name, ino: created.st_ino }),
+        })
     }
 
     /// The listening socket among the fds a service manager passed (sd_listen_fds(3)): the
@@ -135,20 +254,44 @@ impl Listener {
             .and_then(|addr| SocketAddrUnix::try_from(addr).ok())
             .and_then(|addr| addr.path_bytes().map(|p| PathBuf::from(OsStr::from_bytes(p))))
             .unwrap_or_else(|| PathBuf::from("(inherited socket)"));
-        Ok((Some(Listener { fd, path, unlink_on_drop: false }), kept))
+        Ok((Some(Listener { fd, path, unlink_on_drop: None }), kept))
     }
 
     /// Whether the socket came from the service manager.
     pub fn is_inherited(&self) -> bool {
-        !self.unlink_on_drop
+        self.unlink_on_drop.is_none()
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
+        if let Some(created) = &self.unlink_on_drop {
             // Best effort: a socket left behind is replaced by the next start anyway.
-            let _ = std::fs::remove_file(&self.path);
+            let name = created.name.as_c_str();
+            let ours = rustix::fs::statat(created.dir.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| st.st_ino == created.ino);
+            if ours {
+                let _ = rustix::fs::unlinkat(created.dir.as_fd(), name, AtFlags::empty());
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directory_is_safe;
+
+    #[test]
+    fn only_root_or_the_daemon_may_write_the_socket_directory() {
+        assert!(directory_is_safe(0, 0o40755, 0).is_ok(), "/run/fakenotify");
+        assert!(directory_is_safe(0, 0o41777, 0).is_ok(), "/tmp: sticky, root's");
+        assert!(directory_is_safe(990, 0o40700, 990).is_ok(), "the daemon's own");
+        assert!(directory_is_safe(0, 0o40755, 990).is_ok(), "root's, for a daemon uid 990");
+        let others = directory_is_safe(0, 0o40777, 0).unwrap_err();
+        assert!(others.contains("every user") && others.contains("777"), "{others}");
+        assert!(directory_is_safe(0, 0o40775, 0).unwrap_err().contains("its group"));
+        let owner = directory_is_safe(65534, 0o40755, 0).unwrap_err();
+        assert!(owner.contains("uid 65534"), "{owner}");
+        assert!(directory_is_safe(65534, 0o41777, 0).is_err(), "sticky, but not ours");
     }
 }

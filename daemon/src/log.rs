@@ -2,9 +2,11 @@
 //!
 //! The level is a global atomic set once at start (`--log-level`, then `$FAKENOTIFY_LOG`, then
 //! the configuration); each line reads `fakenotifyd: LEVEL: message` so a grep for the level or
-//! the path finds it. When stderr is the journal (`$JOURNAL_STREAM` names its device and inode),
-//! each line starts with its syslog priority (`<3>` error, `<4>` warning, `<6>` info, `<7>`
-//! debug), which journald takes off and records, so `journalctl -p warning` finds warnings.
+//! the path finds it. Control characters in a message (a file name with a newline or an escape
+//! sequence) are written as `\xNN`: one event is one line, and nobody's file name drives the
+//! reader's terminal. When stderr is the journal (`$JOURNAL_STREAM` names its device and
+//! inode), each line starts with its syslog priority (`<3>` error, `<4>` warning, `<6>` info,
+//! `<7>` debug), which journald takes off and records, so `journalctl -p warning` finds warnings.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -58,9 +60,15 @@ pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
         LogLevel::Info => "info",
         LogLevel::Debug => "debug",
     };
+    let text = args.to_string();
+    let text = if text.chars().any(char::is_control) {
+        fakenotify_ctl::render::escape(&text)
+    } else {
+        text
+    };
     // A failed write to stderr leaves nowhere to report it.
     let prefix = priority_prefix(level);
-    let _ = writeln!(std::io::stderr().lock(), "{prefix}fakenotifyd: {name}: {args}");
+    let _ = writeln!(std::io::stderr().lock(), "{prefix}fakenotifyd: {name}: {text}");
 }
 
 macro_rules! log_at {

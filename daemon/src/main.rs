@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod log;
+mod budget;
 mod config;
 mod control;
 mod diff;
@@ -19,6 +20,7 @@ mod mountinfo;
 mod mounts;
 mod moves;
 mod pacing;
+mod peer_log;
 mod policy;
 mod poller;
 mod restart;
@@ -31,6 +33,8 @@ mod server;
 mod signals;
 mod slab;
 mod snapshot;
+mod statx_batch;
+mod usage;
 mod watch;
 mod wire;
 

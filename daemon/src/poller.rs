@@ -4,7 +4,6 @@
 //! mtime or ctime moved (or attributes are wanted and none are kept); with an unchanged listing
 //! and attributes wanted, only the known names are `statx`ed again.
 
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
@@ -14,7 +13,7 @@ use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
 use crate::diff::{self, Change};
 use crate::mounts::{Listing, Observed, Reading};
 use crate::pacing::Pace;
-use crate::scan::{self, ScanCounters};
+use crate::scan::{self, ScanCounters, ScanIo};
 use crate::snapshot::{EntryStat, Snapshot};
 use crate::watch::{PollState, ScanState, Source, WatchedObject};
 
@@ -41,14 +40,14 @@ pub fn baseline(
     fd: OwnedFd,
     object: &WatchedObject,
     with_stats: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
     generation: u64,
 ) -> Result<PollState, (&'static str, Errno)> {
     let force_sync = object.governance.force_sync;
     let st = scan::stat_object(fd.as_fd(), force_sync, counters).map_err(|e| ("statx", e))?;
     let snapshot = if object.is_dir {
-        scan::list(fd.as_fd(), with_stats, force_sync, buf, counters)
+        scan::list(fd.as_fd(), with_stats, force_sync, io, counters)
             .map_err(|e| ("getdents64", e))?
     } else {
         Default::default()
@@ -81,7 +80,7 @@ pub fn poll(
     object: &mut WatchedObject,
     listing: Listing,
     want_stats: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
 ) -> (PollOutcome, Observed) {
     let look = Look::of(object, listing, want_stats);
@@ -89,7 +88,7 @@ pub fn poll(
         return (PollOutcome::Unchanged, Observed::default());
     };
     let mut observed = Observed::default();
-    let outcome = poll_state(fd.as_fd(), state, look, buf, counters, &mut observed);
+    let outcome = poll_state(fd.as_fd(), state, look, io, counters, &mut observed);
     (outcome, observed)
 }
 
@@ -131,7 +130,7 @@ pub fn poll_state(
     fd: std::os::fd::BorrowedFd<'_>,
     state: &mut ScanState,
     look: Look,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
     observed: &mut Observed,
 ) -> PollOutcome {
@@ -182,7 +181,7 @@ pub fn poll_state(
             Reading::OnChange { verify } => verify && state.unlisted_polls + 1 >= VERIFY_EVERY,
         };
     let restated = if !must_list && needs_stats {
-        match scan::restat(fd, &state.snapshot, force_sync, counters) {
+        match scan::restat(fd, &state.snapshot, force_sync, io, counters) {
             Ok(found) => found,
             Err(errno) if is_gone(errno) => return PollOutcome::Gone,
             Err(errno) => return PollOutcome::Failed { op: "statx", errno },
@@ -202,7 +201,7 @@ pub fn poll_state(
                 &mut stamp,
                 needs_stats,
                 force_sync,
-                buf,
+                io,
                 counters,
             );
             let listing = match confirmed {
@@ -265,16 +264,16 @@ fn list_confirmed(
     stamp: &mut scan::DirStamp,
     with_stats: bool,
     force_sync: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
 ) -> Result<Option<Snapshot>, (&'static str, Errno)> {
-    let first = list_still(dir, stamp, with_stats, force_sync, buf, counters)?;
+    let first = list_still(dir, stamp, with_stats, force_sync, io, counters)?;
     let missing = known.missing_from(&first);
     if missing.is_empty() {
         return Ok(Some(first));
     }
     let second =
-        scan::list(dir, false, force_sync, buf, counters).map_err(|errno| ("getdents64", errno))?;
+        scan::list(dir, false, force_sync, io, counters).map_err(|errno| ("getdents64", errno))?;
     let lacking = known.missing_from(&second);
     let confirmed = missing.iter().all(|index| lacking.binary_search(index).is_ok());
     Ok(confirmed.then_some(first))
@@ -294,12 +293,12 @@ fn list_still(
     stamp: &mut scan::DirStamp,
     with_stats: bool,
     force_sync: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
 ) -> Result<Snapshot, (&'static str, Errno)> {
     let mut tries = 0;
     loop {
-        let snapshot = scan::list(dir, with_stats, force_sync, buf, counters)
+        let snapshot = scan::list(dir, with_stats, force_sync, io, counters)
             .map_err(|errno| ("getdents64", errno))?;
         tries += 1;
         let after = scan::stat_object(dir, force_sync, counters)

@@ -117,7 +117,8 @@ impl Server {
                 warn!("restart: epoll_ctl for instance {}: {errno}", saved.key);
                 continue;
             }
-            let mut instance = Instance::new(socket, saved.uid, saved.pid, max_queued);
+            let charge = self.queues.charge_for(saved.uid);
+            let mut instance = Instance::new(socket, saved.uid, saved.pid, max_queued, charge);
             instance.resume_wds(saved.next_wd);
             self.instances.insert(saved.key, instance);
         }

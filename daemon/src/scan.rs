@@ -12,6 +12,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
 use rustix::io::Errno;
 
 use crate::snapshot::{EntryStat, Snapshot, SnapshotBuilder};
+use crate::statx_batch::{self, StatBatcher};
 
 /// Syscalls made by polls and what they found, for `status` and the bench.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,6 +125,23 @@ pub fn stat_entry(
     rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync), STAT_MASK)
 }
 
+/// What a thread that polls keeps between polls: the `getdents64` buffer and its `statx`
+/// helpers.
+pub struct ScanIo {
+    buf: Vec<MaybeUninit<u8>>,
+    stats: StatBatcher,
+}
+
+impl ScanIo {
+    /// `statx` of a directory's entries with requests in flight, where they are slow.
+    pub fn new() -> ScanIo {
+        ScanIo {
+            buf: vec![MaybeUninit::uninit(); 64 * 1024],
+            stats: StatBatcher::new(statx_batch::IN_FLIGHT),
+        }
+    }
+}
+
 /// Reads the whole listing of the directory `dir`, with attributes when `with_stats`.
 /// Entries that vanish between `getdents64` and their `statx` are left out, as they are gone.
 ///
@@ -135,7 +153,7 @@ pub fn list(
     dir: BorrowedFd<'_>,
     with_stats: bool,
     force_sync: bool,
-    buf: &mut Vec<MaybeUninit<u8>>,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
 ) -> Result<Snapshot, Errno> {
     let stream = rustix::fs::openat(
@@ -145,41 +163,49 @@ pub fn list(
         Mode::empty(),
     )?;
     let mut builder = SnapshotBuilder::default();
-    let mut raw = RawDir::new(stream.as_fd(), buf.as_mut_slice());
+    // Entries whose `statx` is needed: their names, NUL-terminated, in one arena.
+    let mut pending: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
+    let mut names: Vec<u8> = Vec::new();
+    let mut raw = RawDir::new(stream.as_fd(), io.buf.as_mut_slice());
     // RawDir makes one getdents64 per buffer fill; count fills by watching for a new buffer.
     counters.getdents += 1;
     while let Some(entry) = raw.next() {
         let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
+        let name = entry.file_name().to_bytes_with_nul();
+        if name == b".\0" || name == b"..\0" {
             continue;
         }
         let known_type = entry.file_type();
-        let stat = if with_stats || known_type == FileType::Unknown {
-            counters.statx += 1;
-            match rustix::fs::statx(
-                dir,
-                entry.file_name(),
-                AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync),
-                STAT_MASK,
-            ) {
-                Ok(st) => Some(st),
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e),
-            }
+        if with_stats || known_type == FileType::Unknown {
+            let start = names.len();
+            names.extend_from_slice(name);
+            pending.push((entry.ino(), start..names.len()));
         } else {
-            None
+            builder.push(
+                &name[..name.len() - 1],
+                entry.ino(),
+                known_type == FileType::Directory,
+                None,
+            );
+        }
+    }
+    // getdents64 never yields a name without its NUL, nor one with a NUL inside.
+    let c_names: Vec<&CStr> = pending
+        .iter()
+        .map(|(_, range)| CStr::from_bytes_with_nul(&names[range.clone()]).unwrap_or(c""))
+        .collect();
+    counters.statx += c_names.len() as u64;
+    let flags = AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync);
+    let stats = io.stats.stat_all(dir, &c_names, flags, STAT_MASK);
+    for ((ino, _), (name, stat)) in pending.iter().zip(c_names.iter().zip(stats)) {
+        let st = match stat {
+            Ok(st) => st,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e),
         };
-        let is_dir = match &stat {
-            Some(st) => FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory,
-            None => known_type == FileType::Directory,
-        };
-        builder.push(
-            name,
-            entry.ino(),
-            is_dir,
-            if with_stats { stat.as_ref().map(entry_stat) } else { None },
-        );
+        let is_dir = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory;
+        let stat = with_stats.then(|| entry_stat(&st));
+        builder.push(name.to_bytes(), *ino, is_dir, stat);
     }
     Ok(builder.finish())
 }
@@ -190,18 +216,20 @@ pub fn restat(
     dir: BorrowedFd<'_>,
     known: &Snapshot,
     force_sync: bool,
+    io: &mut ScanIo,
     counters: &mut ScanCounters,
 ) -> Result<Option<Snapshot>, Errno> {
+    let Some(names) = known.entries().iter().map(|e| known.c_name(e)).collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    counters.statx += names.len() as u64;
+    let flags = AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync);
     let mut stats = Vec::with_capacity(known.len());
-    for entry in known.entries() {
-        counters.statx += 1;
-        let Some(path) = known.c_name(entry) else { return Ok(None) };
-        match rustix::fs::statx(
-            dir,
-            path,
-            AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync),
-            STAT_MASK,
-        ) {
+    for (entry, result) in
+        known.entries().iter().zip(io.stats.stat_all(dir, &names, flags, STAT_MASK))
+    {
+        match result {
             Ok(st) if st.stx_ino == entry.ino => stats.push(entry_stat(&st)),
             Ok(_) | Err(Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e),

@@ -11,7 +11,6 @@
 //! touches watches, instances and subscribers; a scanner only runs `poller::poll_state`.
 
 use std::collections::{HashMap, VecDeque};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -21,7 +20,7 @@ use rustix::io::Errno;
 
 use crate::mounts::Observed;
 use crate::poller::{self, PollOutcome};
-use crate::scan::ScanCounters;
+use crate::scan::{ScanCounters, ScanIo};
 use crate::watch::ScanState;
 
 /// One poll handed to a scanner thread.
@@ -143,7 +142,7 @@ fn next_job(jobs: &Jobs) -> Option<ScanJob> {
 }
 
 fn scan_loop(jobs: &Jobs, results: &Results) {
-    let mut buf = vec![MaybeUninit::uninit(); 64 * 1024];
+    let mut io = ScanIo::new();
     while let Some(mut job) = next_job(jobs) {
         let mut counters = ScanCounters::default();
         let began = Instant::now();
@@ -152,7 +151,7 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
             job.fd.as_fd(),
             &mut job.state,
             job.look,
-            &mut buf,
+            &mut io,
             &mut counters,
             &mut observed,
         );

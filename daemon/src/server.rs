@@ -22,6 +22,7 @@ use rustix::time::{
     ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec,
 };
 
+use crate::budget::{self, QueueMeters};
 use crate::config::{Config, DaemonSettings, Mode};
 use crate::diff::Change;
 use crate::fstype;
@@ -31,13 +32,15 @@ use crate::listener::Listener;
 use crate::mounts::{Mounts, Observed};
 use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
+use crate::peer_log::PeerLog;
 use crate::policy::{self, Policies, PolicyDefaults};
 use crate::poller::{self, PollOutcome};
-use crate::scan::{self, ScanCounters};
+use crate::scan::{self, ScanCounters, ScanIo};
 use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
+use crate::usage::Object;
 use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
 use crate::wire::{self, RecvError};
 
@@ -76,6 +79,9 @@ struct Connection {
     opened: Duration,
 }
 
+/// Queue bytes freed by closing instances after which the heap is trimmed ([`give_memory_back`]).
+const TRIM_AFTER: u64 = 1 << 20;
+
 /// Request connections open at once; past it the oldest is closed. A client's request takes
 /// milliseconds, so only idle or hostile peers are ever evicted.
 const MAX_CONNECTIONS: usize = 256;
@@ -104,7 +110,9 @@ pub struct Server {
     pub(crate) pacing: Pacing,
     next_cookie: u32,
     next_generation: u64,
-    list_buf: Vec<MaybeUninit<u8>>,
+    /// For the polls the loop makes itself (a baseline, a poll before a subscriber joins),
+    /// with `statx` helpers of its own for slow mounts.
+    scan_io: ScanIo,
     /// Instances with events queued since the last flush.
     dirty: BTreeSet<u64>,
     moves: MoveTracker,
@@ -117,6 +125,16 @@ pub struct Server {
     pub(crate) running: bool,
     pub(crate) started: Duration,
     pub(crate) stats: Stats,
+    /// Queued event bytes, metered per uid and for the whole daemon.
+    pub(crate) queues: QueueMeters,
+    /// The daemon's `RLIMIT_NOFILE`, from which each uid's share of fds is drawn.
+    pub(crate) nofile: u64,
+    /// Warnings about peers, rate-limited per uid.
+    peer_log: PeerLog,
+    /// Bytes of queues freed by closed instances since the heap was last trimmed.
+    freed_since_trim: u64,
+    /// Entries of all polled listings as last counted, and when that count was made.
+    pub(crate) entries_total: Option<(Duration, u64)>,
 }
 
 /// Counters for `status`, beyond what instances and the scan counters hold.
@@ -202,6 +220,7 @@ impl Server {
         epoll::add(&epoll, scanners.wake_fd(), EventData::new_u64(SCANNED), watch_in)
             .map_err(fail("epoll_ctl eventfd"))?;
         let policies = resolve_policies(&config);
+        let queues = QueueMeters::new(&config.daemon.limits);
         Ok(Server {
             epoll,
             listener,
@@ -222,7 +241,7 @@ impl Server {
             pacing: Pacing::default(),
             next_cookie: 1,
             next_generation: 1,
-            list_buf: vec![MaybeUninit::uninit(); 64 * 1024],
+            scan_io: ScanIo::new(),
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
             mounts: Mounts::default(),
@@ -232,6 +251,11 @@ impl Server {
             running: true,
             started: now(),
             stats: Stats::default(),
+            queues,
+            nofile: budget::nofile(),
+            peer_log: PeerLog::default(),
+            freed_since_trim: 0,
+            entries_total: None,
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
@@ -305,6 +329,7 @@ impl Server {
             Ok(config) => {
                 crate::log::set_level(config.daemon.log_level);
                 self.set_policies(resolve_policies(&config));
+                self.queues.set_limits(&config.daemon.limits);
                 self.settings = config.daemon;
                 info!("reload: {}: {} watch policies", path.display(), self.policies.list.len());
                 Ok(format!(
@@ -346,10 +371,14 @@ impl Server {
     /// Arms the timer for the next deadline, an absolute monotonic time; a syscall only when
     /// the deadline moved (most loop turns, a request served for one, leave it as it is).
     fn arm_timer(&mut self) {
-        let next = match (self.schedule.next_deadline(), self.next_idle_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.schedule.next_deadline(),
+            self.next_idle_deadline(),
+            self.peer_log.next_summary().map(|at| Duration::from_secs(at.as_secs() + 1)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if next == self.armed {
             return;
         }
@@ -434,9 +463,39 @@ impl Server {
         let oldest =
             self.connections.iter().min_by_key(|(_, c)| c.opened).map(|(id, c)| (id, c.uid, c.pid));
         if let Some((id, uid, pid)) = oldest {
-            warn!("client pid {pid} uid {uid}: {why}; closing its oldest connection");
+            self.warn_peer(
+                uid,
+                "oldest connection",
+                format_args!("client pid {pid} uid {uid}: {why}; closing its oldest connection"),
+            );
             self.stats.error(format!("connection closed: {why}"));
             self.close_connection(id);
+        }
+    }
+
+    /// A warning about the peer `uid`, rate-limited per uid and `kind` (`peer_log`).
+    pub(crate) fn warn_peer(
+        &mut self,
+        uid: u32,
+        kind: &'static str,
+        message: std::fmt::Arguments<'_>,
+    ) {
+        if !crate::log::enabled(crate::config::LogLevel::Warn) {
+            return;
+        }
+        let verdict = self.peer_log.warn(uid, kind, now());
+        if verdict.suppressed > 0 {
+            warn_suppressed(uid, kind, verdict.suppressed);
+        }
+        if verdict.write {
+            warn!("{message}");
+        }
+    }
+
+    /// Summarises the warnings left out in peer-log windows that have ended.
+    fn sweep_peer_log(&mut self) {
+        for (uid, kind, count) in self.peer_log.sweep(now()) {
+            warn_suppressed(uid, kind, count);
         }
     }
 
@@ -450,7 +509,14 @@ impl Server {
             .map(|(id, c)| (id, c.uid, c.pid))
             .collect();
         for (id, uid, pid) in idle {
-            warn!("client pid {pid} uid {uid}: no request within {CONNECTION_IDLE:?}; closing its connection");
+            self.warn_peer(
+                uid,
+                "idle",
+                format_args!(
+                    "client pid {pid} uid {uid}: no request within {CONNECTION_IDLE:?}; \
+                     closing its connection"
+                ),
+            );
             self.stats.error("connection closed: idle");
             self.close_connection(id);
         }
@@ -479,7 +545,11 @@ impl Server {
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.close_connection(id),
             Err(error) => {
-                warn!("client pid {pid} uid {uid}: {error}; closing its connection");
+                self.warn_peer(
+                    uid,
+                    "protocol",
+                    format_args!("client pid {pid} uid {uid}: {error}; closing its connection"),
+                );
                 self.stats.error("protocol");
                 self.answer_bad_version(id, &error);
                 return self.close_connection(id);
@@ -508,15 +578,24 @@ impl Server {
                 return;
             }
             Ok(record) => {
-                warn!(
-                    "client pid {pid} uid {uid}: unexpected {:?} record; closing its connection",
-                    record.kind()
+                let kind = record.kind();
+                self.warn_peer(
+                    uid,
+                    "protocol",
+                    format_args!(
+                        "client pid {pid} uid {uid}: unexpected {kind:?} record; closing its \
+                         connection"
+                    ),
                 );
                 self.stats.error("protocol");
                 return self.close_connection(id);
             }
             Err(error) => {
-                warn!("client pid {pid} uid {uid}: {error}; closing its connection");
+                self.warn_peer(
+                    uid,
+                    "protocol",
+                    format_args!("client pid {pid} uid {uid}: {error}; closing its connection"),
+                );
                 self.stats.error("protocol");
                 self.answer_bad_version(id, &error);
                 return self.close_connection(id);
@@ -571,7 +650,13 @@ impl Server {
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.drop_channel(key),
             Err(error) => {
-                warn!("instance {key} (pid {pid} uid {uid}): {error}; closing its request channel");
+                self.warn_peer(
+                    uid,
+                    "protocol",
+                    format_args!(
+                        "instance {key} (pid {pid} uid {uid}): {error}; closing its request channel"
+                    ),
+                );
                 self.stats.error("protocol");
                 return self.drop_channel(key);
             }
@@ -579,7 +664,13 @@ impl Server {
         let answer = match received.channel_record() {
             Ok(record) => self.watch_request(key, uid, record, received.fds.first()),
             Err(error) => {
-                warn!("instance {key} (pid {pid} uid {uid}): {error}; closing its request channel");
+                self.warn_peer(
+                    uid,
+                    "protocol",
+                    format_args!(
+                        "instance {key} (pid {pid} uid {uid}): {error}; closing its request channel"
+                    ),
+                );
                 self.stats.error("protocol");
                 return self.drop_channel(key);
             }
@@ -662,6 +753,12 @@ impl Server {
             self.stats.error("limit: max_user_instances");
             return Err(Errno::MFILE);
         }
+        // An instance holds two fds: its socket and its request channel.
+        if self.user_use(uid).fds + 2 > self.user_fd_share() {
+            debug!("uid {uid} (pid {pid}) reached its share of the daemon's fds");
+            self.stats.error("limit: max_user_fds");
+            return Err(Errno::MFILE);
+        }
         let Ok(socket) = daemon_end.try_clone() else { return Err(Errno::MFILE) };
         if let Err(errno) =
             epoll::add(&self.epoll, &socket, EventData::new_u64(INSTANCE | key), EventFlags::RDHUP)
@@ -670,7 +767,8 @@ impl Server {
             return Err(Errno::NOMEM);
         }
         let max_queued = self.settings.limits.max_queued_events as usize;
-        self.instances.insert(key, Instance::new(socket, uid, pid, max_queued));
+        let charge = self.queues.charge_for(uid);
+        self.instances.insert(key, Instance::new(socket, uid, pid, max_queued, charge));
         debug!("instance {key}: registered by pid {pid} uid {uid}");
         Ok(key)
     }
@@ -724,6 +822,12 @@ impl Server {
             self.stats.error("limit: max_user_watches");
             return reply(Errno::NOSPC);
         }
+        if let Some(id) = existing.filter(|&id| self.objects.get(id).is_some_and(|o| o.is_polled()))
+        {
+            if let Err(errno) = self.polled_budget(uid, id, Object::Joined) {
+                return reply(errno);
+            }
+        }
         let (id, joined) = match existing {
             Some(id) => {
                 self.poll_before_joining(id, mask);
@@ -734,6 +838,14 @@ impl Server {
                 Err(errno) => return reply(errno),
             },
         };
+        if !joined && self.objects.get(id).is_some_and(|o| o.is_polled()) {
+            // A new polled object: its fd and listing are known only now; over the uid's
+            // budget it goes again at once.
+            if let Err(errno) = self.polled_budget(uid, id, Object::New) {
+                self.drop_object(id);
+                return reply(errno);
+            }
+        }
         let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
         let wd = instance.allocate_wd();
         instance.add_watch(wd, id);
@@ -851,7 +963,7 @@ impl Server {
             own_fd,
             &object,
             with_stats,
-            &mut self.list_buf,
+            &mut self.scan_io,
             &mut self.counters,
             generation,
         )
@@ -941,6 +1053,7 @@ impl Server {
     /// The application closed its end: every watch of the instance ends.
     fn close_instance(&mut self, key: u64) {
         let Some(instance) = self.instances.remove(&key) else { return };
+        let held = instance.queue_capacity_bytes() as u64 + instance.queued_bytes();
         self.stats.closed_delivered += instance.delivered;
         self.stats.closed_overflows += instance.overflows;
         // Closing the socket right after removes it from the epoll set anyway.
@@ -955,6 +1068,12 @@ impl Server {
         }
         self.dirty.remove(&key);
         debug!("instance {key}: closed by pid {}", instance.pid);
+        drop(instance);
+        self.freed_since_trim += held;
+        if self.freed_since_trim > TRIM_AFTER {
+            self.freed_since_trim = 0;
+            give_memory_back();
+        }
     }
 
     fn flush_dirty(&mut self) {
@@ -986,6 +1105,7 @@ impl Server {
         // It fired, so it is disarmed: the next turn arms it whatever the deadline.
         self.armed = None;
         self.close_idle_connections();
+        self.sweep_peer_log();
         let start = now();
         self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
         // Due within their slack: back on the schedule after this round.
@@ -1176,7 +1296,7 @@ impl Server {
         let Some(object) = self.objects.get_mut(id) else { return };
         let listing = self.mounts.listing(object.id.0);
         let (outcome, observed) =
-            poller::poll(object, listing, want_stats, &mut self.list_buf, &mut self.counters);
+            poller::poll(object, listing, want_stats, &mut self.scan_io, &mut self.counters);
         let path = object.path.clone();
         self.observe_mount(id, observed);
         self.take_outcome(id, &path, outcome);
@@ -1590,6 +1710,24 @@ fn take_cookie(next: &mut u32) -> u32 {
     let cookie = *next;
     *next = next.checked_add(1).unwrap_or(1);
     cookie
+}
+
+fn warn_suppressed(uid: u32, kind: &str, count: u64) {
+    warn!(
+        "uid {uid}: suppressed {count} more warnings ({kind}) in the last {}s",
+        crate::peer_log::WINDOW.as_secs()
+    );
+}
+
+/// Returns freed heap pages to the system. glibc keeps what a flood of events left freed in
+/// its arenas (565 MB stayed after the instances closed, issue 14); musl's allocator returns
+/// them by itself.
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn spare_fd() -> Option<OwnedFd> {

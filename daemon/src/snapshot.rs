@@ -38,13 +38,15 @@ impl EntryStat {
             true => RENAMED,
             false => 0,
         };
+        let is_dir = rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::Directory;
         EntryStat {
             mtime_ns,
             size,
             owner: fingerprint(&[u64::from(mode), u64::from(uid) << 32 | u64::from(gid)]),
             change: fingerprint(&[ctime_ns as u64, u64::from(nlink)])
-                & !(TIMES_SET | RENAMED | MOVED_IN)
+                & !(TIMES_SET | RENAMED | MOVED_IN | LINKED)
                 | if mtime_ns != ctime_ns { TIMES_SET } else { 0 }
+                | if !is_dir && nlink > 1 { LINKED } else { 0 }
                 | renamed,
         }
     }
@@ -65,6 +67,11 @@ impl EntryStat {
         self.change & MOVED_IN != 0
     }
 
+    /// Whether a file has other names (hard links): a new name of it is a link, not a write.
+    pub fn linked(&self) -> bool {
+        self.change & LINKED != 0
+    }
+
     /// Whether mtime was last set apart from ctime, by `utimensat` rather than a write.
     pub fn times_set(&self) -> bool {
         self.change & TIMES_SET != 0
@@ -74,6 +81,7 @@ impl EntryStat {
 const TIMES_SET: u32 = 1 << 31;
 const RENAMED: u32 = 1 << 30;
 const MOVED_IN: u32 = 1 << 29;
+const LINKED: u32 = 1 << 28;
 
 /// How far past its mtime a new name's ctime must be for the name to count as moved in. A
 /// creator that sets the owner or mode of a new file at once sets its ctime a little after its

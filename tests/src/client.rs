@@ -244,9 +244,9 @@ impl Client {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || !self.receive(left) {
-                if !left.is_zero() {
-                    std::thread::sleep(left);
-                }
+                // Once both streams ended, `receive` returns at once: wait out what is left,
+                // as measured now (after a timeout nothing is).
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                 return self.seen[start..].to_vec();
             }
         }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::terminate;
 use crate::temp::TempDir;
 use crate::{artifacts, seqpacket, WAIT};
 
@@ -24,13 +25,19 @@ impl Daemon {
     /// Starts `fakenotifyd start --socket DIR/fakenotify.sock --config DIR/config.toml` and
     /// waits until the socket accepts a connection. Panics (with the log) if it exits instead.
     pub fn start(config_toml: &str) -> Daemon {
+        Daemon::start_with_fd_limit(config_toml, None)
+    }
+
+    /// Like [`Daemon::start`], with the daemon's `RLIMIT_NOFILE` (soft and hard) set to `limit`
+    /// (`prlimit`), as on a host with a low limit. [`Daemon::restart`] does not keep it.
+    pub fn start_with_fd_limit(config_toml: &str, limit: Option<u64>) -> Daemon {
         let dir = TempDir::new("daemon");
         let config = dir.join("config.toml");
         std::fs::write(&config, config_toml).expect("write the daemon's config");
         let socket = dir.join("fakenotify.sock");
         let log_path = dir.join("daemon.log");
         let log = File::create(&log_path).expect("create the daemon's log file");
-        let child = spawn(&socket, &config, log);
+        let child = spawn(&socket, &config, log, limit);
         let mut daemon = Daemon { child: Some(child), socket, log_path, dir };
         daemon.wait_ready();
         daemon
@@ -57,7 +64,7 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)
             .expect("reopen the daemon's log file");
-        self.child = Some(spawn(&self.socket, &self.dir.join("config.toml"), log));
+        self.child = Some(spawn(&self.socket, &self.dir.join("config.toml"), log, None));
         self.wait_ready();
     }
 
@@ -157,16 +164,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Ok(None) = child.try_wait() {
-                // SAFETY: kill(2) on our own child's pid, which has not been reaped.
-                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            terminate(&mut child);
         }
         if std::thread::panicking() {
             eprintln!(
@@ -178,9 +176,18 @@ impl Drop for Daemon {
     }
 }
 
-/// `fakenotifyd start --socket SOCKET --config CONFIG`, its stderr to `log`.
-fn spawn(socket: &Path, config: &Path, log: File) -> Child {
-    Command::new(artifacts().fakenotifyd())
+/// `fakenotifyd start --socket SOCKET --config CONFIG`, its stderr to `log`; under
+/// `prlimit --nofile=N:N` when `fd_limit` is given (the pid is the daemon's: prlimit execs it).
+fn spawn(socket: &Path, config: &Path, log: File, fd_limit: Option<u64>) -> Child {
+    let mut command = match fd_limit {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(artifacts().fakenotifyd());
+            c
+        }
+        None => Command::new(artifacts().fakenotifyd()),
+    };
+    command
         .arg("start")
         .arg("--socket")
         .arg(socket)
@@ -249,6 +256,7 @@ pub struct Status {
 #[derive(Clone, Debug, Default, nanoserde::DeJson)]
 pub struct InstanceStatus {
     pub pid: i32,
+    pub uid: u32,
     pub watches: u64,
     pub queued: u64,
     pub delivered: u64,

@@ -1,4 +1,5 @@
-//! A bindfs FUSE mount over a fresh backing directory: the stand-in for an NFS export.
+//! FUSE mounts over fresh backing directories: bindfs, the stand-in for an NFS export, and the
+//! FUSE servers users run (rclone, sshfs, mergerfs) with their own quirks.
 //!
 //! Changes made in `backing` reach the mount without passing through its VFS, so the kernel
 //! sends no inotify event for them on `mount`, exactly as with a file changed by another NFS
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::{run, Background};
+use crate::sshd::{Sshd, SSH_PACKAGES};
 use crate::temp::TempDir;
 use crate::WAIT;
 
@@ -16,11 +19,21 @@ const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 /// `statfs` type of tmpfs.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
-/// A mounted bindfs; `Drop` unmounts it (`fusermount3 -u`, else `umount -l`) and removes both
-/// directories.
+/// A mounted FUSE filesystem; `Drop` unmounts it (`fusermount3 -u`, else `umount -l`), stops
+/// the processes it needs and removes its directories.
 pub struct FuseMount {
+    /// Where a test makes the changes behind the mount: the backing directory, or the last
+    /// branch of a mergerfs pool.
     pub backing: PathBuf,
     pub mount: PathBuf,
+    /// Every directory the mount shows, in the server's order: `backing` alone but for
+    /// mergerfs.
+    pub branches: Vec<PathBuf>,
+    /// The server when it runs in the foreground as our child (all but bindfs), stopped once
+    /// unmounted (it normally exits by itself then).
+    server: Option<Background>,
+    /// The sshd an sshfs mount talks to; stopped after the server.
+    sshd: Option<Sshd>,
     /// `None` once a mount that would not go away made us leave the directory in place.
     dir: Option<TempDir>,
 }
@@ -53,42 +66,113 @@ impl FuseMount {
     }
 
     fn mount_in(dir: TempDir, options: &[&str]) -> FuseMount {
-        if let Err(missing) = check_prerequisites() {
-            panic!("cannot make a FUSE mount: {missing}");
-        }
-        let backing = dir.join("backing");
-        let mount = dir.join("mount");
-        for d in [&backing, &mount] {
-            std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
-        }
-        let output = Command::new("bindfs")
-            .args(options)
-            .arg(&backing)
-            .arg(&mount)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run bindfs: {e}"));
-        if !output.status.success() {
-            panic!(
-                "bindfs {} {} failed ({}): {}",
-                backing.display(),
-                mount.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let fuse = FuseMount { backing, mount, dir: Some(dir) };
+        const INSTALL: &str = "Debian/Ubuntu: apt-get install bindfs fuse3";
+        require(&["bindfs"], INSTALL);
+        let [backing, mount] = subdirectories(&dir, ["backing", "mount"]);
+        // bindfs mounts, then goes to the background by itself.
+        run(Command::new("bindfs").args(options).arg(&backing).arg(&mount), INSTALL);
+        FuseMount::up(dir, vec![backing], mount, None, None)
+    }
+
+    /// `rclone mount` of a local directory (the `:local:` backend, no configuration file),
+    /// with caches short enough that a change behind the mount shows in a listing within
+    /// about 100 ms: `--dir-cache-time 100ms` (5 min by default, which hides changes from
+    /// every poller), `--attr-timeout 100ms`, and `--poll-interval 0` (the local backend
+    /// cannot be polled for changes anyway).
+    pub fn rclone() -> FuseMount {
+        const INSTALL: &str = "Debian/Ubuntu: apt-get install rclone fuse3";
+        let (dir, [backing, mount, cache]) =
+            layout("rclone", &["rclone"], INSTALL, ["backing", "mount", "cache"]);
+        let mut command = Command::new("rclone");
+        command
+            .args(["mount", "--config", "/dev/null", "--cache-dir"])
+            .arg(&cache)
+            .args(["--dir-cache-time", "100ms", "--attr-timeout", "100ms", "--poll-interval", "0"])
+            .arg(format!(":local:{}", backing.display()))
+            .arg(&mount);
+        FuseMount::serve(dir, command, INSTALL, vec![backing], mount, None)
+    }
+
+    /// sshfs to root@127.0.0.1 on an sshd of its own ([`Sshd`]), with sshfs's directory cache
+    /// off (`dir_cache=no`; else names are cached for `dcache_timeout`, 20 s).
+    pub fn sshfs() -> FuseMount {
+        let programs = ["sshfs", "ssh", "ssh-keygen"];
+        let (dir, [backing, mount, ssh]) =
+            layout("sshfs", &programs, SSH_PACKAGES, ["backing", "mount", "ssh"]);
+        let sshd = Sshd::start(&ssh);
+        let options = format!(
+            "IdentityFile={},port={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,\
+             BatchMode=yes,LogLevel=ERROR,dir_cache=no",
+            sshd.identity.display(),
+            sshd.port
+        );
+        let mut command = Command::new("sshfs");
+        command
+            // -F: no ssh_config of the machine or the user (a ControlMaster, another key).
+            .args(["-f", "-F", "/dev/null", "-o", &options])
+            .arg(format!("root@127.0.0.1:{}", backing.display()))
+            .arg(&mount);
+        FuseMount::serve(dir, command, SSH_PACKAGES, vec![backing], mount, Some(sshd))
+    }
+
+    /// A mergerfs pool of two branches, `disk1` and `disk2`, with mergerfs's defaults (among
+    /// them `func.getattr=ff`: a directory present in both shows `disk1`'s attributes).
+    /// [`FuseMount::backing`] is `disk2`, where changes go unseen in the pool's attributes.
+    pub fn mergerfs() -> FuseMount {
+        const INSTALL: &str = "Debian/Ubuntu: apt-get install mergerfs fuse3";
+        let (dir, [disk1, disk2, pool]) =
+            layout("mergerfs", &["mergerfs"], INSTALL, ["disk1", "disk2", "pool"]);
+        let mut command = Command::new("mergerfs");
+        command.arg("-f").arg(format!("{}:{}", disk1.display(), disk2.display())).arg(&pool);
+        FuseMount::serve(dir, command, INSTALL, vec![disk1, disk2], pool, None)
+    }
+
+    /// Starts `command`, a FUSE server that stays in the foreground, and waits for its mount.
+    fn serve(
+        dir: TempDir,
+        mut command: Command,
+        install: &str,
+        branches: Vec<PathBuf>,
+        mount: PathBuf,
+        sshd: Option<Sshd>,
+    ) -> FuseMount {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let log = dir.join(format!("{program}.log"));
+        let server = Background::spawn(&program, &mut command, log, install);
+        FuseMount::up(dir, branches, mount, Some(server), sshd)
+    }
+
+    /// The mount once it is up; panics (with the server's output) if it does not come up.
+    fn up(
+        dir: TempDir,
+        branches: Vec<PathBuf>,
+        mount: PathBuf,
+        server: Option<Background>,
+        sshd: Option<Sshd>,
+    ) -> FuseMount {
+        let backing = branches.last().expect("a mount has a branch").clone();
+        let mut fuse = FuseMount { backing, mount, branches, server, sshd, dir: Some(dir) };
         fuse.wait_mounted();
         fuse
     }
 
-    fn wait_mounted(&self) {
+    fn wait_mounted(&mut self) {
         let deadline = Instant::now() + WAIT;
         while !is_fuse(&self.mount) {
-            if Instant::now() > deadline {
+            let exited = self.server.as_mut().and_then(|s| s.exited());
+            if exited.is_some() || Instant::now() > deadline {
+                let (label, output) = self
+                    .server
+                    .as_ref()
+                    .map_or(("bindfs".into(), String::new()), |s| (s.label().to_owned(), s.log()));
+                let sshd = self.sshd.as_ref().map(|s| format!("\nsshd's log:\n{}", s.log()));
+                let state = exited.map_or(format!("still not mounted {WAIT:?} after"), |status| {
+                    format!("exited ({status}) before mounting, after")
+                });
                 panic!(
-                    "{} is not a FUSE mount {WAIT:?} after bindfs returned",
-                    self.mount.display()
+                    "{}: {state} starting {label}; it printed:\n{output}{}",
+                    self.mount.display(),
+                    sshd.unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -132,8 +216,16 @@ impl Drop for FuseMount {
     }
 }
 
-/// `Err(what to install)` when bindfs or FUSE is missing.
-pub fn check_prerequisites() -> Result<(), String> {
+/// Panics naming what to install when FUSE, fusermount3 or one of `programs` is missing.
+fn require(programs: &[&str], install: &str) {
+    if let Err(missing) = check_prerequisites(programs, install) {
+        panic!("cannot make a FUSE mount: {missing}");
+    }
+}
+
+/// `Err(what to install)` when FUSE, fusermount3 or one of `programs` (installed as `install`
+/// says) is missing.
+pub fn check_prerequisites(programs: &[&str], install: &str) -> Result<(), String> {
     if !Path::new("/dev/fuse").exists() {
         return Err(
             "/dev/fuse is missing: load the fuse module (modprobe fuse), or give the container \
@@ -145,13 +237,36 @@ pub fn check_prerequisites() -> Result<(), String> {
         std::env::var_os("PATH")
             .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
     };
-    if !found("bindfs") {
-        return Err("bindfs is not installed (Debian/Ubuntu: apt-get install bindfs fuse3)".into());
+    if let Some(missing) = programs.iter().find(|p| !found(p)) {
+        return Err(format!("{missing} is not installed ({install})"));
     }
     if !found("fusermount3") && !found("fusermount") {
         return Err("fusermount3 is not installed (Debian/Ubuntu: apt-get install fuse3)".into());
     }
     Ok(())
+}
+
+/// Checks for `programs` ([`require`]), then makes a temporary directory labelled `label` with
+/// the subdirectories `names`.
+fn layout<const N: usize>(
+    label: &str,
+    programs: &[&str],
+    install: &str,
+    names: [&str; N],
+) -> (TempDir, [PathBuf; N]) {
+    require(programs, install);
+    let dir = TempDir::new(label);
+    let paths = subdirectories(&dir, names);
+    (dir, paths)
+}
+
+/// Creates `names` in `dir` and returns their paths.
+fn subdirectories<const N: usize>(dir: &TempDir, names: [&str; N]) -> [PathBuf; N] {
+    names.map(|name| {
+        let path = dir.join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        path
+    })
 }
 
 fn is_fuse(path: &Path) -> bool {

@@ -3,7 +3,8 @@
 //!
 //! The tests in `tests/tests/` start a `fakenotifyd` on a temporary socket ([`Daemon`]), mount a
 //! bindfs FUSE filesystem over a temporary backing directory ([`FuseMount`]) that stands in for
-//! NFS, make changes in the backing directory (which the kernel never reports on the mount), and
+//! NFS (or one of the FUSE servers users run: rclone, sshfs to a private [`Sshd`], mergerfs),
+//! make changes in the backing directory (which the kernel never reports on the mount), and
 //! run inotify clients with and without `LD_PRELOAD=libfakenotify.so` ([`Client`]): the C test
 //! client in `tests/clients/` (glibc and musl builds), `inotifywait` and a Node `fs.watch` script.
 //! [`artifacts`] builds the daemon, the ctl, the preload (a cargo workspace of its own) and the C
@@ -16,13 +17,17 @@
 pub mod artifacts;
 pub mod client;
 pub mod daemon;
+pub mod delayfs;
 pub mod deploy;
 pub mod differential;
 pub mod fuse;
 pub mod masks;
+pub mod peer;
+pub mod process;
 pub mod remote;
 pub mod script;
 pub mod seqpacket;
+pub mod sshd;
 pub mod temp;
 
 use std::time::Duration;
@@ -34,6 +39,7 @@ pub use fuse::FuseMount;
 pub use masks::{mask_from_names, mask_names};
 pub use remote::{append, write, Remote};
 pub use script::ScriptClient;
+pub use sshd::Sshd;
 pub use temp::TempDir;
 
 pub use fakenotify_proto::inotify::*;

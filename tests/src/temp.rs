@@ -26,6 +26,10 @@ impl TempDir {
         std::fs::create_dir_all(&path).unwrap_or_else(|e| {
             panic!("cannot create temporary directory {}: {e}", path.display())
         });
+        // 0755 whatever the umask: the daemon refuses a socket directory others may write.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot chmod temporary directory {}: {e}", path.display()));
         TempDir { path }
     }
 

@@ -588,6 +588,52 @@ fn changing_times_gives_attrib_not_modify() {
 }
 
 #[test]
+fn a_new_file_with_data_gives_modify_to_a_modify_only_watch() {
+    // Created and written within one poll: the kernel reports the write.
+    Differential::new(
+        "
+        init1 0 NONBLOCK
+        add 0 MODIFY {}
+        write f hello
+        write empty
+        sync
+        ",
+    )
+    .run();
+}
+
+#[test]
+fn a_new_file_with_data_gives_modify_to_a_watch_widened_with_mask_add() {
+    // A watch widened with IN_MASK_ADD, as .NET's FileSystemWatcher does when a filter
+    // changes. Without IN_CREATE in the mask, nothing hides the write behind the create.
+    Differential::new(
+        "
+        init1 0 NONBLOCK
+        add 0 DELETE {}
+        add 0 MODIFY|CLOSE_WRITE|MASK_ADD {}
+        write f hello
+        sync
+        ",
+    )
+    .run();
+}
+
+#[test]
+fn a_write_and_a_chmod_between_two_polls_give_modify_and_attrib() {
+    Differential::new(
+        "
+        write f x
+        init1 0 NONBLOCK
+        add 0 MODIFY|ATTRIB {}
+        append f more
+        chmod f 600
+        sync
+        ",
+    )
+    .run();
+}
+
+#[test]
 fn a_hard_link_gives_create_only() {
     Differential::new(
         "

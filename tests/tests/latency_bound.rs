@@ -1,0 +1,158 @@
+//! Polls on a latency-bound mount (delayfs: every FUSE request answered after a delay, many at
+//! once) keep their `statx` calls in flight together, and still hold what held before: a
+//! `max_ops` budget counts every request whatever their overlap, and a server that stops with
+//! requests outstanding stalls only its own device.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fakenotify_ctl::message::{PolicyInfo, Status};
+use fakenotify_ctl::watcher::{WatchEvent, Watcher};
+use fakenotify_tests::delayfs::DelayMount;
+use fakenotify_tests::*;
+use nanoserde::DeJson;
+
+const DIRS: usize = 20;
+const FILES: usize = 100;
+const MODIFY: u32 = IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE;
+
+/// `backing/dNN` with `FILES` files each, left to age past the daemon's 2 s racy window; the
+/// same directories as the mount shows them.
+fn tree(mount: &DelayMount) -> Vec<PathBuf> {
+    let dirs = (0..DIRS)
+        .map(|d| {
+            let name = format!("d{d:02}");
+            std::fs::create_dir(mount.backing(&name)).expect("mkdir");
+            for f in 0..FILES {
+                std::fs::write(mount.backing(&name).join(format!("f{f:03}")), b"x").expect("write");
+            }
+            mount.mounted(&name)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    dirs
+}
+
+fn status(daemon: &Daemon) -> (Status, Duration) {
+    let began = Instant::now();
+    let output = Command::new(artifacts().fakenotify_ctl())
+        .args(["status", "--json", "--socket"])
+        .arg(daemon.socket())
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run fakenotify-ctl status");
+    let took = began.elapsed();
+    assert!(output.status.success(), "status: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    (Status::deserialize_json(&text).unwrap_or_else(|e| panic!("status JSON {e}: {text}")), took)
+}
+
+fn policy(daemon: &Daemon, root: &Path) -> PolicyInfo {
+    let root = root.display().to_string();
+    status(daemon).0.policies.into_iter().find(|p| p.path == root).expect("the mount's policy")
+}
+
+/// Watches `dirs` for `mask` and hands their events to the returned channel.
+fn watch(daemon: &Daemon, dirs: &[PathBuf], mask: u32) -> mpsc::Receiver<WatchEvent> {
+    let mut watcher = Watcher::register(daemon.socket()).expect("register with the daemon");
+    for dir in dirs {
+        watcher.add(dir, mask).expect("add a watch");
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(Some(events)) = watcher.read_events() {
+            for event in events {
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn expect_event(rx: &mpsc::Receiver<WatchEvent>, what: &str, mask: u32, name: &[u8]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"));
+        if event.name == name && event.mask & mask != 0 {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_budget_holds_while_statx_calls_overlap() {
+    let mount = DelayMount::new(1.0);
+    let dirs = tree(&mount);
+    // 20 directories of 101 statx each at 1 s want about 2000 operations a second; 300 allowed.
+    let daemon = Daemon::start(&format!(
+        "[[watch]]\npath = \"{}\"\npoll_interval = \"1s\"\nmax_ops = 300\n",
+        mount.mount.display()
+    ));
+    let rx = watch(&daemon, &dirs, MODIFY);
+    std::thread::sleep(Duration::from_secs(2));
+    let (a, t0) = (policy(&daemon, &mount.mount), Instant::now());
+    std::thread::sleep(Duration::from_secs(6));
+    let (b, t1) = (policy(&daemon, &mount.mount), Instant::now());
+    let ops = (b.syscalls_statx + b.syscalls_getdents) - (a.syscalls_statx + a.syscalls_getdents);
+    let rate = ops as f64 / (t1 - t0).as_secs_f64();
+    assert!(rate <= 350.0, "{rate:.0} ops/s over a 300/s budget ({a:?} -> {b:?})");
+    assert!(rate >= 150.0, "{rate:.0} ops/s: the budget should be used, not idle");
+    assert!(b.stretched, "status says the intervals are stretched: {b:?}");
+    // A change still shows, within a stretched interval (about 7 s).
+    std::fs::write(mount.backing("d07/new"), b"data").expect("write");
+    expect_event(&rx, "IN_CREATE of d07/new", IN_CREATE, b"new");
+}
+
+#[test]
+fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
+    let slow = DelayMount::new(1.0);
+    let dirs = tree(&slow);
+    let alive = FuseMount::new();
+    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
+    let slow_events = watch(&daemon, &dirs, MODIFY);
+    let alive_events = watch(&daemon, std::slice::from_ref(&alive.mount), IN_CREATE);
+    // Polls of 101 statx at 1 ms, back to back: stopped now, the server holds many requests.
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: kill(2) on the delayfs server this test started.
+    assert_eq!(unsafe { libc::kill(slow.server_pid(), libc::SIGSTOP) }, 0, "SIGSTOP delayfs");
+    struct Continue(i32);
+    impl Drop for Continue {
+        fn drop(&mut self) {
+            // SAFETY: as above; continues the server also when the test fails.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let frozen = Continue(slow.server_pid());
+    std::fs::write(slow.backing("d03/during"), b"data").expect("write");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    for n in 0..3 {
+        let name = format!("alive-{n}");
+        let began = Instant::now();
+        std::fs::write(alive.backing(&name), b"").expect("write");
+        expect_event(&alive_events, &name, IN_CREATE, name.as_bytes());
+        let took = began.elapsed();
+        assert!(
+            took < Duration::from_millis(1300),
+            "{name} took {took:?} while a server is stopped"
+        );
+    }
+    let (s, took) = status(&daemon);
+    assert!(took < Duration::from_secs(1), "status took {took:?} while a server is stopped");
+    let slow_root = slow.mount.display().to_string();
+    assert!(
+        s.slow_scans.iter().any(|scan| scan.path.starts_with(&slow_root)),
+        "status names the stopped mount: {:?}",
+        s.slow_scans
+    );
+
+    drop(frozen);
+    expect_event(&slow_events, "IN_CREATE of d03/during after SIGCONT", IN_CREATE, b"during");
+    std::fs::write(slow.backing("d05/f001"), b"longer").expect("write");
+    expect_event(&slow_events, "IN_MODIFY of d05/f001", IN_MODIFY, b"f001");
+}
