@@ -101,22 +101,36 @@ fn the_bash_completion_loads_and_offers_the_watch_options() {
     );
 }
 
-#[test]
-fn the_zsh_and_fish_completions_parse_where_those_shells_are_installed() {
-    for (shell, file) in
-        [("zsh", "_fakenotify"), ("fish", "fakenotify-ctl.fish"), ("fish", "fakenotifyd.fish")]
-    {
-        let path = repo_root().join("completions").join(file);
-        match Command::new(shell).arg("-n").arg(&path).output() {
-            Ok(output) => assert!(
-                output.status.success(),
-                "{shell} -n {file}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("{shell} is not installed: {file} not checked")
-            }
-            Err(e) => panic!("run {shell}: {e}"),
+/// Runs `shell ARGS`; `None` if the shell is not installed.
+fn shell(shell: &str, args: &[&str]) -> Option<String> {
+    let completions = repo_root().join("completions");
+    match Command::new(shell).args(args).current_dir(&completions).output() {
+        Ok(output) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{shell} {args:?}: {stderr}");
+            Some(String::from_utf8_lossy(&output.stdout).into_owned())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("{shell} is not installed: its completion is not checked");
+            None
+        }
+        Err(e) => panic!("run {shell}: {e}"),
+    }
+}
+
+#[test]
+fn the_zsh_and_fish_completions_load_where_those_shells_are_installed() {
+    let compinit = "fpath=($PWD $fpath); autoload -U compinit; compinit -u -D; \
+        print -- ${_comps[fakenotify-ctl]} ${_comps[fakenotifyd]}";
+    if let Some(out) = shell("zsh", &["-n", "_fakenotify"]).and(shell("zsh", &["-fc", compinit])) {
+        assert_eq!(out.trim(), "_fakenotify _fakenotify", "zsh binds both commands");
+    }
+    let offered = "source fakenotify-ctl.fish; complete -C'fakenotify-ctl watch --exc'";
+    if let Some(out) = shell("fish", &["-c", offered]) {
+        assert!(out.contains("--exclude\t") && out.contains("--excludei\t"), "{out}");
+    }
+    let levels = "source fakenotifyd.fish; complete -C'fakenotifyd start --log-level '";
+    if let Some(out) = shell("fish", &["-c", levels]) {
+        assert_eq!(out.lines().collect::<Vec<_>>(), ["debug", "error", "info", "warn"]);
     }
 }
