@@ -104,6 +104,12 @@ fn recursive_filtered_and_formatted_lines_match_inotifywait() {
     pair.expect(&format!("MOVED_TO|{mount}/a/|moved|MOVED_TO"));
     std::fs::remove_file(fuse.backing("a/moved")).expect("remove");
     pair.expect(&format!("DELETE|{mount}/a/|moved|DELETE"));
+    // A watched directory renamed: both follow it under its new name.
+    std::fs::rename(fuse.backing("a/sub"), fuse.backing("a/sub2")).expect("rename a/sub");
+    pair.expect(&format!("MOVED_TO,ISDIR|{mount}/a/|sub2|MOVED_TO:ISDIR"));
+    std::thread::sleep(Duration::from_millis(500));
+    write(&fuse.backing("a/sub2/inner2"), b"");
+    pair.expect(&format!("CREATE|{mount}/a/sub2/|inner2|CREATE"));
     pair.assert_same_lines();
     let all = pair.ctl.lines();
     assert!(!all.iter().any(|l| l.text.contains("skip.swp")), "--exclude: {all:?}");
