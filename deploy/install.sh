@@ -8,7 +8,11 @@
 #   $PREFIX/lib/fakenotify/libfakenotify.so
 #   $PREFIX/lib/fakenotify/libfakenotify_preload.so   -> libfakenotify.so (the compose name)
 #   $PREFIX/share/fakenotify/config.example.toml
-#   $SYSCONFDIR/fakenotify/config.toml                 from the example, only if absent
+#   $PREFIX/share/man/man{1,7,8}/...                   fakenotify-ctl.1, fakenotify.7, fakenotifyd.8
+#   $PREFIX/share/bash-completion/completions/fakenotify-ctl, .../fakenotifyd -> fakenotify-ctl
+#   $PREFIX/share/zsh/site-functions/_fakenotify, $PREFIX/share/fish/vendor_completions.d/*.fish
+#   $SYSCONFDIR/fakenotify/config.toml                 the example with its [[watch]] tables
+#                                                      commented out, only if absent
 #   $UNITDIR/fakenotify.service, $UNITDIR/fakenotify.socket   (ExecStart= in $PREFIX/bin)
 #
 # Variables: PREFIX (/usr/local), SYSCONFDIR (/etc), UNITDIR ($SYSCONFDIR/systemd/system, which
@@ -21,7 +25,7 @@
 set -eu
 
 usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "$0"
+    sed -n '2,22s/^# \{0,1\}//p' "$0"
 }
 
 mode=${1:-install}
@@ -54,6 +58,10 @@ bindir=$PREFIX/bin
 libdir=$PREFIX/lib/fakenotify
 datadir=$PREFIX/share/fakenotify
 confdir=$SYSCONFDIR/fakenotify
+mandir=$PREFIX/share/man
+bashdir=$PREFIX/share/bash-completion/completions
+zshdir=$PREFIX/share/zsh/site-functions
+fishdir=$PREFIX/share/fish/vendor_completions.d
 example=$root/deploy/config.example.toml
 
 changed=0
@@ -93,6 +101,12 @@ link() {
     changed=$((changed + 1))
 }
 
+# inert EXAMPLE: the example with every line from its first [[watch]] on commented out, so a
+# fresh install runs on the defaults and warns about no path that does not exist here.
+inert() {
+    sed '/^\[\[watch\]\]/,$ s/^\([^#]\)/# \1/' "$1"
+}
+
 # drop PATH: remove $DESTDIR$PATH if it exists.
 drop() {
     if [ -e "$DESTDIR$1" ] || [ -L "$DESTDIR$1" ]; then
@@ -130,16 +144,25 @@ do_install() {
     put "$build/fakenotify-ctl" "$bindir/fakenotify-ctl" 755
     put "$build/libfakenotify.so" "$libdir/libfakenotify.so" 755
     link libfakenotify.so "$libdir/libfakenotify_preload.so"
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
     put "$example" "$datadir/config.example.toml" 644
+    put "$root/man/fakenotify-ctl.1" "$mandir/man1/fakenotify-ctl.1" 644
+    put "$root/man/fakenotify.7" "$mandir/man7/fakenotify.7" 644
+    put "$root/man/fakenotifyd.8" "$mandir/man8/fakenotifyd.8" 644
+    put "$root/completions/fakenotify-ctl.bash" "$bashdir/fakenotify-ctl" 644
+    link fakenotify-ctl "$bashdir/fakenotifyd"
+    put "$root/completions/_fakenotify" "$zshdir/_fakenotify" 644
+    put "$root/completions/fakenotify-ctl.fish" "$fishdir/fakenotify-ctl.fish" 644
+    put "$root/completions/fakenotifyd.fish" "$fishdir/fakenotifyd.fish" 644
     if [ -e "$DESTDIR$confdir/config.toml" ]; then
         say "kept       $confdir/config.toml (it exists)"
     else
-        put "$example" "$confdir/config.toml" 644
+        inert "$example" >"$scratch/config.toml"
+        put "$scratch/config.toml" "$confdir/config.toml" 644
     fi
 
     # The units name /usr/local/bin; point them at this PREFIX.
-    scratch=$(mktemp -d)
-    trap 'rm -rf "$scratch"' EXIT
     units_before=$changed
     for unit in fakenotify.service fakenotify.socket; do
         sed "s|/usr/local/bin/|$bindir/|g" "$root/deploy/systemd/$unit" >"$scratch/$unit"
@@ -173,20 +196,33 @@ do_uninstall() {
     drop "$libdir/libfakenotify_preload.so"
     drop "$libdir/libfakenotify.so"
     if [ -f "$DESTDIR$confdir/config.toml" ]; then
-        if cmp -s "$example" "$DESTDIR$confdir/config.toml"; then
+        # As installed (or as installed before the tables were commented out): not edited.
+        if inert "$example" | cmp -s - "$DESTDIR$confdir/config.toml" ||
+            cmp -s "$example" "$DESTDIR$confdir/config.toml"; then
             drop "$confdir/config.toml"
         else
             say "kept       $confdir/config.toml (edited; remove it yourself)"
         fi
     fi
     drop "$datadir/config.example.toml"
+    drop "$mandir/man1/fakenotify-ctl.1"
+    drop "$mandir/man7/fakenotify.7"
+    drop "$mandir/man8/fakenotifyd.8"
+    drop "$bashdir/fakenotifyd"
+    drop "$bashdir/fakenotify-ctl"
+    drop "$zshdir/_fakenotify"
+    drop "$fishdir/fakenotify-ctl.fish"
+    drop "$fishdir/fakenotifyd.fish"
     units_before=$changed
     drop "$UNITDIR/fakenotify.service"
     drop "$UNITDIR/fakenotify.socket"
     if [ "$changed" -ne "$units_before" ] && systemd_running; then
         systemctl daemon-reload
     fi
-    prune "$libdir" "$datadir" "$confdir"
+    # Only directories left empty go; shared ones that hold other packages' files stay.
+    prune "$libdir" "$datadir" "$confdir" "$mandir/man1" "$mandir/man7" "$mandir/man8" "$mandir" \
+        "$bashdir" "$PREFIX/share/bash-completion" "$zshdir" "$PREFIX/share/zsh" "$fishdir" \
+        "$PREFIX/share/fish"
     say "$changed file(s) removed"
 }
 

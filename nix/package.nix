@@ -63,6 +63,14 @@ rustPlatform.buildRustPackage {
     install -Dm755 ${preload}/lib/libfakenotify.so $out/lib/fakenotify/libfakenotify.so
     ln -s libfakenotify.so $out/lib/fakenotify/libfakenotify_preload.so
     install -Dm644 deploy/config.example.toml $out/share/fakenotify/config.example.toml
+    install -Dm644 man/fakenotify-ctl.1 $out/share/man/man1/fakenotify-ctl.1
+    install -Dm644 man/fakenotify.7 $out/share/man/man7/fakenotify.7
+    install -Dm644 man/fakenotifyd.8 $out/share/man/man8/fakenotifyd.8
+    install -Dm644 completions/fakenotify-ctl.bash $out/share/bash-completion/completions/fakenotify-ctl
+    ln -s fakenotify-ctl $out/share/bash-completion/completions/fakenotifyd
+    install -Dm644 completions/_fakenotify $out/share/zsh/site-functions/_fakenotify
+    install -Dm644 completions/fakenotify-ctl.fish $out/share/fish/vendor_completions.d/fakenotify-ctl.fish
+    install -Dm644 completions/fakenotifyd.fish $out/share/fish/vendor_completions.d/fakenotifyd.fish
   '';
 
   passthru = {

@@ -6,12 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use fakenotify_proto::control::{ControlRequest, WireMode};
-use fakenotify_proto::inotify::IN_ALL_EVENTS;
 
 use crate::message::Response;
 use crate::render;
 use crate::transport::{resolve_socket, Connection};
-use crate::watcher::Watcher;
 
 pub const VERBS_HELP: &str = "\
 Verbs:
@@ -22,14 +20,40 @@ Verbs:
   remove PATH                     remove the policy for PATH; its objects return to the default
   reload                          re-read the daemon's configuration file
   stop                            stop the daemon
-  watch [--events LIST] [--timeout SECONDS] PATH...
-                                  print events under PATH (like inotifywait -m; no preload needed)
+  watch [-m] [-r] [-q] [-e EVENT]... [-t SECONDS] [--format FMT] PATH...
+                                  print events under PATH, as inotifywait does (no preload needed)
 
 Options (any verb):
   --socket PATH   the daemon's socket (default: $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock)
   --json          one JSON document (watch: one JSON object per line)
 
 Exit codes: 0 success, 1 runtime failure (daemon not running, permission denied), 2 usage error.
+";
+
+const WATCH_HELP: &str = "\
+watch [OPTIONS] PATH...: register an instance with the daemon and print its events, as
+inotifywait does (same options, lines and exit codes; no preload needed).
+  -m, --monitor          keep printing events; without it, exit after the first one
+  -r, --recursive        watch every directory under PATH, and new ones as they appear
+  -e, --event EVENT      only these events (repeatable, or comma-separated): access, modify,
+                         attrib, close_write, close_nowrite, close, open, moved_from, moved_to,
+                         move, move_self, create, delete, delete_self, unmount, all
+  -q, --quiet            no 'Setting up watches'/'Watches established' lines; -qq: no events
+  -t, --timeout SECONDS  exit 2 when no event comes within SECONDS (0: never; 1min works too)
+  --format FMT           %w watched path, %f name, %e events (%Xe: joined by X), %T time,
+                         %c cookie, %0 NUL, %n newline, %% (default: '%w %,e %f')
+  --no-newline           no newline after each --format line
+  --timefmt FMT          strftime format for %T: %Y %m %d %H %M %S %s %F %T %z %Z %a %b ...
+  --exclude REGEX        skip events whose path (%w%f) matches the POSIX extended REGEX
+  --include REGEX        only events whose path matches; --excludei/--includei ignore case
+  -c, --csv              watched,EVENTS,name with CSV quoting
+  -P, --no-dereference   do not follow a symbolic link given as PATH
+  -o, --outfile FILE     append events to FILE instead of standard output
+  --fromfile FILE        also watch the paths in FILE, one a line (-: standard input)
+  --json                 one JSON object per event: path, wd, events, mask, cookie, name
+  --events LIST          the same as -e LIST
+Exit codes: 0 an event asked for came, 1 another event (DELETE_SELF...) or a runtime error,
+2 timeout or usage error.
 ";
 
 fn verb_help(verb: &str) -> Option<&'static str> {
@@ -40,7 +64,7 @@ fn verb_help(verb: &str) -> Option<&'static str> {
         "remove" => "remove PATH [--json]: remove the policy for PATH; its objects return to the default policy.\nNeeds uid 0 or the daemon's uid.\n",
         "reload" => "reload [--json]: re-read the configuration file (as SIGHUP does). An invalid file is rejected\nwith its reason and the running policies stay. Needs uid 0 or the daemon's uid.\n",
         "stop" => "stop [--json]: stop the daemon cleanly. Needs uid 0 or the daemon's uid.\n",
-        "watch" => "watch [--events LIST] [--timeout SECONDS] [--json] PATH...: register an instance with the\ndaemon and print one line per event until interrupted. LIST is comma-separated inotifywait\nnames (create,delete,modify,attrib,close_write,moved_from,moved_to,move,delete_self,all).\n",
+        "watch" => WATCH_HELP,
         _ => return None,
     })
 }
@@ -84,6 +108,8 @@ fn runtime(message: impl ToString) -> Failure {
 pub fn run_verb(program: &str, verb: &str, args: Vec<OsString>) -> u8 {
     match run(verb, args) {
         Ok(()) => 0,
+        // `watch` ends with 1 or 2 and no message as inotifywait does (timeout, other event).
+        Err(failure) if failure.message.is_empty() => failure.code,
         Err(failure) => {
             eprintln!("{program}: {}", failure.message);
             if failure.code == 2 {
@@ -239,57 +265,12 @@ fn control(socket: &Path, request: ControlRequest<'_>, json: bool) -> Result<(),
     }
 }
 
-fn watch(socket: &Path, mut args: pico_args::Arguments, json: bool) -> Result<(), Failure> {
-    let events: Option<String> =
-        args.opt_value_from_str("--events").map_err(|e| usage(e.to_string()))?;
-    let mask = match events {
-        Some(list) => render::parse_events(&list).map_err(|e| usage(format!("--events: {e}")))?,
-        None => IN_ALL_EVENTS,
-    };
-    let timeout: Option<f64> =
-        args.opt_value_from_str("--timeout").map_err(|e| usage(e.to_string()))?;
-    let paths = args.finish();
-    if let Some(flag) = paths.iter().find(|a| a.to_string_lossy().starts_with("--")) {
-        return Err(usage(format!("watch: unknown option '{}'", flag.to_string_lossy())));
+fn watch(socket: &Path, args: pico_args::Arguments, json: bool) -> Result<(), Failure> {
+    let outcome = crate::watch::run(socket, args.finish(), json);
+    match (outcome.code, outcome.message) {
+        (0, _) => Ok(()),
+        (code, message) => Err(Failure { code, message: message.unwrap_or_default() }),
     }
-    if paths.is_empty() {
-        return Err(usage("watch: missing PATH"));
-    }
-    let mut watcher = Watcher::register(socket).map_err(runtime)?;
-    for path in &paths {
-        watcher.add(Path::new(path), mask).map_err(runtime)?;
-    }
-    if let Some(seconds) = timeout {
-        arm_alarm(seconds).map_err(usage)?;
-    }
-    eprintln!("Watches established.");
-    loop {
-        let Some(events) = watcher.read_events().map_err(runtime)? else {
-            return Err(runtime(format!("daemon at {} stopped", socket.display())));
-        };
-        for event in &events {
-            println!(
-                "{}",
-                if json { render::event_json(event) } else { render::event_text(event) }
-            );
-        }
-        if watcher.watching() == 0 {
-            return Ok(());
-        }
-    }
-}
-
-/// `--timeout`: end the process after `seconds` with status 0, as `inotifywait -t` does.
-fn arm_alarm(seconds: f64) -> Result<(), String> {
-    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
-        return Err(format!("--timeout: '{seconds}' is not a positive number of seconds"));
-    }
-    let deadline = std::time::Duration::from_secs_f64(seconds);
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline);
-        std::process::exit(0);
-    });
-    Ok(())
 }
 
 #[cfg(test)]

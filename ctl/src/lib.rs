@@ -8,8 +8,11 @@
 
 pub mod cli;
 pub mod duration;
+pub mod event_format;
 pub mod json_check;
 pub mod message;
+pub mod pattern;
 pub mod render;
 pub mod transport;
+pub mod watch;
 pub mod watcher;

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use fakenotify_proto::inotify::{Events, IN_DONT_FOLLOW, IN_ONLYDIR, MAX_EVENT_LEN};
 use fakenotify_proto::record::Record;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
@@ -44,6 +46,15 @@ impl std::fmt::Display for WatchError {
 }
 
 impl std::error::Error for WatchError {}
+
+/// What a bounded read found.
+#[derive(Debug)]
+pub enum Read {
+    Events(Vec<WatchEvent>),
+    /// The daemon closed its end: it stopped.
+    Closed,
+    TimedOut,
+}
 
 pub struct Watcher {
     app_end: OwnedFd,
@@ -112,6 +123,33 @@ impl Watcher {
 
     /// Blocks until events arrive and returns them. `Ok(None)` means the daemon stopped.
     pub fn read_events(&mut self) -> Result<Option<Vec<WatchEvent>>, CtlError> {
+        match self.read_within(None)? {
+            Read::Events(events) => Ok(Some(events)),
+            Read::Closed | Read::TimedOut => Ok(None),
+        }
+    }
+
+    /// Waits up to `timeout` (forever with `None`) for events.
+    pub fn read_within(&mut self, timeout: Option<Duration>) -> Result<Read, CtlError> {
+        if let Some(timeout) = timeout {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let spec = Timespec {
+                    tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                };
+                let mut fds = [PollFd::new(&self.app_end, PollFlags::IN)];
+                match rustix::event::poll(&mut fds, Some(&spec)) {
+                    Ok(0) => return Ok(Read::TimedOut),
+                    Ok(_) => break,
+                    Err(Errno::INTR) => continue,
+                    Err(errno) => {
+                        return Err(CtlError::Io { socket: self.socket.clone(), op: "poll", errno })
+                    }
+                }
+            }
+        }
         let mut buf = [0u8; MAX_EVENT_LEN];
         let n = loop {
             match rustix::net::recv(&self.app_end, &mut buf, RecvFlags::empty()) {
@@ -127,7 +165,7 @@ impl Watcher {
             }
         };
         if n == 0 {
-            return Ok(None);
+            return Ok(Read::Closed);
         }
         let mut out = Vec::new();
         for event in Events::new(&buf[..n]) {
@@ -147,7 +185,7 @@ impl Watcher {
                 name: event.name.to_vec(),
             });
         }
-        Ok(Some(out))
+        Ok(Read::Events(out))
     }
 
     pub fn watching(&self) -> usize {

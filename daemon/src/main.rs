@@ -45,13 +45,17 @@ use std::process::ExitCode;
 
 use fakenotify_proto::{DEFAULT_SOCKET, SOCKET_ENV};
 
-use crate::config::Config;
+use crate::config::{Config, LogLevel};
+
+/// The log level's environment variable, below `--log-level` and above the configuration.
+const LOG_ENV: &str = "FAKENOTIFY_LOG";
 
 const USAGE: &str = "\
 fakenotifyd: inotify for NFS, SMB, FUSE and 9p mounts, through libfakenotify.so
 
 Usage:
-  fakenotifyd start [--config FILE] [--socket PATH]   serve in the foreground
+  fakenotifyd start [--config FILE] [--socket PATH] [--log-level LEVEL]
+                                                      serve in the foreground
   fakenotifyd add PATH [--poll-interval 5s] [--no-recursive] [--mode auto|poll|inotify]
   fakenotifyd remove PATH | list | status | reload | stop     [--socket PATH] [--json]
   fakenotifyd VERB --help | --help | --version
@@ -63,16 +67,22 @@ Options:
                   else built-in defaults)
   --socket PATH   listening socket (default: the config's daemon.socket, then
                   $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock)
+  --log-level LEVEL
+                  error, warn, info or debug (default: $FAKENOTIFY_LOG, then the config's
+                  daemon.log_level, then info)
 
 Signals: TERM and INT stop cleanly, HUP re-reads the configuration file.
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
 
 const START_HELP: &str = "\
-start [--config FILE] [--socket PATH]: serve in the foreground (systemd, Docker). FILE is TOML
-(default: /etc/fakenotify/config.toml if it exists, else built-in defaults); PATH is the
-listening socket (default: the config's daemon.socket, then $FAKENOTIFY_SOCKET, then
-/run/fakenotify/fakenotify.sock). TERM and INT stop cleanly, HUP re-reads FILE.
+start [--config FILE] [--socket PATH] [--log-level LEVEL]: serve in the foreground (systemd,
+Docker). FILE is TOML (default: /etc/fakenotify/config.toml if it exists, else built-in
+defaults); PATH is the listening socket (default: the config's daemon.socket, then
+$FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock). LEVEL is error, warn, info or debug
+(default: $FAKENOTIFY_LOG, then the config's daemon.log_level, then info). Log lines go to
+stderr, with journald priorities (<3> to <7>) when stderr is the journal ($JOURNAL_STREAM).
+TERM and INT stop cleanly, HUP re-reads FILE.
 ";
 
 const DEFAULT_CONFIG: &str = "/etc/fakenotify/config.toml";
@@ -98,10 +108,12 @@ fn runtime_error(message: impl Into<String>) -> Failure {
 }
 
 fn main() -> ExitCode {
+    log::detect_journal();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("fakenotifyd: {}", failure.message);
+            let prefix = log::priority_prefix(config::LogLevel::Error);
+            eprintln!("{prefix}fakenotifyd: {}", failure.message);
             if failure.hint {
                 eprintln!("Try 'fakenotifyd --help'.");
             }
@@ -157,6 +169,18 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     let socket_flag: Option<PathBuf> = args
         .opt_value_from_os_str("--socket", |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| usage_error(e.to_string()))?;
+    let level_flag: Option<String> =
+        args.opt_value_from_str("--log-level").map_err(|e| usage_error(e.to_string()))?;
+    let level_flag = level_flag
+        .map(|text| text.parse::<LogLevel>())
+        .transpose()
+        .map_err(|e| usage_error(format!("--log-level: {e}")))?;
+    let level_env = std::env::var(LOG_ENV)
+        .ok()
+        .filter(|text| !text.is_empty())
+        .map(|text| text.parse::<LogLevel>())
+        .transpose()
+        .map_err(|e| usage_error(format!("${LOG_ENV}: {e}")))?;
     let rest = args.finish();
     if let Some(extra) = rest.first() {
         return Err(usage_error(format!(
@@ -172,7 +196,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         Some(path) => Config::load(path).map_err(|e| config_error(e.to_string()))?,
         None => Config::default(),
     };
-    log::set_level(config.daemon.log_level);
+    log::set_level(level_flag.or(level_env).unwrap_or(config.daemon.log_level));
     raise_fd_limit();
     let socket = socket_flag
         .or_else(|| config.daemon.socket.clone())

@@ -409,7 +409,7 @@ fn succeeded(output: &std::process::Output) -> String {
     stdout
 }
 
-const INSTALLED: [&str; 8] = [
+const INSTALLED: [&str; 16] = [
     "etc/fakenotify/config.toml",
     "etc/systemd/system/fakenotify.service",
     "etc/systemd/system/fakenotify.socket",
@@ -417,8 +417,31 @@ const INSTALLED: [&str; 8] = [
     "usr/local/bin/fakenotifyd",
     "usr/local/lib/fakenotify/libfakenotify.so",
     "usr/local/lib/fakenotify/libfakenotify_preload.so",
+    "usr/local/share/bash-completion/completions/fakenotify-ctl",
+    "usr/local/share/bash-completion/completions/fakenotifyd",
     "usr/local/share/fakenotify/config.example.toml",
+    "usr/local/share/fish/vendor_completions.d/fakenotify-ctl.fish",
+    "usr/local/share/fish/vendor_completions.d/fakenotifyd.fish",
+    "usr/local/share/man/man1/fakenotify-ctl.1",
+    "usr/local/share/man/man7/fakenotify.7",
+    "usr/local/share/man/man8/fakenotifyd.8",
+    "usr/local/share/zsh/site-functions/_fakenotify",
 ];
+
+/// What install.sh makes of the example: every line from the first `[[watch]]` on that is
+/// neither blank nor a comment, commented out.
+fn inert(example: &str) -> String {
+    let mut watch = false;
+    let mut out = String::new();
+    for line in example.split_inclusive('\n') {
+        watch |= line.starts_with("[[watch]]");
+        if watch && !line.starts_with('#') && !line.trim_end_matches('\n').is_empty() {
+            out.push_str("# ");
+        }
+        out.push_str(line);
+    }
+    out
+}
 
 #[test]
 fn install_sh_puts_every_file_where_the_readme_says_and_a_second_run_changes_nothing() {
@@ -452,8 +475,16 @@ fn install_sh_puts_every_file_where_the_readme_says_and_a_second_run_changes_not
     );
     let unit = std::fs::read_to_string(dest.join("etc/systemd/system/fakenotify.service")).unwrap();
     assert!(unit.contains("\nExecStart=/usr/local/bin/fakenotifyd start\n"), "{unit}");
-    let example = std::fs::read(repo_root().join("deploy/config.example.toml")).unwrap();
-    assert_eq!(std::fs::read(dest.join("etc/fakenotify/config.toml")).unwrap(), example);
+    let example = std::fs::read_to_string(repo_root().join("deploy/config.example.toml")).unwrap();
+    let live = std::fs::read_to_string(dest.join("etc/fakenotify/config.toml")).unwrap();
+    assert_eq!(live, inert(&example), "the example with its [[watch]] tables commented out");
+    assert!(live.contains("\n# [[watch]]\n") && live.contains("\n# path = \"/mnt/nas/media\"\n"));
+    // So a daemon started on it warns about no path that is not there.
+    let daemon = Daemon::start(&live);
+    let listening = daemon.wait_for_log(WAIT, |l| l.contains("listening on"));
+    let log = daemon.log();
+    assert!(listening.is_some_and(|l| l.contains(" 0 watch policies")), "{log}");
+    assert!(!log.contains("warn"), "{log}");
 
     let before = snapshot(dest.path());
     let second = succeeded(&install_sh("install", dest.path(), &[]));
@@ -472,7 +503,7 @@ fn install_sh_puts_every_file_where_the_readme_says_and_a_second_run_changes_not
     assert!(removed.contains("edited"), "{removed}");
 
     // Unedited, it goes too, and nothing is left but empty directories.
-    std::fs::write(&config, &example).unwrap();
+    std::fs::write(&config, inert(&example)).unwrap();
     succeeded(&install_sh("uninstall", dest.path(), &[]));
     assert_eq!(files_in(dest.path()), Vec::<PathBuf>::new());
     assert!(!dest.join("usr/local/lib/fakenotify").exists(), "an empty lib/fakenotify stayed");
