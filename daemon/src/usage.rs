@@ -30,7 +30,7 @@ pub struct UserUse {
     pub polled: u64,
     /// Entries of those listings.
     pub entries: u64,
-    /// Fds held for the uid: two per instance (socket, request channel), one per polled watch.
+    /// Fds held for the uid: [`FDS_PER_INSTANCE`] per instance, one per polled watch.
     pub fds: u64,
     pub queued_bytes: u64,
 }
