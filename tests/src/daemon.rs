@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::process::terminate;
@@ -286,4 +286,42 @@ impl Daemon {
             panic!("fakenotify-ctl status --json printed unreadable JSON ({e}):\n{stdout}")
         })
     }
+}
+
+impl Daemon {
+    /// The whole of `fakenotify-ctl status --json`, and how long the daemon took to answer.
+    pub fn full_status(&self) -> (fakenotify_ctl::message::Status, Duration) {
+        let began = Instant::now();
+        let output = run_ctl(&self.socket, &["status", "--json"], false);
+        let took = began.elapsed();
+        assert!(output.status.success(), "status: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let status = nanoserde::DeJson::deserialize_json(&text)
+            .unwrap_or_else(|e| panic!("status JSON {e}: {text}"));
+        (status, took)
+    }
+}
+
+/// Runs `fakenotify-ctl ARGS --socket SOCKET`, as uid 65534 when `as_nobody`.
+pub fn run_ctl(socket: &Path, args: &[&str], as_nobody: bool) -> Output {
+    let ctl = artifacts().fakenotify_ctl();
+    let mut command = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(ctl);
+        c
+    } else {
+        Command::new(ctl)
+    };
+    command.args(args).arg("--socket").arg(socket).env_remove("LD_PRELOAD");
+    command.output().unwrap_or_else(|e| panic!("run fakenotify-ctl {args:?}: {e}"))
+}
+
+/// The resident memory of process `pid` in KiB, from /proc.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }

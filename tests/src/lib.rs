@@ -34,7 +34,7 @@ use std::time::Duration;
 
 pub use artifacts::{artifacts, c_program, Artifacts, Libc};
 pub use client::{Client, EventLine, Line, Stream};
-pub use daemon::{run_fakenotifyd, Daemon, Finished, Status, FAST_CONFIG};
+pub use daemon::{rss_kib, run_ctl, run_fakenotifyd, Daemon, Finished, Status, FAST_CONFIG};
 pub use fuse::FuseMount;
 pub use masks::{mask_from_names, mask_names};
 pub use remote::{append, write, Remote};

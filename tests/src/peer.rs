@@ -71,32 +71,6 @@ impl Address {
     }
 }
 
-/// Sends `message` with up to 4 descriptors (SCM_RIGHTS) on a stack buffer; the bytes sent, or
-/// -1. Async-signal-safe.
-pub fn send_fds(conn: RawFd, message: &[u8], fds: &[RawFd]) -> isize {
-    let fds = &fds[..fds.len().min(4)];
-    // Aligned for cmsghdr; room for the header and 4 fds.
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec { iov_base: message.as_ptr() as *mut _, iov_len: message.len() };
-    // SAFETY: msghdr is plain data; zeroed is valid and every pointer set below outlives the
-    // call; CMSG_SPACE of 4 fds (32 bytes) fits the 64-byte control buffer.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if !fds.is_empty() {
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) as usize;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
-        }
-        libc::sendmsg(conn, &msg, libc::MSG_NOSIGNAL)
-    }
-}
-
 /// Waits up to 10 s for the daemon's Reply on `conn`: its errno, or -1 if none came.
 /// Async-signal-safe.
 pub fn reply_errno(conn: RawFd) -> i32 {

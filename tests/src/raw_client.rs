@@ -83,7 +83,11 @@ pub fn acquire_as(uid: u32, gid: u32, what: &[Acquire]) -> Vec<Result<OwnedFd, i
                 };
                 let errno = if fd < 0 { *libc::__errno_location() } else { 0 };
                 let fds = [fd];
-                send_raw(theirs.as_raw_fd(), &errno.to_le_bytes(), if fd < 0 { &[] } else { &fds });
+                seqpacket::send_with_fds(
+                    theirs.as_raw_fd(),
+                    &errno.to_le_bytes(),
+                    if fd < 0 { &[] } else { &fds },
+                );
             }
             libc::_exit(0);
         }
@@ -133,7 +137,7 @@ pub fn send_record(conn: &OwnedFd, record: Record<'_>, fds: &[BorrowedFd<'_>]) -
     let mut buf = vec![0u8; MAX_RECORD_LEN];
     let len = record.encode(&mut buf).expect("the record fits");
     let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
-    if send_raw(conn.as_raw_fd(), &buf[..len], &raw) < 0 {
+    if seqpacket::send_with_fds(conn.as_raw_fd(), &buf[..len], &raw) < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -210,33 +214,6 @@ pub fn recv_with_fds(fd: &OwnedFd) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         }
     }
     Ok((buf, fds))
-}
-
-/// `sendmsg` of `bytes` with `fds` as SCM_RIGHTS; allocation-free, so a forked child may use it.
-fn send_raw(fd: RawFd, bytes: &[u8], fds: &[RawFd]) -> isize {
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr is plain data; zeroed is valid and the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        // SAFETY: CMSG_SPACE is a pure computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
-        assert!(space <= std::mem::size_of_val(&control), "too many fds for one message");
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: the control buffer has room for one header with `fds`, as CMSG_SPACE computed.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
-        }
-    }
-    // SAFETY: msg describes valid buffers.
-    unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) }
 }
 
 fn c_path(path: &Path) -> CString {

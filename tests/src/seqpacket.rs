@@ -2,7 +2,7 @@
 //! speak (or garble) the wire protocol directly.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -57,6 +57,36 @@ pub enum Answer {
     Closed,
     /// Nothing within the bound.
     Silent,
+}
+
+/// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
+
+/// `sendmsg` of `message` with `fds` as SCM_RIGHTS (at most [`MAX_FDS`]; more are left out),
+/// on a stack buffer: the bytes sent, or -1. Allocation-free and async-signal-safe, so a forked
+/// child of a test with other threads may use it.
+pub fn send_with_fds(conn: RawFd, message: &[u8], fds: &[RawFd]) -> isize {
+    let fds = &fds[..fds.len().min(MAX_FDS)];
+    // Aligned for cmsghdr; room for the header and MAX_FDS descriptors.
+    let mut control = [0u64; 2 + MAX_FDS.div_ceil(2)];
+    let mut iov = libc::iovec { iov_base: message.as_ptr() as *mut _, iov_len: message.len() };
+    // SAFETY: msghdr is plain data; zeroed is valid and every pointer set below outlives the
+    // call; CMSG_SPACE of MAX_FDS descriptors fits `control`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        }
+        libc::sendmsg(conn, &msg, libc::MSG_NOSIGNAL)
+    }
 }
 
 /// Waits up to `timeout` for a message or the peer's hang-up.

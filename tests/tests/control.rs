@@ -12,20 +12,6 @@ use fakenotify_ctl::message::{PolicyInfo, Status};
 use fakenotify_tests::*;
 use nanoserde::DeJson;
 
-/// Runs `fakenotify-ctl ARGS --socket SOCKET`, as uid 65534 when `as_nobody`.
-fn ctl(socket: &Path, args: &[&str], as_nobody: bool) -> Output {
-    let ctl = artifacts().fakenotify_ctl();
-    let mut command = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(ctl);
-        c
-    } else {
-        Command::new(ctl)
-    };
-    command.args(args).arg("--socket").arg(socket).env_remove("LD_PRELOAD");
-    command.output().unwrap_or_else(|e| panic!("run fakenotify-ctl {args:?}: {e}"))
-}
-
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -35,7 +21,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn ok(socket: &Path, args: &[&str]) -> String {
-    let output = ctl(socket, args, false);
+    let output = run_ctl(socket, args, false);
     assert!(output.status.success(), "fakenotify-ctl {args:?} failed: {}", stderr(&output));
     stdout(&output)
 }
@@ -109,7 +95,7 @@ fn every_verb_answers_in_text_and_json() {
     let removed = done(&socket, &["remove", path, "--json"]);
     assert!(removed.ok, "{}", removed.message);
     assert_eq!(policies(&socket).len(), 1);
-    let missing = ctl(&socket, &["remove", path], false);
+    let missing = run_ctl(&socket, &["remove", path], false);
     assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("no such policy"), "{}", stderr(&missing));
 
@@ -197,13 +183,13 @@ fn non_root_peers_may_look_but_not_change() {
         vec!["reload"],
         vec!["stop"],
     ] {
-        let output = ctl(&socket, &args, true);
+        let output = run_ctl(&socket, &args, true);
         assert_eq!(output.status.code(), Some(1), "{args:?} as uid 65534: {}", stderr(&output));
         assert!(stderr(&output).contains("permission denied"), "{args:?}: {}", stderr(&output));
     }
     assert_eq!(policies(&socket)[0].interval_ms, 1000, "nothing changed");
     for args in [vec!["status", "--json"], vec!["list"]] {
-        let output = ctl(&socket, &args, true);
+        let output = run_ctl(&socket, &args, true);
         assert!(output.status.success(), "{args:?} as uid 65534: {}", stderr(&output));
     }
     let ctl_path = artifacts().fakenotify_ctl();
@@ -231,7 +217,7 @@ fn a_broken_config_on_reload_keeps_the_running_policies() {
     let config = daemon.dir().join("config.toml");
 
     std::fs::write(&config, "[daemon]\ndefault_poll_interval = \"5x\"\n").expect("write config");
-    let output = ctl(&socket, &["reload"], false);
+    let output = run_ctl(&socket, &["reload"], false);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     assert!(
@@ -347,7 +333,7 @@ fn every_verb_fails_fast_when_no_daemon_runs() {
         vec!["watch", &watched],
     ] {
         let began = Instant::now();
-        let output = ctl(&socket, &args, false);
+        let output = run_ctl(&socket, &args, false);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let message = stderr(&output);
         assert!(
@@ -370,11 +356,11 @@ fn usage_errors_exit_2_and_help_exits_0() {
         vec!["status", "--bogus"],
         vec!["watch", "--events", "nope", "/tmp"],
     ] {
-        let output = ctl(&socket, &args, false);
+        let output = run_ctl(&socket, &args, false);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
     }
     for verb in ["status", "list", "add", "remove", "reload", "stop", "watch"] {
-        let output = ctl(&socket, &[verb, "--help"], false);
+        let output = run_ctl(&socket, &[verb, "--help"], false);
         assert!(output.status.success() && !stdout(&output).is_empty(), "{verb} --help");
     }
     // `fakenotifyd VERB --help` is the verb's help, not the general one.

@@ -10,16 +10,6 @@ use fakenotify_proto::record::{Record, HEADER_LEN, MAGIC, VERSION};
 use fakenotify_tests::seqpacket::{self, Answer};
 use fakenotify_tests::*;
 
-/// The daemon's resident memory, from /proc.
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
-
 fn raise_fd_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid rlimit struct owned by this frame.
@@ -39,27 +29,9 @@ fn header(kind: u16, len: u32) -> Vec<u8> {
     bytes
 }
 
-/// Sends `message` with `fds` as SCM_RIGHTS, any number of them.
+/// Sends `message` with `fds` as SCM_RIGHTS.
 fn send_with_fds(conn: &OwnedFd, message: &[u8], fds: &[i32]) {
-    let mut iov = libc::iovec { iov_base: message.as_ptr() as *mut _, iov_len: message.len() };
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; zeroed is valid and every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: the control buffer has room for one header with `fds`, as CMSG_SPACE computed.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
-        assert!(libc::sendmsg(conn.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) >= 0, "sendmsg");
-    }
+    assert!(seqpacket::send_with_fds(conn.as_raw_fd(), message, fds) >= 0, "sendmsg");
 }
 
 fn expect_closed(conn: &OwnedFd, what: &str) {

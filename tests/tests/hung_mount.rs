@@ -3,12 +3,9 @@
 //! its events resume when it answers again.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fakenotify_ctl::message::Status;
 use fakenotify_tests::*;
-use nanoserde::DeJson;
 
 /// The bindfs process serving `mount`, found by its command line.
 fn bindfs_pid(mount: &Path) -> i32 {
@@ -44,19 +41,6 @@ impl Drop for Frozen {
     }
 }
 
-fn status(daemon: &Daemon) -> (Status, Duration) {
-    let began = Instant::now();
-    let output = Command::new(artifacts().fakenotify_ctl())
-        .args(["status", "--json", "--socket"])
-        .arg(daemon.socket())
-        .output()
-        .expect("run fakenotify-ctl status");
-    let took = began.elapsed();
-    assert!(output.status.success(), "status: {}", String::from_utf8_lossy(&output.stderr));
-    let text = String::from_utf8_lossy(&output.stdout);
-    (Status::deserialize_json(&text).unwrap_or_else(|e| panic!("status JSON {e}: {text}")), took)
-}
-
 #[test]
 fn a_hung_mount_does_not_stop_events_of_other_mounts() {
     let hung = FuseMount::new();
@@ -87,7 +71,7 @@ fn a_hung_mount_does_not_stop_events_of_other_mounts() {
             "{name} took {took:?} while another mount hangs"
         );
     }
-    let (s, took) = status(&daemon);
+    let (s, took) = daemon.full_status();
     assert!(took < Duration::from_secs(1), "status took {took:?} while a mount hangs");
     let named = s.slow_scans.iter().any(|scan| scan.path == hung.mount.display().to_string());
     assert!(named, "status names the hung mount: {:?}", s.slow_scans);
@@ -96,7 +80,7 @@ fn a_hung_mount_does_not_stop_events_of_other_mounts() {
     drop(frozen);
     client.expect_event("during (after SIGCONT)", |e| e.matches(IN_CREATE, "during"));
     let deadline = Instant::now() + WAIT;
-    while !status(&daemon).0.slow_scans.is_empty() {
+    while !daemon.full_status().0.slow_scans.is_empty() {
         assert!(Instant::now() < deadline, "the mount is still reported hung after SIGCONT");
         std::thread::sleep(Duration::from_millis(100));
     }

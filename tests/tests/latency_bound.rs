@@ -4,14 +4,12 @@
 //! requests outstanding stalls only its own device.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use fakenotify_ctl::message::{PolicyInfo, Status};
+use fakenotify_ctl::message::PolicyInfo;
 use fakenotify_ctl::watcher::{WatchEvent, Watcher};
 use fakenotify_tests::*;
-use nanoserde::DeJson;
 
 const DIRS: usize = 20;
 const FILES: usize = 100;
@@ -34,23 +32,15 @@ fn tree(mount: &FuseMount) -> Vec<PathBuf> {
     dirs
 }
 
-fn status(daemon: &Daemon) -> (Status, Duration) {
-    let began = Instant::now();
-    let output = Command::new(artifacts().fakenotify_ctl())
-        .args(["status", "--json", "--socket"])
-        .arg(daemon.socket())
-        .env_remove("LD_PRELOAD")
-        .output()
-        .expect("run fakenotify-ctl status");
-    let took = began.elapsed();
-    assert!(output.status.success(), "status: {}", String::from_utf8_lossy(&output.stderr));
-    let text = String::from_utf8_lossy(&output.stdout);
-    (Status::deserialize_json(&text).unwrap_or_else(|e| panic!("status JSON {e}: {text}")), took)
-}
-
 fn policy(daemon: &Daemon, root: &Path) -> PolicyInfo {
     let root = root.display().to_string();
-    status(daemon).0.policies.into_iter().find(|p| p.path == root).expect("the mount's policy")
+    daemon
+        .full_status()
+        .0
+        .policies
+        .into_iter()
+        .find(|p| p.path == root)
+        .expect("the mount's policy")
 }
 
 /// Watches `dirs` for `mask` and hands their events to the returned channel.
@@ -142,7 +132,7 @@ fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
             "{name} took {took:?} while a server is stopped"
         );
     }
-    let (s, took) = status(&daemon);
+    let (s, took) = daemon.full_status();
     assert!(took < Duration::from_secs(1), "status took {took:?} while a server is stopped");
     let slow_root = slow.mount.display().to_string();
     assert!(

@@ -6,7 +6,7 @@
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use fakenotify_proto::record::{Record, HEADER_LEN};
@@ -16,18 +16,9 @@ use nanoserde::DeJson;
 
 const NOBODY: u32 = 65534;
 
-/// `fakenotify-ctl ARGS --socket S`, as uid 65534 when `as_nobody`.
+/// `fakenotify-ctl ARGS --socket S`, as uid 65534 when `as_nobody`; it must succeed.
 fn ctl(socket: &Path, args: &[&str], as_nobody: bool) -> Output {
-    let ctl = artifacts().fakenotify_ctl();
-    let mut command = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(ctl);
-        c
-    } else {
-        Command::new(ctl)
-    };
-    command.args(args).arg("--socket").arg(socket).env_remove("LD_PRELOAD");
-    let output = command.output().unwrap_or_else(|e| panic!("run fakenotify-ctl {args:?}: {e}"));
+    let output = run_ctl(socket, args, as_nobody);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     output
 }
@@ -76,16 +67,6 @@ fn client_as(uid: u32, daemon: &Daemon, specs: &[&str]) -> Client {
     let mut args = vec![reuid.as_str(), regid.as_str(), "--clear-groups", &client];
     args.extend_from_slice(specs);
     Client::spawn("setpriv", &args, Some(daemon), true)
-}
-
-/// The daemon's resident memory in KiB, from /proc.
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }
 
 /// A directory on tmpfs (`/dev/shm`) where there is one, else under the temp dir.
@@ -165,7 +146,7 @@ fn a_peer_sending_garbage_gets_a_bounded_number_of_log_lines() {
             if conn < 0 {
                 continue;
             }
-            if peer::send_fds(conn, garbage.as_bytes(), &[]) > 0 {
+            if seqpacket::send_with_fds(conn, garbage.as_bytes(), &[]) > 0 {
                 sent += 1;
             }
             let mut byte = [0u8; 64];
@@ -210,7 +191,7 @@ fn register_idle_instances(address: &Address, dir_fd: i32, mask: u32, count: usi
             return 10;
         }
         let conn = address.connect();
-        if conn < 0 || peer::send_fds(conn, register.as_bytes(), &pair) < 0 {
+        if conn < 0 || seqpacket::send_with_fds(conn, register.as_bytes(), &pair) < 0 {
             return 11;
         }
         if peer::reply_errno(conn) != 0 {
@@ -218,7 +199,9 @@ fn register_idle_instances(address: &Address, dir_fd: i32, mask: u32, count: usi
         }
         // SAFETY: the daemon holds its own copy of its end now.
         unsafe { libc::close(pair[1]) };
-        if peer::send_fds(conn, add.as_bytes(), &[dir_fd]) < 0 || peer::reply_errno(conn) != 0 {
+        if seqpacket::send_with_fds(conn, add.as_bytes(), &[dir_fd]) < 0
+            || peer::reply_errno(conn) != 0
+        {
             return 13;
         }
     }

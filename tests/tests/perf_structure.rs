@@ -5,14 +5,12 @@
 //! Timings are `just bench`'s job.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use fakenotify_ctl::message::{PolicyInfo, Status};
+use fakenotify_ctl::message::PolicyInfo;
 use fakenotify_ctl::watcher::Watcher;
 use fakenotify_tests::*;
-use nanoserde::DeJson;
 
 const DIRS: usize = 1000;
 const CREATE_ONLY: u32 = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO;
@@ -48,17 +46,9 @@ fn config(root: &Path, extra: &str) -> String {
 
 /// Every policy's counters, as `fakenotify-ctl status --json` prints them.
 fn policy(daemon: &Daemon, root: &Path) -> PolicyInfo {
-    let output = Command::new(artifacts().fakenotify_ctl())
-        .args(["status", "--json", "--socket"])
-        .arg(daemon.socket())
-        .env_remove("LD_PRELOAD")
-        .output()
-        .expect("run fakenotify-ctl status");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let text = String::from_utf8_lossy(&output.stdout);
-    let status = Status::deserialize_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     let root = root.display().to_string();
-    status.policies.into_iter().find(|p| p.path == root).expect("the tree's policy in status")
+    let policies = daemon.full_status().0.policies;
+    policies.into_iter().find(|p| p.path == root).expect("the tree's policy in status")
 }
 
 fn watch_all(daemon: &Daemon, dirs: &[PathBuf]) -> Watcher {
