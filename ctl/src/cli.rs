@@ -24,7 +24,8 @@ Verbs:
                                   print events under PATH, as inotifywait does (no preload needed)
 
 Options (any verb):
-  --socket PATH   the daemon's socket (default: $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock)
+  --socket PATH   the daemon's socket (default: $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock,
+                  then /run/fakenotify.sock if nothing is at the default)
   --json          one JSON document (watch: one JSON object per line)
 
 Exit codes: 0 success, 1 runtime failure (daemon not running, permission denied), 2 usage error.

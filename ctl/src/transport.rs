@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fakenotify_proto::control::ControlRequest;
 use fakenotify_proto::record::{Record, HEADER_LEN, MAX_FIXED_RECORD_LEN, MAX_RECORD_LEN};
-use fakenotify_proto::{DEFAULT_SOCKET, SOCKET_ENV};
+use fakenotify_proto::{DEFAULT_SOCKET, LEGACY_SOCKET, SOCKET_ENV};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
@@ -43,10 +43,22 @@ impl std::fmt::Display for CtlError {
 
 impl std::error::Error for CtlError {}
 
-/// The socket to use: the flag, then `$FAKENOTIFY_SOCKET`, then the default (as the preload).
+/// The socket to use: the flag, then `$FAKENOTIFY_SOCKET`, then the default, or, as the
+/// preload does, the original FakeNotify's `/run/fakenotify.sock` when nothing is at the
+/// default and something is there.
 pub fn resolve_socket(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+        .unwrap_or_else(|| default_socket(Path::new(DEFAULT_SOCKET), Path::new(LEGACY_SOCKET)))
+}
+
+/// `primary`, unless it does not exist and `legacy` does (the error then names `primary`).
+fn default_socket(primary: &Path, legacy: &Path) -> PathBuf {
+    let absent = |path: &Path| matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if absent(primary) && !absent(legacy) {
+        legacy.to_owned()
+    } else {
+        primary.to_owned()
+    }
 }
 
 /// Sends one record and its descriptors. `nonblocking` never waits for a slow peer.
@@ -151,5 +163,26 @@ impl Connection {
             Ok(other) => Err(self.protocol(format!("unexpected {:?} reply", other.kind()))),
             Err(e) => Err(self.protocol(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_socket_serves_only_when_the_default_is_absent() {
+        let dir =
+            std::env::temp_dir().join(format!("fakenotify-ctl-legacy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (primary, legacy) =
+            (dir.join("fakenotify/fakenotify.sock"), dir.join("fakenotify.sock"));
+        assert_eq!(default_socket(&primary, &legacy), primary, "neither exists: name the default");
+        std::fs::write(&legacy, b"").unwrap();
+        assert_eq!(default_socket(&primary, &legacy), legacy);
+        std::fs::create_dir_all(dir.join("fakenotify")).unwrap();
+        std::fs::write(&primary, b"").unwrap();
+        assert_eq!(default_socket(&primary, &legacy), primary);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! reading. Send and receive timeouts (which also bound `connect` on a Unix socket) are set
 //! before connecting, so a stuck daemon costs a hook at most a few seconds.
 
+use core::ffi::CStr;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 use core::time::Duration;
@@ -71,7 +72,19 @@ impl LinkError {
 }
 
 /// Connects to the daemon's socket; `SOCK_CLOEXEC` so a concurrent `exec` leaks nothing.
+/// Without `$FAKENOTIFY_SOCKET`, a default path that does not exist (`ENOENT`) sends it to the
+/// original FakeNotify's path; a default that exists but refuses is the answer.
 pub fn connect() -> Result<OwnedFd, LinkError> {
+    match env::socket_choice() {
+        env::SocketChoice::Named(path) => connect_to(path),
+        env::SocketChoice::Default { primary, legacy } => match connect_to(primary) {
+            Err(LinkError { step: Step::Connect, errno: Errno::NOENT }) => connect_to(legacy),
+            other => other,
+        },
+    }
+}
+
+fn connect_to(path: &CStr) -> Result<OwnedFd, LinkError> {
     let conn = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -81,7 +94,7 @@ pub fn connect() -> Result<OwnedFd, LinkError> {
     .map_err(LinkError::at(Step::Socket))?;
     set_socket_timeout(&conn, Timeout::Send, Some(TIMEOUT)).map_err(LinkError::at(Step::Socket))?;
     set_socket_timeout(&conn, Timeout::Recv, Some(TIMEOUT)).map_err(LinkError::at(Step::Socket))?;
-    let addr = SocketAddrUnix::new(env::socket_path()).map_err(LinkError::at(Step::Connect))?;
+    let addr = SocketAddrUnix::new(path).map_err(LinkError::at(Step::Connect))?;
     // A Unix-socket connect interrupted by a signal leaves the socket unconnected: retrying is
     // safe.
     retry_on_intr(|| rustix::net::connect(&conn, &addr)).map_err(LinkError::at(Step::Connect))?;

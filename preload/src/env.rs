@@ -5,7 +5,7 @@
 
 use core::ffi::{c_char, CStr};
 
-use fakenotify_proto::{DEFAULT_SOCKET, SOCKET_ENV};
+use fakenotify_proto::{DEFAULT_SOCKET, LEGACY_SOCKET, SOCKET_ENV};
 
 extern "C" {
     static environ: *const *const c_char;
@@ -16,28 +16,45 @@ const DEBUG_ENV: &[u8] = b"FAKENOTIFY_DEBUG";
 /// the host's root shows as the overflow uid inside a user namespace).
 pub const DAEMON_UID_ENV: &[u8] = b"FAKENOTIFY_DAEMON_UID";
 
-const DEFAULT_SOCKET_LEN: usize = DEFAULT_SOCKET.len() + 1;
-const DEFAULT_SOCKET_BYTES: [u8; DEFAULT_SOCKET_LEN] = {
-    let mut bytes = [0u8; DEFAULT_SOCKET_LEN];
-    let src = DEFAULT_SOCKET.as_bytes();
+/// `path` with its terminating NUL, for a compile-time `CStr`.
+const fn nul_terminated<const N: usize>(path: &str) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let src = path.as_bytes();
     let mut i = 0;
     while i < src.len() {
         bytes[i] = src[i];
         i += 1;
     }
     bytes
-};
+}
+
+const DEFAULT_SOCKET_BYTES: [u8; DEFAULT_SOCKET.len() + 1] = nul_terminated(DEFAULT_SOCKET);
 /// `proto::DEFAULT_SOCKET` with its terminating NUL, built at compile time.
 const DEFAULT_SOCKET_C: &CStr = match CStr::from_bytes_with_nul(&DEFAULT_SOCKET_BYTES) {
     Ok(path) => path,
     Err(_) => panic!("DEFAULT_SOCKET holds no NUL byte"),
 };
+const LEGACY_SOCKET_BYTES: [u8; LEGACY_SOCKET.len() + 1] = nul_terminated(LEGACY_SOCKET);
+/// `proto::LEGACY_SOCKET` with its terminating NUL, built at compile time.
+const LEGACY_SOCKET_C: &CStr = match CStr::from_bytes_with_nul(&LEGACY_SOCKET_BYTES) {
+    Ok(path) => path,
+    Err(_) => panic!("LEGACY_SOCKET holds no NUL byte"),
+};
 
-/// The daemon's socket: `$FAKENOTIFY_SOCKET` if set and not empty, else the default.
-pub fn socket_path() -> &'static CStr {
+/// Where the daemon's socket is looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketChoice {
+    /// `$FAKENOTIFY_SOCKET`, set and not empty: that path and no other.
+    Named(&'static CStr),
+    /// The default path, then, if nothing is there, the original FakeNotify's path.
+    Default { primary: &'static CStr, legacy: &'static CStr },
+}
+
+/// The daemon's socket: `$FAKENOTIFY_SOCKET` if set and not empty, else the defaults.
+pub fn socket_choice() -> SocketChoice {
     match var(SOCKET_ENV.as_bytes()) {
-        Some(path) if !path.is_empty() => path,
-        _ => DEFAULT_SOCKET_C,
+        Some(path) if !path.is_empty() => SocketChoice::Named(path),
+        _ => SocketChoice::Default { primary: DEFAULT_SOCKET_C, legacy: LEGACY_SOCKET_C },
     }
 }
 
@@ -132,6 +149,7 @@ mod tests {
     #[test]
     fn default_socket_matches_proto() {
         assert_eq!(DEFAULT_SOCKET_C.to_bytes(), DEFAULT_SOCKET.as_bytes());
+        assert_eq!(LEGACY_SOCKET_C.to_bytes(), LEGACY_SOCKET.as_bytes());
     }
 
     #[test]

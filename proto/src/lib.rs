@@ -14,5 +14,10 @@ pub mod record;
 /// says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/fakenotify/fakenotify.sock";
 
+/// The original FakeNotify's socket path. The preload and the clients try it when neither
+/// `--socket` nor `$FAKENOTIFY_SOCKET` is given and [`DEFAULT_SOCKET`] is absent, so a daemon
+/// configured with the old path still serves them.
+pub const LEGACY_SOCKET: &str = "/run/fakenotify.sock";
+
 /// The environment variable that names the daemon's socket for the preload and the clients.
 pub const SOCKET_ENV: &str = "FAKENOTIFY_SOCKET";

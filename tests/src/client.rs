@@ -111,14 +111,24 @@ impl Client {
         socket: &Path,
         preload: bool,
     ) -> Client {
+        Client::spawn_socket_env(program, args, Some(socket), preload)
+    }
+
+    /// Spawns `program ARGS...` with `$FAKENOTIFY_SOCKET` set to `socket`, or unset for `None`
+    /// (the preload then looks where it does by default).
+    fn spawn_socket_env<S: AsRef<OsStr>>(
+        program: impl AsRef<OsStr>,
+        args: &[S],
+        socket: Option<&Path>,
+        preload: bool,
+    ) -> Client {
         let program = program.as_ref();
         let mut command = Command::new(program);
-        command
-            .args(args)
-            .env("FAKENOTIFY_SOCKET", socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        match socket {
+            Some(socket) => command.env("FAKENOTIFY_SOCKET", socket),
+            None => command.env_remove("FAKENOTIFY_SOCKET"),
+        };
+        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if preload {
             command.env("LD_PRELOAD", artifacts().preload());
         } else {
@@ -154,6 +164,17 @@ impl Client {
         let mut client = Client::spawn(artifacts().inotify_client(libc), args, daemon, preload);
         client.label =
             format!("inotify_client-{libc:?}{}", if preload { " (preloaded)" } else { "" });
+        client.expect_line("READY", |l| l.text == "READY");
+        client
+    }
+
+    /// The preloaded C test client built against glibc, without `$FAKENOTIFY_SOCKET`, so the
+    /// preload finds the daemon where it looks by default; returns once it printed READY. Only
+    /// inside a private mount namespace (see `tests/defaults.rs`): the host's `/run` is not ours.
+    pub fn inotify_client_on_default_socket(args: &[&str]) -> Client {
+        let program = artifacts().inotify_client(Libc::Glibc);
+        let mut client = Client::spawn_socket_env(program, args, None, true);
+        client.label = "inotify_client-Glibc (preloaded, default socket)".to_owned();
         client.expect_line("READY", |l| l.text == "READY");
         client
     }

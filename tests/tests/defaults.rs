@@ -2,7 +2,10 @@
 //! `/run/fakenotify/fakenotify.sock` in a 0755 directory, the socket 0666, every remote mount
 //! polled at the default interval; the ctl finds it without being told where.
 //!
-//! The test runs itself again in a private mount namespace with fresh tmpfs on `/run` and, if it
+//! A daemon on the original FakeNotify's `/run/fakenotify.sock` alone is found there by a
+//! preloaded client and by the ctl, neither told where.
+//!
+//! Each test runs itself again in a private mount namespace with fresh tmpfs on `/run` and, if it
 //! exists, `/etc/fakenotify`, so a daemon already serving the default socket (or an installed
 //! configuration) on the machine neither fails it nor is disturbed by it. It needs root, as the
 //! other end-to-end tests do.
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use fakenotify_tests::*;
 
 const DEFAULT_SOCKET: &str = "/run/fakenotify/fakenotify.sock";
+const LEGACY_SOCKET: &str = "/run/fakenotify.sock";
 
 /// Set in the copy of the test that runs inside the private namespace.
 const INSIDE: &str = "FAKENOTIFY_TEST_PRIVATE_NAMESPACE";
@@ -100,4 +104,62 @@ fn start_without_flags_serves_on_the_default_socket() {
     let exit = daemon.wait().expect("wait for fakenotifyd");
     assert!(exit.success(), "SIGTERM ends it with 0: {exit}");
     assert!(!socket.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn the_old_socket_path_is_found_when_the_default_is_absent() {
+    if std::env::var_os(INSIDE).is_none() {
+        return in_private_namespace("the_old_socket_path_is_found_when_the_default_is_absent");
+    }
+    let socket = Path::new(LEGACY_SOCKET);
+    assert!(!Path::new(DEFAULT_SOCKET).exists(), "{DEFAULT_SOCKET} exists in the private /run");
+    let dir = TempDir::new("legacy-socket");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, FAST_CONFIG).expect("write the config");
+    let mut daemon = Command::new(artifacts().fakenotifyd())
+        .arg("start")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("FAKENOTIFY_SOCKET")
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn fakenotifyd start");
+    let deadline = Instant::now() + WAIT;
+    while seqpacket::connect(socket).is_err() {
+        if let Some(status) = daemon.try_wait().expect("wait") {
+            panic!("fakenotifyd start exited ({status}) instead of serving {LEGACY_SOCKET}");
+        }
+        assert!(Instant::now() < deadline, "nothing serves {LEGACY_SOCKET}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let fuse = FuseMount::new();
+    let spec = format!("all:{}", fuse.mount.display());
+    let mut client = Client::inotify_client_on_default_socket(&[&spec]);
+    write(&fuse.backing("from-the-server"), b"x");
+    client.expect_event("IN_CREATE from a poll", |e| e.matches(IN_CREATE, "from-the-server"));
+
+    let status = Command::new(artifacts().fakenotify_ctl())
+        .args(["status", "--json"])
+        .env_remove("FAKENOTIFY_SOCKET")
+        .output()
+        .expect("run fakenotify-ctl status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "ctl finds {LEGACY_SOCKET}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(text.contains("\"instances_total\":1"), "the client is its one instance: {text}");
+    drop(client);
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let exit = daemon.wait().expect("wait for fakenotifyd");
+    assert!(exit.success(), "SIGTERM ends it with 0: {exit}");
 }
