@@ -60,7 +60,7 @@ Exit codes: 0 an event asked for came, 1 another event (DELETE_SELF...) or a run
 fn verb_help(verb: &str) -> Option<&'static str> {
     Some(match verb {
         "status" => "status [--json]: version, uptime, socket, instances (pid, uid), watches, objects polled and\nkernel-forwarded, per policy the interval, objects, polls and last/worst poll time, events,\noverflows, syscalls and errors by kind.\n",
-        "list" => "list [--json]: the watch policies, their interval, recursion, mode, attribute caching and how\nmany watched objects each governs.\n",
+        "list" => "list [--json]: the watch policies, their interval, recursion, mode, attribute caching and how\nmany watched objects each governs; last, the row \"(default)\": what governs every other remote\nmount (daemon.default_poll_interval).\n",
         "add" => "add PATH [--poll-interval DURATION] [--no-recursive] [--mode auto|poll|inotify] [--json]:\nadd or replace the policy for PATH at run time. DURATION is like 500ms, 5s, 2m. Existing\nwatches under PATH follow it from their next poll. Needs uid 0 or the daemon's uid.\n",
         "remove" => "remove PATH [--json]: remove the policy for PATH; its objects return to the default policy.\nNeeds uid 0 or the daemon's uid.\n",
         "reload" => "reload [--json]: re-read the configuration file (as SIGHUP does). An invalid file is rejected\nwith its reason and the running policies stay. Needs uid 0 or the daemon's uid.\n",

@@ -70,7 +70,7 @@ impl Server {
             ControlRequest::Status => {
                 Response::Status(Box::new(self.status((!admin).then_some(uid))))
             }
-            ControlRequest::List => Response::Policies(self.policy_infos(false)),
+            ControlRequest::List => Response::Policies(self.policy_infos(true)),
             ControlRequest::Add { path, interval_ms, recursive, mode } => {
                 let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
                 let watch = WatchPolicy {

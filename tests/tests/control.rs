@@ -71,7 +71,8 @@ fn every_verb_answers_in_text_and_json() {
     assert!(s.policies.iter().any(|p| p.path == "(default)" && p.interval_ms == 200), "{s:?}");
 
     let listed = policies(&socket);
-    assert_eq!(listed.len(), 1);
+    assert_eq!(listed.len(), 2, "the policy, then the default: {listed:?}");
+    assert_eq!((listed[1].path.as_str(), listed[1].interval_ms), ("(default)", 200));
     assert_eq!(
         (listed[0].path.as_str(), listed[0].interval_ms, listed[0].recursive),
         (governed.path().to_str().unwrap(), 2000, true)
@@ -90,11 +91,11 @@ fn every_verb_answers_in_text_and_json() {
         policies(&socket).into_iter().find(|p| p.path == path).expect("the added policy is listed");
     assert_eq!((p.interval_ms, p.recursive, p.mode.as_str()), (750, false, "poll"));
     assert!(ok(&socket, &["add", path, "--poll-interval", "1s"]).contains("replaced"));
-    assert_eq!(policies(&socket).len(), 2, "re-adding a path replaces its policy");
+    assert_eq!(policies(&socket).len(), 3, "re-adding a path replaces its policy");
 
     let removed = done(&socket, &["remove", path, "--json"]);
     assert!(removed.ok, "{}", removed.message);
-    assert_eq!(policies(&socket).len(), 1);
+    assert_eq!(policies(&socket).len(), 2);
     let missing = run_ctl(&socket, &["remove", path], false);
     assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("no such policy"), "{}", stderr(&missing));
@@ -235,7 +236,7 @@ fn a_broken_config_on_reload_keeps_the_running_policies() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let listed = policies(&socket);
-    assert_eq!((listed.len(), listed[0].interval_ms), (1, 1000), "the old policies stay");
+    assert_eq!((listed.len(), listed[0].interval_ms), (2, 1000), "the old policies stay");
 
     let other = TempDir::new("reload-other");
     std::fs::write(&config, config_with_policy(other.path(), "3s")).expect("write config");
@@ -394,4 +395,26 @@ fn options_take_their_value_after_an_equals_sign_too() {
     let text = stdout(&listed);
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert!(text.contains("\"interval_ms\":90000") && text.contains("\"mode\":\"poll\""), "{text}");
+}
+
+#[test]
+fn list_on_defaults_shows_the_default_row() {
+    let daemon = Daemon::fast();
+    let socket = daemon.socket().to_owned();
+    let listed = policies(&socket);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].path.as_str(), listed[0].interval_ms), ("(default)", 200));
+    for program in [artifacts().fakenotify_ctl(), artifacts().fakenotifyd()] {
+        let output = Command::new(&program)
+            .args(["list", "--socket"])
+            .arg(&socket)
+            .env_remove("LD_PRELOAD")
+            .output()
+            .expect("run list");
+        let text = stdout(&output);
+        assert!(output.status.success(), "{}: {}", program.display(), stderr(&output));
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(rows.len(), 1, "{}: a header and the default row:\n{text}", program.display());
+        assert!(rows[0].starts_with("(default)") && rows[0].contains("200ms"), "{text}");
+    }
 }
