@@ -63,7 +63,7 @@ fn verb_help(verb: &str) -> Option<&'static str> {
         "list" => "list [--json]: the watch policies, their interval, recursion, mode, attribute caching and how\nmany watched objects each governs; last, the row \"(default)\": what governs every other remote\nmount (daemon.default_poll_interval).\n",
         "add" => "add PATH [--poll-interval DURATION] [--no-recursive] [--mode auto|poll|inotify] [--json]:\nadd or replace the policy for PATH at run time. DURATION is like 500ms, 5s, 2m. Existing\nwatches under PATH follow it from their next poll. Needs uid 0 or the daemon's uid.\n",
         "remove" => "remove PATH [--json]: remove the policy for PATH; its objects return to the default policy.\nNeeds uid 0 or the daemon's uid.\n",
-        "reload" => "reload [--json]: re-read the configuration file (as SIGHUP does). An invalid file is rejected\nwith its reason and the running policies stay. Needs uid 0 or the daemon's uid.\n",
+        "reload" => "reload [--json]: re-read the configuration file (as SIGHUP does). An invalid file is rejected\nwith its reason and the running policies stay. Policies added at run time are kept, unless the\nfile names the same path; the reply names both. Needs uid 0 or the daemon's uid.\n",
         "stop" => "stop [--json]: stop the daemon cleanly. Needs uid 0 or the daemon's uid.\n",
         "watch" => WATCH_HELP,
         _ => return None,

@@ -15,7 +15,7 @@ use fakenotify_proto::control::{ControlRequest, WireMode};
 
 use crate::config::{AttrCache, Listing, Mode, WatchPolicy};
 use crate::pacing::backoff_interval;
-use crate::policy::{Policies, Policy};
+use crate::policy::{Origin, Policies, Policy};
 use crate::server::{now, Server};
 use crate::watch::Source;
 
@@ -93,14 +93,14 @@ impl Server {
                         path.display()
                     ));
                 }
-                let mut list: Vec<WatchPolicy> =
-                    self.policies.list.iter().map(|p| p.watch.clone()).collect();
-                let replaced = list.iter().position(|w| w.path == path);
+                let mut list: Vec<(WatchPolicy, Origin)> =
+                    self.policies.list.iter().map(|p| (p.watch.clone(), p.origin)).collect();
+                let replaced = list.iter().position(|(w, _)| w.path == path);
                 match replaced {
-                    Some(index) => list[index] = watch,
-                    None => list.push(watch),
+                    Some(index) => list[index] = (watch, Origin::RunTime),
+                    None => list.push((watch, Origin::RunTime)),
                 }
-                let policies = Policies::resolve(&list, self.policies.defaults);
+                let policies = Policies::resolve(list, self.policies.defaults);
                 let found = policies
                     .list
                     .iter()

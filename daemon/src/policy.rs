@@ -6,6 +6,7 @@
 //! `..` from the object's fd. The deepest match wins.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rustix::fs::{Mode as FileMode, OFlags};
@@ -22,6 +23,72 @@ pub struct Policy {
     pub watch: WatchPolicy,
     /// `None` while the path does not exist; it then governs nothing.
     pub root: Option<Identity>,
+    pub origin: Origin,
+}
+
+/// Where a policy came from, which decides what a reload does with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A `[[watch]]` table of the configuration file: a reload reads it again.
+    File,
+    /// `ctl add`: a reload keeps it, unless the file now names its path.
+    RunTime,
+}
+
+/// What a reload does to the running policies: the file's, then each run-time policy whose
+/// path the file does not name.
+#[derive(Debug, Default, PartialEq)]
+pub struct ReloadPlan {
+    pub watches: Vec<(WatchPolicy, Origin)>,
+    /// Run-time policies kept.
+    pub kept: Vec<PathBuf>,
+    /// Run-time policies whose path the file now names: the file's policy replaces them.
+    pub replaced: Vec<PathBuf>,
+}
+
+impl ReloadPlan {
+    pub fn new(file: &[WatchPolicy], running: &[Policy]) -> ReloadPlan {
+        let mut plan = ReloadPlan {
+            watches: file.iter().map(|w| (w.clone(), Origin::File)).collect(),
+            ..ReloadPlan::default()
+        };
+        for policy in running.iter().filter(|p| p.origin == Origin::RunTime) {
+            let path = policy.watch.path.clone();
+            if file.iter().any(|w| w.path == path) {
+                plan.replaced.push(path);
+            } else {
+                plan.watches.push((policy.watch.clone(), Origin::RunTime));
+                plan.kept.push(path);
+            }
+        }
+        plan
+    }
+
+    /// One clause for the reload's reply and log line, empty when no run-time policy ran.
+    pub fn summary(&self) -> String {
+        let paths = |list: &[PathBuf]| {
+            list.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.kept.is_empty() {
+            parts.push(format!(
+                "kept {} added at run time: {}",
+                self.kept.len(),
+                paths(&self.kept)
+            ));
+        }
+        if !self.replaced.is_empty() {
+            parts.push(format!(
+                "replaced by the file's policy for the same path: {}",
+                paths(&self.replaced)
+            ));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join("; "))
+        }
+    }
 }
 
 /// What a watched object gets from the policies: interval, mode, attribute caching, and how
@@ -77,12 +144,15 @@ pub fn identity(fd: BorrowedFd<'_>) -> rustix::io::Result<Identity> {
 
 impl Policies {
     /// Resolves each policy's path now; a missing path is reported by the caller.
-    pub fn resolve(watches: &[WatchPolicy], defaults: PolicyDefaults) -> Policies {
+    pub fn resolve(
+        watches: impl IntoIterator<Item = (WatchPolicy, Origin)>,
+        defaults: PolicyDefaults,
+    ) -> Policies {
         let list = watches
-            .iter()
-            .map(|watch| {
+            .into_iter()
+            .map(|(watch, origin)| {
                 let root = rustix::fs::stat(&watch.path).ok().map(|st| (st.st_dev, st.st_ino));
-                Policy { watch: watch.clone(), root }
+                Policy { watch, root, origin }
             })
             .collect();
         Policies { list, defaults }
@@ -151,7 +221,6 @@ impl Policies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn policy(root: Identity, recursive: bool, secs: u64) -> Policy {
         Policy {
@@ -166,7 +235,41 @@ mod tests {
                 max_poll_interval: None,
             },
             root: Some(root),
+            origin: Origin::File,
         }
+    }
+
+    fn at(path: &str, origin: Origin) -> Policy {
+        let mut p = policy((1, 1), true, 1);
+        p.watch.path = PathBuf::from(path);
+        p.origin = origin;
+        p
+    }
+
+    #[test]
+    fn a_reload_keeps_run_time_policies_the_file_does_not_name() {
+        let file = [at("/a", Origin::File).watch, at("/c", Origin::File).watch];
+        let running = [
+            at("/a", Origin::File),
+            at("/old", Origin::File),
+            at("/b", Origin::RunTime),
+            at("/c", Origin::RunTime),
+        ];
+        let plan = ReloadPlan::new(&file, &running);
+        let paths: Vec<_> =
+            plan.watches.iter().map(|(w, o)| (w.path.to_str().unwrap(), *o)).collect();
+        assert_eq!(
+            paths,
+            [("/a", Origin::File), ("/c", Origin::File), ("/b", Origin::RunTime)],
+            "the file's policies, then the run-time ones it does not name"
+        );
+        assert_eq!(plan.kept, [PathBuf::from("/b")]);
+        assert_eq!(plan.replaced, [PathBuf::from("/c")]);
+        assert_eq!(
+            plan.summary(),
+            " (kept 1 added at run time: /b; replaced by the file's policy for the same path: /c)"
+        );
+        assert_eq!(ReloadPlan::new(&file, &running[..2]).summary(), "");
     }
 
     #[test]

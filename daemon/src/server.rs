@@ -24,7 +24,7 @@ use rustix::time::{
 };
 
 use crate::budget::{self, QueueMeters};
-use crate::config::{Config, DaemonSettings, Mode};
+use crate::config::{Config, DaemonSettings, Mode, WatchPolicy};
 use crate::diff::Change;
 use crate::fstype;
 use crate::grant;
@@ -36,7 +36,7 @@ use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
 use crate::pairing;
 use crate::peer_log::PeerLog;
-use crate::policy::{self, Policies, PolicyDefaults};
+use crate::policy::{self, Origin, Policies, PolicyDefaults, ReloadPlan};
 use crate::poller::{self, PollOutcome};
 use crate::scan::{self, ScanCounters, ScanIo};
 use crate::scanner::{ScanJob, Scanners};
@@ -236,7 +236,8 @@ impl Server {
         let scanners = Scanners::new().map_err(fail("eventfd"))?;
         epoll::add(&epoll, scanners.wake_fd(), EventData::new_u64(SCANNED), watch_in)
             .map_err(fail("epoll_ctl eventfd"))?;
-        let policies = resolve_policies(&config);
+        let file = config.watches.iter().map(|w| (w.clone(), Origin::File)).collect();
+        let policies = resolve_policies(file, &config.daemon);
         let queues = QueueMeters::new(&config.daemon.limits);
         Ok(Server {
             epoll,
@@ -348,15 +349,18 @@ impl Server {
         match Config::load(&path) {
             Ok(config) => {
                 crate::log::set_level(config.daemon.log_level);
-                self.set_policies(resolve_policies(&config));
+                let plan = ReloadPlan::new(&config.watches, &self.policies.list);
+                let summary = plan.summary();
+                self.set_policies(resolve_policies(plan.watches, &config.daemon));
                 self.queues.set_limits(&config.daemon.limits);
                 self.settings = config.daemon;
-                info!("reload: {}: {} watch policies", path.display(), self.policies.list.len());
-                Ok(format!(
-                    "reloaded {}: {} watch policies",
+                let message = format!(
+                    "reloaded {}: {} watch policies{summary}",
                     path.display(),
                     self.policies.list.len()
-                ))
+                );
+                info!("reload: {}", message.trim_start_matches("reloaded "));
+                Ok(message)
             }
             Err(error) => {
                 error!("reload rejected, keeping the running configuration: {error}");
@@ -1974,8 +1978,11 @@ fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
     })
 }
 
-pub(crate) fn resolve_policies(config: &Config) -> Policies {
-    let policies = Policies::resolve(&config.watches, PolicyDefaults::of(&config.daemon));
+pub(crate) fn resolve_policies(
+    watches: Vec<(WatchPolicy, Origin)>,
+    settings: &DaemonSettings,
+) -> Policies {
+    let policies = Policies::resolve(watches, PolicyDefaults::of(settings));
     for policy in policies.list.iter().filter(|p| p.root.is_none()) {
         warn!(
             "watch policy {}: path not found; it applies once it exists and the daemon reloads",

@@ -418,3 +418,55 @@ fn list_on_defaults_shows_the_default_row() {
         assert!(rows[0].starts_with("(default)") && rows[0].contains("200ms"), "{text}");
     }
 }
+
+#[test]
+fn a_reload_keeps_the_policies_added_at_run_time_and_says_so() {
+    let governed = TempDir::new("reload-file");
+    let daemon = Daemon::start(&config_with_policy(governed.path(), "1s"));
+    let socket = daemon.socket().to_owned();
+    let added = TempDir::new("reload-added");
+    let added_path = added.path().to_str().unwrap();
+    ok(&socket, &["add", added_path, "--poll-interval", "750ms"]);
+
+    let reloaded = done(&socket, &["reload", "--json"]);
+    assert!(reloaded.ok, "{}", reloaded.message);
+    assert!(
+        reloaded.message.contains(&format!("kept 1 added at run time: {added_path}")),
+        "the reply names the kept policy: {}",
+        reloaded.message
+    );
+    let kept = policies(&socket).into_iter().find(|p| p.path == added_path);
+    assert_eq!(kept.map(|p| p.interval_ms), Some(750), "the run-time policy survives ctl reload");
+
+    daemon.signal(libc::SIGHUP);
+    let deadline = Instant::now() + WAIT;
+    while daemon.log().matches(&format!("kept 1 added at run time: {added_path}")).count() < 2 {
+        assert!(Instant::now() < deadline, "SIGHUP logs the kept policy:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listed = policies(&socket);
+    assert_eq!(listed.len(), 3, "the file's, the run-time one, the default: {listed:?}");
+    assert!(listed.iter().any(|p| p.path == added_path && p.interval_ms == 750), "{listed:?}");
+
+    // The file now names the same path: its policy replaces the run-time one, and says so.
+    let config = daemon.dir().join("config.toml");
+    std::fs::write(&config, config_with_policy(added.path(), "3s")).expect("write config");
+    let reloaded = done(&socket, &["reload", "--json"]);
+    assert!(
+        reloaded
+            .message
+            .contains(&format!("replaced by the file's policy for the same path: {added_path}")),
+        "{}",
+        reloaded.message
+    );
+    let listed = policies(&socket);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!((listed[0].path.as_str(), listed[0].interval_ms), (added_path, 3000));
+    // Now the file's own, it is no run-time policy: the next reload names none.
+    let again = done(&socket, &["reload", "--json"]);
+    assert!(
+        !again.message.contains("run time") && !again.message.contains("replaced"),
+        "{}",
+        again.message
+    );
+}
