@@ -757,6 +757,9 @@ fn check_text(text: &str) -> Result<(), ConfigError> {
             }
             '"' => i = skip_string(&chars, i)?,
             '[' => {
+                if depth == 0 && starts_line(&chars, i) {
+                    check_header(&chars, i)?;
+                }
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Err(text_error(&chars, i, "brackets nested too deeply"));
@@ -796,6 +799,29 @@ fn check_text(text: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Whether only blanks stand between the start of its line and `chars[at]`.
+fn starts_line(chars: &[char], at: usize) -> bool {
+    chars[..at].iter().rev().take_while(|&&c| c != '\n').all(|&c| c == ' ' || c == '\t')
+}
+
+/// A `[table]` or `[[table]]` header that starts at `open` must close on its own line: nanoserde
+/// would read on into the next line and blame a key there, with a hint about quotes.
+fn check_header(chars: &[char], open: usize) -> Result<(), ConfigError> {
+    let brackets = chars[open..].iter().take(2).take_while(|&&c| c == '[').count();
+    let rest = chars[open + brackets..].iter().take_while(|&&c| c != '\n' && c != '#');
+    let name: String = rest.clone().collect::<String>().trim().to_owned();
+    if rest.clone().any(|&c| c == ']') {
+        return Ok(());
+    }
+    let (opening, closing) = if brackets == 2 { ("[[", "]]") } else { ("[", "]") };
+    let shown: String = name.chars().filter(|c| !c.is_control()).take(40).collect();
+    Err(text_error(
+        chars,
+        open,
+        format!("table header {opening}{shown} is not closed: write {opening}{shown}{closing}"),
+    ))
 }
 
 /// Whether `c` ends a bare word (key, number, `true`...) for `check_text`. nanoserde stops a
@@ -1363,7 +1389,7 @@ mode = "inotify"
             ),
             (
                 "[daemon\nsocket = \"/s\"\n",
-                "line 2: syntax error: unexpected socket (is a string missing its double quotes?)",
+                "line 1, column 1: table header [daemon is not closed: write [daemon]",
             ),
             (
                 "[daemon]\nmax_user_watches = 1e3\n",
@@ -1390,6 +1416,15 @@ mode = "inotify"
             ("[daemon]\nlog_level = \"info\"\0\nx = 1\n", "line 2, column 19: NUL character"),
             ("limits = { a = 1 }\n", "line 1, column 10: inline tables {...} are not supported; use a [table]"),
             ("[daemon]\nsocket = \"\"\"/s\n", "line 2, column 10: unterminated string"),
+            ("[daemon", "line 1, column 1: table header [daemon is not closed: write [daemon]"),
+            (
+                "[daemon # ]\nsocket = \"/s\"\n",
+                "line 1, column 1: table header [daemon is not closed: write [daemon]",
+            ),
+            (
+                "[daemon]\n\n  [[watch\npath = \"/a\"\n",
+                "line 3, column 3: table header [[watch is not closed: write [[watch]]",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(error(text), expected, "in:\n{text:?}");
