@@ -17,8 +17,9 @@ use fakenotify_ctl::duration::parse_duration;
 /// How often remote objects that no `[[watch]]` policy governs are polled.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-const DAEMON_KEYS: [&str; 14] = [
+const DAEMON_KEYS: [&str; 15] = [
     "socket",
+    "preload_library",
     "log_level",
     "default_poll_interval",
     "default_max_ops",
@@ -65,6 +66,9 @@ pub struct DaemonSettings {
     /// `socket`, an absolute path. `None` leaves the choice to `--socket`, `$FAKENOTIFY_SOCKET`
     /// and the built-in default.
     pub socket: Option<PathBuf>,
+    /// `preload_library`, an absolute path: the `libfakenotify.so` the daemon copies into its
+    /// socket directory at start. `None` looks beside the binary, then in the install paths.
+    pub preload_library: Option<PathBuf>,
     /// `log_level`, `info` by default.
     pub log_level: LogLevel,
     /// `default_poll_interval`, 5 s by default: for remote objects that no policy governs.
@@ -83,6 +87,7 @@ impl Default for DaemonSettings {
     fn default() -> DaemonSettings {
         DaemonSettings {
             socket: None,
+            preload_library: None,
             log_level: LogLevel::default(),
             default_poll_interval: DEFAULT_POLL_INTERVAL,
             default_max_ops: DEFAULT_MAX_OPS,
@@ -375,6 +380,9 @@ fn daemon_settings(table: &BTreeMap<&str, &Toml>) -> Result<DaemonSettings, Conf
     for (&name, &value) in table {
         let set = match name {
             "socket" => socket_path(value).map(|path| settings.socket = Some(path)),
+            "preload_library" => {
+                absolute_path(value).map(|path| settings.preload_library = Some(path))
+            }
             "log_level" => named(value).map(|level| settings.log_level = level),
             "default_poll_interval" => duration(value).map(|d| settings.default_poll_interval = d),
             "default_max_ops" => positive(value).map(|n| settings.default_max_ops = n),
@@ -524,6 +532,14 @@ fn socket_path(value: &Toml) -> Result<PathBuf, String> {
             "{text:?}: {} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}",
             text.len()
         ));
+    }
+    Ok(PathBuf::from(text))
+}
+
+fn absolute_path(value: &Toml) -> Result<PathBuf, String> {
+    let text = string(value)?;
+    if !Path::new(text).is_absolute() {
+        return Err(format!("{text:?}: must be an absolute path"));
     }
     Ok(PathBuf::from(text))
 }
@@ -907,6 +923,7 @@ recursive = false
 
     const FULL_EXAMPLE: &str = r#"[daemon]
 socket = "/run/fn.sock"
+preload_library = "/opt/fakenotify/libfakenotify.so"
 log_level = "debug"
 default_poll_interval = "1.5s"
 default_max_ops = 500
@@ -993,6 +1010,7 @@ mode = "inotify"
         let expected = Config {
             daemon: DaemonSettings {
                 socket: Some(PathBuf::from("/run/fn.sock")),
+                preload_library: Some(PathBuf::from("/opt/fakenotify/libfakenotify.so")),
                 log_level: LogLevel::Debug,
                 default_poll_interval: Duration::from_millis(1_500),
                 default_max_ops: 500,

@@ -148,7 +148,49 @@ pub fn seqpacket_socket(nonblocking: bool) -> Result<OwnedFd, Errno> {
     rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, flags, None)
 }
 
+/// Opens the socket directory `dir_path` (`O_PATH`) and checks who may write it.
+fn open_checked(dir_path: &Path) -> Result<OwnedFd, ListenError> {
+    let dir = rustix::fs::open(
+        dir_path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| ListenError::Directory {
+        path: dir_path.to_owned(),
+        error: std::io::Error::from(errno),
+    })?;
+    let st = rustix::fs::fstat(&dir).map_err(|errno| ListenError::Socket {
+        path: dir_path.to_owned(),
+        op: "fstat of the socket directory",
+        errno,
+    })?;
+    let own_uid = rustix::process::geteuid().as_raw();
+    if let Err(why) = directory_is_safe(st.st_uid, st.st_mode, own_uid) {
+        return Err(ListenError::UnsafeDirectory { path: dir_path.to_owned(), why });
+    }
+    Ok(dir)
+}
+
 impl Listener {
+    /// The socket's directory, checked as `bind` checks it: the fd `bind` opened, or for an
+    /// inherited socket its path's directory, opened and checked now. Files the daemon puts
+    /// beside the socket go through this fd, never through a path.
+    pub fn directory(&self) -> Result<OwnedFd, ListenError> {
+        if let Some(created) = &self.unlink_on_drop {
+            return created.dir.try_clone().map_err(|error| ListenError::Directory {
+                path: self.path.parent().unwrap_or(Path::new(".")).to_owned(),
+                error,
+            });
+        }
+        match self.path.parent() {
+            Some(dir) if self.path.is_absolute() => open_checked(dir),
+            _ => Err(ListenError::Directory {
+                path: self.path.clone(),
+                error: std::io::Error::other("the inherited socket has no directory"),
+            }),
+        }
+    }
+
     pub fn bind(path: &Path) -> Result<Listener, ListenError> {
         let fail = |op, errno| ListenError::Socket { path: path.to_owned(), op, errno };
         let dir_path = match path.parent() {
@@ -166,20 +208,7 @@ impl Listener {
                 .create(dir_path)
                 .map_err(|error| ListenError::Directory { path: dir_path.to_owned(), error })?;
         }
-        let dir = rustix::fs::open(
-            dir_path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|errno| ListenError::Directory {
-            path: dir_path.to_owned(),
-            error: std::io::Error::from(errno),
-        })?;
-        let st = rustix::fs::fstat(&dir).map_err(|e| fail("fstat of the socket directory", e))?;
-        let own_uid = rustix::process::geteuid().as_raw();
-        if let Err(why) = directory_is_safe(st.st_uid, st.st_mode, own_uid) {
-            return Err(ListenError::UnsafeDirectory { path: dir_path.to_owned(), why });
-        }
+        let dir = open_checked(dir_path)?;
         // From here on the directory is named by its fd alone: connect and bind take paths,
         // so they run with the directory as the working directory, and a name relative to it.
         let cwd = WorkingDirectory::enter(&dir).map_err(|e| fail("fchdir", e))?;

@@ -26,6 +26,7 @@ mod peer_log;
 mod policy;
 mod poller;
 mod restart;
+mod runtime_library;
 mod saved_state;
 mod scan;
 mod scanner;
@@ -40,6 +41,7 @@ mod usage;
 mod watch;
 mod wire;
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -151,6 +153,42 @@ fn run() -> Result<(), Failure> {
 }
 
 /// Every polled directory holds an fd: take the hard limit, not the usual soft 1024.
+/// Copies the preload library beside the socket (see `runtime_library`); a library not found
+/// or not copied is one warning, and the daemon serves on.
+fn place_library(listener: &listener::Listener, configured: Option<&std::path::Path>) {
+    let dir_path = listener.path.parent().unwrap_or(std::path::Path::new("."));
+    let target = dir_path.join("libfakenotify.so");
+    let source = match runtime_library::source(configured) {
+        Ok(source) => source,
+        Err(why) => {
+            warn!("{}: not placed: {why}", target.display());
+            return;
+        }
+    };
+    let dir = match listener.directory() {
+        Ok(dir) => dir,
+        Err(e) => {
+            warn!("{}: not placed: {e}", target.display());
+            return;
+        }
+    };
+    match runtime_library::install(dir.as_fd(), &source) {
+        Ok(bytes) => {
+            info!("{}: copied from {} ({bytes} bytes)", target.display(), source.display());
+            if runtime_library::on_noexec_mount(dir.as_fd()) {
+                warn!(
+                    "{}: the mount is noexec, so ld.so cannot map the library from there; \
+                     remount it exec (mount -o remount,exec {}) or preload {} instead",
+                    target.display(),
+                    dir_path.display(),
+                    source.display()
+                );
+            }
+        }
+        Err(e) => warn!("{}: not placed: {}: {e}", target.display(), source.display()),
+    }
+}
+
 fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
@@ -213,6 +251,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     };
     let origin = if listener.is_inherited() { ", inherited from the service manager" } else { "" };
     let socket = listener.path.clone();
+    place_library(&listener, config.daemon.preload_library.as_deref());
     let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
         .map_err(|e| runtime_error(e.to_string()))?;
     if !stored.is_empty() {

@@ -55,6 +55,11 @@ impl ScriptClient {
         Answer { line: line.text, events: self.client.events_since_mark() }
     }
 
+    /// The process id (of the wrapper, which execs the program).
+    pub fn pid(&self) -> u32 {
+        self.client.pid()
+    }
+
     /// Everything the program printed, for failure messages.
     pub fn transcript(&mut self) -> String {
         self.client.transcript()

@@ -6,9 +6,7 @@
 //! preloaded client and by the ctl, neither told where.
 //!
 //! Each test runs itself again in a private mount namespace with fresh tmpfs on `/run` and, if it
-//! exists, `/etc/fakenotify`, so a daemon already serving the default socket (or an installed
-//! configuration) on the machine neither fails it nor is disturbed by it. It needs root, as the
-//! other end-to-end tests do.
+//! exists, `/etc/fakenotify` (`fakenotify_tests::namespace`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,40 +18,9 @@ use fakenotify_tests::*;
 const DEFAULT_SOCKET: &str = "/run/fakenotify/fakenotify.sock";
 const LEGACY_SOCKET: &str = "/run/fakenotify.sock";
 
-/// Set in the copy of the test that runs inside the private namespace.
-const INSIDE: &str = "FAKENOTIFY_TEST_PRIVATE_NAMESPACE";
-
-/// Mounts the tmpfs over `/run` and `/etc/fakenotify`, then runs its arguments.
-const PRIVATE_MOUNTS: &str = "mount -t tmpfs -o mode=0755 fakenotify-test-run /run && \
-    { [ ! -d /etc/fakenotify ] || mount -t tmpfs -o mode=0755 fakenotify-test-etc /etc/fakenotify; } && \
-    exec \"$@\"";
-
-/// Runs the test `name` of this binary again in a private mount namespace (see the module doc)
-/// and fails with its output if it fails there.
-fn in_private_namespace(name: &str) {
-    artifacts(); // built out here, where a build failure reads plainly
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", PRIVATE_MOUNTS, "sh"])
-        .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(INSIDE, "1")
-        .output()
-        .expect("run unshare (util-linux)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && text.contains("1 passed"),
-        "{name} in a private mount namespace (unshare --mount needs root) failed:\n{text}"
-    );
-}
-
 #[test]
 fn start_without_flags_serves_on_the_default_socket() {
-    if std::env::var_os(INSIDE).is_none() {
+    if !inside_private_namespace() {
         return in_private_namespace("start_without_flags_serves_on_the_default_socket");
     }
     assert!(
@@ -108,7 +75,7 @@ fn start_without_flags_serves_on_the_default_socket() {
 
 #[test]
 fn the_old_socket_path_is_found_when_the_default_is_absent() {
-    if std::env::var_os(INSIDE).is_none() {
+    if !inside_private_namespace() {
         return in_private_namespace("the_old_socket_path_is_found_when_the_default_is_absent");
     }
     let socket = Path::new(LEGACY_SOCKET);
