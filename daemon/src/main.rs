@@ -155,8 +155,12 @@ fn run() -> Result<(), Failure> {
 /// Every polled directory holds an fd: take the hard limit, not the usual soft 1024.
 /// Copies the preload library beside the socket (see `runtime_library`); a library not found
 /// or not copied is one warning, and the daemon serves on.
-fn place_library(listener: &listener::Listener, configured: Option<&std::path::Path>) {
-    let dir_path = listener.path.parent().unwrap_or(std::path::Path::new("."));
+fn place_library(
+    socket: &std::path::Path,
+    runtime_dir: Result<std::os::fd::OwnedFd, listener::ListenError>,
+    configured: Option<&std::path::Path>,
+) {
+    let dir_path = socket.parent().unwrap_or(std::path::Path::new("."));
     let target = dir_path.join("libfakenotify.so");
     let source = match runtime_library::source(configured) {
         Ok(source) => source,
@@ -165,7 +169,7 @@ fn place_library(listener: &listener::Listener, configured: Option<&std::path::P
             return;
         }
     };
-    let dir = match listener.directory() {
+    let dir = match runtime_dir {
         Ok(dir) => dir,
         Err(e) => {
             warn!("{}: not placed: {e}", target.display());
@@ -251,9 +255,12 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     };
     let origin = if listener.is_inherited() { ", inherited from the service manager" } else { "" };
     let socket = listener.path.clone();
-    place_library(&listener, config.daemon.preload_library.as_deref());
+    let runtime_dir = listener.directory();
     let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
         .map_err(|e| runtime_error(e.to_string()))?;
+    // Once the server has blocked the signals it handles: the socket already accepts, so a
+    // SIGTERM may come at any time from here on.
+    place_library(&socket, runtime_dir, config.daemon.preload_library.as_deref());
     if !stored.is_empty() {
         server.restore(stored);
     }
