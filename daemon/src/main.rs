@@ -258,9 +258,6 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     let runtime_dir = listener.directory();
     let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
         .map_err(|e| runtime_error(e.to_string()))?;
-    // Once the server has blocked the signals it handles: the socket already accepts, so a
-    // SIGTERM may come at any time from here on.
-    place_library(&socket, runtime_dir, config.daemon.preload_library.as_deref());
     if !stored.is_empty() {
         server.restore(stored);
     }
@@ -271,6 +268,10 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         config.watches.len(),
         config_path.map(|p| format!(", config {}", p.display())).unwrap_or_default()
     );
+    // After the server has blocked the signals it handles (the socket already accepts, so a
+    // SIGTERM may come at any time), and before READY=1: containers ordered after the daemon
+    // find the library in place.
+    place_library(&socket, runtime_dir, config.daemon.preload_library.as_deref());
     // The socket is listening: connections made from now on are queued until run() accepts them.
     sd_notify::notify("READY=1");
     server.run().map_err(|e| runtime_error(e.to_string()))
