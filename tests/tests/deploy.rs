@@ -683,6 +683,11 @@ fn the_mod_preloads_the_library_only_when_the_daemon_answers() {
     ]);
     assert_eq!(preload, None, "{said}");
     assert!(said.contains("not enabled: no library at"), "{said}");
+
+    // Unset, the library is the daemon's copy beside the socket: one mount serves both.
+    let (said, preload) = run_mod_script(&[("FAKENOTIFY_SOCKET", daemon.socket())]);
+    let beside = daemon.dir().join("libfakenotify.so");
+    assert_eq!(preload.as_deref(), Some(beside.to_str().unwrap()), "{said}");
 }
 
 // ---------------------------------------------------------------------------------------------
