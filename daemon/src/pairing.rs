@@ -34,11 +34,9 @@ const UNIX_DIAG_PEER: u16 = 2;
 /// `unix_diag`. The preload makes its pair in the process that registers it.
 pub fn both_peers_made_by(a: BorrowedFd<'_>, b: BorrowedFd<'_>, pid: i32, uid: u32) -> bool {
     let ino = |fd| rustix::fs::fstat(fd).map(|st| st.st_ino).ok();
-    let made_by_requester = |fd| {
-        rustix::net::sockopt::socket_peercred(fd)
-            .is_ok_and(|cred| cred.pid.as_raw_nonzero().get() == pid && cred.uid.as_raw() == uid)
-    };
-    ino(a).is_some() && ino(a) != ino(b) && made_by_requester(a) && made_by_requester(b)
+    // A pid of 0 is a process the daemon's pid namespace cannot see, so it proves nothing.
+    let made_by_requester = |fd| crate::wire::peer_cred(fd) == Ok((uid, pid));
+    pid != 0 && ino(a).is_some() && ino(a) != ino(b) && made_by_requester(a) && made_by_requester(b)
 }
 
 /// Ok(true) if `a` and `b` are the two ends of one connected Unix socket pair.

@@ -452,8 +452,8 @@ impl Server {
                     return;
                 }
             };
-            let (uid, pid) = match rustix::net::sockopt::socket_peercred(&fd) {
-                Ok(cred) => (cred.uid.as_raw(), cred.pid.as_raw_nonzero().get()),
+            let (uid, pid) = match wire::peer_cred(fd.as_fd()) {
+                Ok(cred) => cred,
                 Err(errno) => {
                     warn!("SO_PEERCRED: {errno}; closing the connection");
                     continue;

@@ -74,24 +74,3 @@ fn a_register_of_two_unrelated_sockets_is_refused_and_the_third_party_hears_noth
         "the registered instance gets its event"
     );
 }
-
-/// An application in a container has a network namespace of its own, where the daemon's
-/// `sock_diag` cannot see the pair it makes: the pair is proved by both peers being the
-/// registering process's own, and the application gets its events (Docker's default setup).
-#[test]
-fn a_pair_made_in_another_network_namespace_registers() {
-    let fuse = FuseMount::new();
-    let daemon = Daemon::fast();
-    let spec = format!("IN_CREATE:{}", fuse.mount.display());
-    let client_path = artifacts().inotify_client(Libc::Glibc);
-    let client = client_path.to_str().expect("UTF-8 path");
-    let mut contained = Client::spawn("unshare", &["--net", client, &spec], Some(&daemon), true);
-    contained.expect_line("READY", |l| l.text == "READY");
-    assert!(
-        contained.lines().iter().any(|l| l.text.starts_with("INIT") && l.text.ends_with("socket")),
-        "the instance is FakeNotify's, not real inotify: {:?}",
-        contained.lines()
-    );
-    write(&fuse.backing("in-a-container"), b"");
-    contained.expect_event("IN_CREATE in-a-container", |e| e.matches(IN_CREATE, "in-a-container"));
-}
