@@ -101,14 +101,15 @@ in
             RuntimeDirectoryMode = "0755";
             RuntimeDirectoryPreserve = "yes";
             # As deploy/systemd/fakenotify.service: CAP_DAC_READ_SEARCH to reopen the
-            # directories applications pass, nothing else of root.
+            # directories applications pass, CAP_SETUID to create each application's inotify
+            # fd as its user, AF_NETLINK for sock_diag; nothing else of root.
             ProtectSystem = "strict";
             ProtectHome = "read-only";
             PrivateTmp = true;
             PrivateDevices = true;
             NoNewPrivileges = true;
-            CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
-            RestrictAddressFamilies = [ "AF_UNIX" ];
+            CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" "CAP_SETUID" ];
+            RestrictAddressFamilies = [ "AF_UNIX" "AF_NETLINK" ];
             RestrictNamespaces = true;
             RestrictRealtime = true;
             RestrictSUIDSGID = true;

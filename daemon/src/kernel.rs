@@ -83,14 +83,24 @@ pub struct InstanceKernel {
 impl InstanceKernel {
     /// A new inotify fd charged to `uid`. The daemon's thread takes `uid` as its effective uid
     /// for the one call (raw `setresuid` changes only the calling thread's ids). A daemon that
-    /// is not root cannot, and then creates it as itself: it has no root's watches to spend.
+    /// is not root cannot, and then creates it as itself: it has no root's watches to spend. A
+    /// root daemon without CAP_SETUID (a unit or container that dropped it) does the same, and
+    /// says once that users' local watches then count against its own limits.
     pub fn new_as(uid: u32) -> Result<InstanceKernel, Errno> {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let own = rustix::process::geteuid().as_raw();
         let create = || inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC);
         let fd = if uid == own || own != 0 {
             create()?
+        } else if let Err(errno) = set_thread_euid(uid) {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                warn!(
+                    "cannot take a user's uid to create its inotify fd ({errno}; the daemon \
+                     needs CAP_SETUID): local watches count against the daemon's own limits"
+                );
+            }
+            create()?
         } else {
-            set_thread_euid(uid)?;
             let fd = create();
             if set_thread_euid(own).is_err() {
                 // Going on as another user would be worse than stopping.

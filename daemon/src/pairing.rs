@@ -6,7 +6,9 @@
 //! A probe written through one end and read back on the other would reach the third party's
 //! peer when they are not a pair. So nothing is written: `sock_diag` (`NETLINK_SOCK_DIAG`, the
 //! interface `ss -x` uses) names each Unix socket's peer by inode, and each end's peer must be
-//! the other. It needs the kernel's `unix_diag` (CONFIG_UNIX_DIAG, loaded on first use).
+//! the other. It needs the kernel's `unix_diag` (CONFIG_UNIX_DIAG, loaded on first use), and it
+//! sees only the daemon's network namespace: a pair made in a container's is proved instead by
+//! both peers being the registering process's own ([`both_peers_made_by`]).
 
 use std::os::fd::BorrowedFd;
 
@@ -22,6 +24,20 @@ const UNIX_DIAG_MSG_LEN: usize = 16;
 const REQUEST_LEN: usize = NLMSG_HDR_LEN + 24;
 const UDIAG_SHOW_PEER: u32 = 0x4;
 const UNIX_DIAG_PEER: u16 = 2;
+
+/// Whether `a` and `b` are two sockets whose peers were both made by the registering process
+/// `pid` of `uid`: `SO_PEERCRED` of a socket names the process that created its peer (a
+/// `socketpair`) or connected it. Writing to such a socket reaches only that process's own
+/// socket, never a third party's connection, whose peer names the third party. This is what
+/// the daemon asks where `sock_diag` cannot see the sockets: the network namespace of a
+/// container (`sock_diag` lists its own namespace's sockets only), or a kernel without
+/// `unix_diag`. The preload makes its pair in the process that registers it.
+pub fn both_peers_made_by(a: BorrowedFd<'_>, b: BorrowedFd<'_>, pid: i32, uid: u32) -> bool {
+    let ino = |fd| rustix::fs::fstat(fd).map(|st| st.st_ino).ok();
+    // A pid of 0 is a process the daemon's pid namespace cannot see, so it proves nothing.
+    let made_by_requester = |fd| crate::wire::peer_cred(fd) == Ok((uid, pid));
+    pid != 0 && ino(a).is_some() && ino(a) != ino(b) && made_by_requester(a) && made_by_requester(b)
+}
 
 /// Ok(true) if `a` and `b` are the two ends of one connected Unix socket pair.
 pub fn are_one_pair(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Result<bool, Errno> {
@@ -142,6 +158,20 @@ mod tests {
         error[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
         error[NLMSG_HDR_LEN..].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
         assert_eq!(parse_peer(&error, 7), Ok(None));
+    }
+
+    #[test]
+    fn sockets_whose_peers_the_requester_made_pass_in_any_namespace() {
+        let (a, b) =
+            socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+                .unwrap();
+        let (pid, uid) = (std::process::id() as i32, rustix::process::getuid().as_raw());
+        assert!(both_peers_made_by(a.as_fd(), b.as_fd(), pid, uid));
+        assert!(!both_peers_made_by(a.as_fd(), a.as_fd(), pid, uid), "one socket twice");
+        assert!(!both_peers_made_by(a.as_fd(), b.as_fd(), pid + 1, uid), "another process");
+        assert!(!both_peers_made_by(a.as_fd(), b.as_fd(), pid, uid + 1), "another user");
+        let file = rustix::fs::open("/", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty());
+        assert!(!both_peers_made_by(a.as_fd(), file.unwrap().as_fd(), pid, uid), "no socket");
     }
 
     #[test]

@@ -456,8 +456,8 @@ impl Server {
                     return;
                 }
             };
-            let (uid, pid) = match rustix::net::sockopt::socket_peercred(&fd) {
-                Ok(cred) => (cred.uid.as_raw(), cred.pid.as_raw_nonzero().get()),
+            let (uid, pid) = match wire::peer_cred(fd.as_fd()) {
+                Ok(cred) => cred,
                 Err(errno) => {
                     warn!("SO_PEERCRED: {errno}; closing the connection");
                     continue;
@@ -817,22 +817,18 @@ impl Server {
         let Ok(key) = rustix::fs::fstat(app_end).map(|st| st.st_ino) else {
             return Err(Errno::BADF);
         };
-        // Nothing is written to either socket before they are known to be one pair.
-        match pairing::are_one_pair(app_end.as_fd(), daemon_end.as_fd()) {
-            Ok(true) => {}
-            Ok(false) => {
-                debug!("uid {uid} (pid {pid}): Register with two sockets that are no pair");
-                self.stats.error("refused: register of no pair");
-                return Err(Errno::INVAL);
-            }
-            Err(errno) => {
-                warn!(
-                    "uid {uid} (pid {pid}): cannot tell whether a Register's sockets are one \
-                     pair (sock_diag: {errno}; the kernel needs unix_diag); refused"
-                );
-                self.stats.error("refused: register unverified");
-                return Err(Errno::NOSYS);
-            }
+        // Nothing is written to either socket before they are known to be one pair, or both
+        // peers the registering process's own (a pair made in a container's network namespace,
+        // which sock_diag does not see).
+        let proved = pairing::are_one_pair(app_end.as_fd(), daemon_end.as_fd());
+        if proved != Ok(true)
+            && !pairing::both_peers_made_by(app_end.as_fd(), daemon_end.as_fd(), pid, uid)
+        {
+            debug!(
+                "uid {uid} (pid {pid}): Register with two sockets that are no pair ({proved:?})"
+            );
+            self.stats.error("refused: register of no pair");
+            return Err(Errno::INVAL);
         }
         if self.instances.contains_key(&key) {
             return Err(Errno::EXIST);

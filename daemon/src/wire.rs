@@ -6,7 +6,7 @@
 
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use fakenotify_proto::record::{DecodeError, Kind, Record, MAX_RECORD_LEN};
 use rustix::io::Errno;
@@ -122,4 +122,27 @@ pub fn send_record(
     fds: &[BorrowedFd<'_>],
 ) -> Result<(), Errno> {
     fakenotify_ctl::transport::send_record(fd, record, fds, true)
+}
+
+/// The uid and pid of the process at the other end of the Unix socket `fd` (`SO_PEERCRED`).
+/// The pid is 0 when that process is in a pid namespace the daemon cannot see (an application
+/// in a sibling container of a containerised daemon), which rustix's `UCred`, holding a
+/// non-zero `Pid`, cannot represent; so this reads `struct ucred` itself.
+pub fn peer_cred(fd: BorrowedFd<'_>) -> Result<(u32, i32), Errno> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a valid, writable `struct ucred` of `len` bytes, as SO_PEERCRED fills.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::from_mut(&mut cred).cast(),
+            &mut len,
+        )
+    };
+    if ret != 0 {
+        return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
+    }
+    Ok((cred.uid, cred.pid))
 }

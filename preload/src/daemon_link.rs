@@ -107,8 +107,7 @@ fn connect_to(path: &CStr) -> Result<OwnedFd, LinkError> {
 /// directory they can write, or while the daemon is down) and would otherwise receive the
 /// application's fds and write events into its instances. `SO_PEERCRED` names who listened.
 fn check_peer(conn: BorrowedFd<'_>) -> Result<(), LinkError> {
-    let peer = rustix::net::sockopt::socket_peercred(conn).map_err(LinkError::at(Step::Connect))?;
-    let uid = peer.uid.as_raw();
+    let uid = crate::peer_uid::peer_uid(conn).map_err(LinkError::at(Step::Connect))?;
     if is_trusted(uid, rustix::process::geteuid().as_raw(), env::daemon_uid()) {
         Ok(())
     } else {

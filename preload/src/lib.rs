@@ -16,6 +16,7 @@ mod env;
 mod errno;
 mod instance;
 mod instances;
+mod peer_uid;
 mod watch;
 
 use core::ffi::{c_char, c_int, CStr};
