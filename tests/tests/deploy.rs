@@ -685,6 +685,8 @@ fn the_mod_preloads_the_library_only_when_the_daemon_answers() {
     assert!(said.contains("not enabled: no library at"), "{said}");
 
     // Unset, the library is the daemon's copy beside the socket: one mount serves both.
+    let copied = daemon.wait_for_log(WAIT, |l| l.contains("libfakenotify.so: copied from"));
+    assert!(copied.is_some(), "the daemon copies its library:\n{}", daemon.log());
     let (said, preload) = run_mod_script(&[("FAKENOTIFY_SOCKET", daemon.socket())]);
     let beside = daemon.dir().join("libfakenotify.so");
     assert_eq!(preload.as_deref(), Some(beside.to_str().unwrap()), "{said}");

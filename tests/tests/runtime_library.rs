@@ -28,9 +28,18 @@ const CONTAINER_MOUNTS: &str = "stage=$1; shift; \
     mount --bind \"$stage\" /run/fakenotify && mount -o remount,bind,ro /run/fakenotify && \
     exec \"$@\"";
 
-/// `fakenotifyd start` on the default socket with `config`, once it serves.
-fn start_daemon(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+/// Lines of the daemon's log about its copy of the library ("copied from" or "not placed").
+fn library_lines(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter(|l| l.contains("/libfakenotify.so: ")).count()
+}
+
+/// `fakenotifyd start` on the default socket with `config`, once it serves and has logged
+/// what it did with the library (it places the library just after the socket accepts).
+fn start_daemon(config: &Path, log_path: &Path) -> Child {
+    let before = library_lines(log_path);
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("log file");
     let mut daemon = Command::new(artifacts().fakenotifyd())
         .arg("start")
         .arg("--config")
@@ -48,6 +57,10 @@ fn start_daemon(config: &Path, log: &Path) -> Child {
             panic!("fakenotifyd start exited ({status}) instead of serving {SOCKET}");
         }
         assert!(Instant::now() < deadline, "nothing serves {SOCKET}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while library_lines(log_path) == before {
+        assert!(Instant::now() < deadline, "no line about the library in the daemon's log");
         std::thread::sleep(Duration::from_millis(20));
     }
     daemon
