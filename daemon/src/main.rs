@@ -152,7 +152,6 @@ fn run() -> Result<(), Failure> {
     }
 }
 
-/// Every polled directory holds an fd: take the hard limit, not the usual soft 1024.
 /// Copies the preload library beside the socket (see `runtime_library`); a library not found
 /// or not copied is one warning, and the daemon serves on.
 fn place_library(
@@ -193,6 +192,7 @@ fn place_library(
     }
 }
 
+/// Every polled directory holds an fd: take the hard limit, not the usual soft 1024.
 fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
