@@ -38,6 +38,9 @@
         };
       });
 
+      # pkgs.fakenotify for configurations that take it from nixpkgs with this overlay.
+      overlays.default = final: _prev: { fakenotify = final.callPackage ./nix/package.nix { }; };
+
       nixosModules.default = import ./nix/module.nix;
 
       checks = forAllSystems (pkgs: {

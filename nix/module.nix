@@ -97,6 +97,10 @@ in
             Restart = "on-failure";
             RestartSec = "2s";
             LimitNOFILE = 1048576;
+            # As the unit: on a clean stop the daemon leaves its instance sockets and polled
+            # objects in systemd's fd store and resumes them, so a restart (a rebuild switch)
+            # keeps every application's watches.
+            FileDescriptorStoreMax = 1048576;
             RuntimeDirectory = "fakenotify";
             RuntimeDirectoryMode = "0755";
             RuntimeDirectoryPreserve = "yes";
