@@ -36,6 +36,7 @@ mod server;
 mod signals;
 mod slab;
 mod snapshot;
+mod status_line;
 mod statx_batch;
 mod usage;
 mod watch;

@@ -16,6 +16,11 @@ use rustix::net::{
 
 const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
+/// Whether a service manager asked for notifications (`$NOTIFY_SOCKET`).
+pub fn wanted() -> bool {
+    std::env::var_os(NOTIFY_SOCKET).is_some_and(|s| !s.is_empty())
+}
+
 /// Sends `state` (e.g. `"READY=1"`) to the service manager, if one asked for notifications.
 /// A failure is logged and otherwise ignored: the daemon serves whether or not systemd heard.
 pub fn notify(state: &str) {

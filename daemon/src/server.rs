@@ -43,6 +43,7 @@ use crate::scanner::{ScanJob, Scanners};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
+use crate::status_line::{Serving, StatusLine};
 use crate::usage::Object;
 use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
 use crate::wire::{self, RecvError};
@@ -129,6 +130,8 @@ pub struct Server {
     dirty: BTreeSet<u64>,
     moves: MoveTracker,
     pub(crate) mounts: Mounts,
+    /// The service manager's `STATUS=` line.
+    status_line: StatusLine,
     scanners: Scanners,
     /// Receive buffer for request records, kept so a request costs no 60 KiB clear.
     recv_buf: Vec<u8>,
@@ -263,6 +266,7 @@ impl Server {
             dirty: BTreeSet::new(),
             moves: MoveTracker::default(),
             mounts: Mounts::default(),
+            status_line: StatusLine::default(),
             scanners,
             recv_buf: Vec::new(),
             spare_fd: spare_fd(),
@@ -318,6 +322,7 @@ impl Server {
                 }
             }
             self.flush_dirty();
+            self.report_status();
         }
         self.save_to_fd_store();
         info!(
@@ -1375,6 +1380,24 @@ impl Server {
             let path = object.path.clone();
             self.observe_mount(id, result.observed);
             self.take_outcome(id, &path, result.outcome);
+        }
+    }
+
+    /// Tells the service manager what the daemon serves, when that changed (every few seconds
+    /// at most; nothing without `$NOTIFY_SOCKET`).
+    fn report_status(&mut self) {
+        let at = now().saturating_sub(self.started);
+        if !self.status_line.may_send(at) || !crate::sd_notify::wanted() {
+            return;
+        }
+        let serving = Serving {
+            instances: self.instances.len(),
+            watches: self.instances.values().map(Instance::watch_count).sum(),
+            polled: self.objects.iter().filter(|(_, o)| o.is_polled()).count(),
+            polls: self.stats.polls,
+        };
+        if let Some(line) = self.status_line.due(at, serving) {
+            crate::sd_notify::notify(&format!("STATUS={line}"));
         }
     }
 

@@ -139,6 +139,9 @@ fn a_restart_keeps_the_clients_fd_and_wd() {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
         if let Some((text, fds)) = receive(&notify, Duration::from_millis(200)) {
+            if text.starts_with("STATUS=") {
+                continue;
+            }
             assert!(text.contains("FDSTORE=1") && text.contains("FDNAME=fakenotify"), "{text}");
             stored.extend(fds);
         }
@@ -172,4 +175,36 @@ fn a_restart_keeps_the_clients_fd_and_wd() {
     client
         .expect_event("inside, on the new watch", |e| e.wd == 2 && e.matches(IN_CREATE, "inside"));
     assert!(client.is_running(), "the client never saw EOF");
+}
+
+#[test]
+fn the_service_manager_hears_what_the_daemon_serves() {
+    let fuse = FuseMount::new();
+    let dir = TempDir::new("status-line");
+    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let _daemon = start(&dir, &notify_path, &[]);
+    wait_ready(&notify);
+    let spec = format!("IN_CREATE:{}", fuse.mount.display());
+    let mut client = Client::spawn_with_socket(
+        artifacts().inotify_client(Libc::Glibc),
+        &["-n", &spec],
+        &dir.join("fakenotify.sock"),
+        true,
+    );
+    client.expect_line("READY", |l| l.text == "READY");
+    // A line goes out at most every 5 s, so the one naming the client may wait that long.
+    let deadline = Instant::now() + WAIT;
+    let mut heard = Vec::new();
+    while Instant::now() < deadline {
+        if let Some((text, _)) = receive(&notify, Duration::from_millis(200)) {
+            if text.starts_with("STATUS=1 instance, 1 watch (1 polled), ") {
+                assert!(text.ends_with(" polls/s"), "{text}");
+                return;
+            }
+            heard.push(text);
+        }
+    }
+    panic!("no STATUS= line named the client's instance; heard {heard:?}");
 }
