@@ -730,24 +730,26 @@ fn ours_missing(proc_dir: &Path, paths: &[Vec<u8>]) -> Option<Vec<u8>> {
         .iter()
         .find(|p| {
             let path = Path::new(std::ffi::OsStr::from_bytes(p));
-            path.is_absolute() && !through_root(proc_dir, path).exists()
+            path.is_absolute() && !in_root(proc_dir, path).exists()
         })
         .cloned()
 }
 
-/// `path` as the process sees it, reached from here through `/proc/PID/root` (its container's
-/// root); the path itself where that root is ours, or where the result would not fit in a
-/// socket address.
+/// `path` as the process sees it, reached from here through `/proc/PID/root`: its own root
+/// and mount namespace (a container's), which `stat` of the root alone cannot tell from ours.
+fn in_root(proc_dir: &Path, path: &Path) -> PathBuf {
+    proc_dir.join("root").join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The socket `path` of the process, to connect to from here: through its root where that can
+/// be read (root, or the same uid) and the result fits in a socket address; else as it is.
 fn through_root(proc_dir: &Path, path: &Path) -> PathBuf {
-    let root = proc_dir.join("root");
-    let same = std::fs::read_link(&root).is_ok_and(|r| r == Path::new("/"))
-        && std::fs::metadata(&root).ok().map(|m| (m.dev(), m.ino()))
-            == std::fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
-    let joined = root.join(path.strip_prefix("/").unwrap_or(path));
-    if same || joined.as_os_str().len() >= 108 {
-        path.to_path_buf()
-    } else {
+    let joined = in_root(proc_dir, path);
+    let readable = std::fs::read_dir(proc_dir.join("root")).is_ok();
+    if readable && joined.as_os_str().len() < 108 {
         joined
+    } else {
+        path.to_path_buf()
     }
 }
 

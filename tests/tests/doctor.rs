@@ -1,6 +1,7 @@
 //! `fakenotify-ctl doctor` against real processes: a preloaded client (all good), the same
-//! client without the preload, a statically linked program, and wrong socket paths, each verdict
-//! asserted; and the daemon's info line naming each new instance's pid and command.
+//! client without the preload, a statically linked program, wrong socket paths and a process in
+//! a mount namespace of its own (a container's view), each verdict asserted; and the daemon's
+//! info line naming each new instance's pid and command.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -157,6 +158,46 @@ fn a_wrong_socket_path_is_named_with_its_fix() {
             "or point FAKENOTIFY_SOCKET at the socket it serves",
             &format!("FAIL fd {fd}: the kernel's inotify"),
             "the daemon did not answer (or was not trusted)",
+        ],
+    );
+}
+
+/// A process in a mount namespace of its own, as in a container: the library and the socket at
+/// `/run/fakenotify/` exist only there, and doctor finds both through `/proc/PID/root`.
+#[test]
+fn a_process_in_its_own_mount_namespace_is_checked_through_its_root() {
+    let daemon = Daemon::fast();
+    let dir = TempDir::new("doctor-container");
+    let spec = format!("IN_CREATE:{}", dir.path().display());
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 doctor-test-run /run && mkdir /run/fakenotify && \
+         cp {lib} /run/fakenotify/libfakenotify.so && touch /run/fakenotify/fakenotify.sock && \
+         mount --bind {socket} /run/fakenotify/fakenotify.sock && \
+         exec env -u FAKENOTIFY_SOCKET LD_PRELOAD=/run/fakenotify/libfakenotify.so {client} -n {spec}",
+        lib = artifacts().preload().display(),
+        socket = daemon.socket().display(),
+        client = artifacts().inotify_client(Libc::Glibc).display(),
+    );
+    let args = ["--mount", "--propagation", "private", "sh", "-c", &script];
+    let mut client = Client::spawn_with_socket("unshare", &args, daemon.socket(), false);
+    client.expect_line("READY", |l| l.text == "READY");
+    let pid = client.pid();
+
+    let output = Command::new(artifacts().fakenotify_ctl())
+        .args(["doctor", &pid.to_string()])
+        .env_remove("FAKENOTIFY_SOCKET")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run fakenotify-ctl doctor");
+    let served = format!("OK   daemon at /run/fakenotify/fakenotify.sock: pid {}", daemon.pid());
+    assert_has(
+        &output,
+        0,
+        &[
+            "OK   libfakenotify mapped: /run/fakenotify/libfakenotify.so",
+            "OK   LD_PRELOAD=/run/fakenotify/libfakenotify.so",
+            &served,
+            &format!("1 FakeNotify instance(s) known to the daemon for pid {pid}"),
         ],
     );
 }
