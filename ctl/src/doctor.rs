@@ -20,7 +20,9 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::message::{Response, Status};
-use crate::procinfo::{elf_linking, environ_value, mapped_files, preload_paths, ElfLinking};
+use crate::procinfo::{
+    elf_linking, environ_value, mapped_files, mount_points, preload_paths, ElfLinking,
+};
 use crate::render::escape_bytes;
 use crate::transport::Connection;
 
@@ -682,19 +684,36 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
             i.uid, i.watches, i.delivered, i.queued, i.overflows
         ));
     }
-    if status.mounts.is_empty() {
-        checks.info("no polled mounts: every watch is kernel-forwarded (local filesystems)");
-    }
+    // Which polled mounts the process sees, and where: status counts watches per instance and
+    // objects per mount, not which watch is on which mount.
+    let mountinfo = std::fs::read(proc_dir.join("mountinfo")).unwrap_or_default();
+    let mut elsewhere = 0;
     for mount in &status.mounts {
-        let at = if mount.mount_point.is_empty() {
-            "(another mount namespace)"
-        } else {
-            &mount.mount_point
-        };
+        let points = u64::from_str_radix(&mount.device, 16)
+            .map(|dev| mount_points(&mountinfo, dev))
+            .unwrap_or_default();
+        if points.is_empty() {
+            elsewhere += 1;
+            continue;
+        }
+        let points: Vec<String> = points.iter().map(|p| escape_bytes(p)).collect();
         checks.info(format!(
-            "polled mount (all instances): {} {} device {}, {} objects, listed {}",
-            mount.fs_type, at, mount.device, mount.objects, mount.listing
+            "polled mount {} (device {}), {} objects of all instances, listed {}; the process \
+             sees it at {}",
+            mount.fs_type,
+            mount.device,
+            mount.objects,
+            mount.listing,
+            points.join(" ")
         ));
+    }
+    if status.mounts.len() == elsewhere {
+        checks.info(
+            "no polled mount in the process's view: its watches are kernel-forwarded (local \
+             filesystems)",
+        );
+    } else if elsewhere > 0 {
+        checks.info(format!("{elsewhere} other polled mounts, not in the process's view"));
     }
 }
 

@@ -225,6 +225,25 @@ pub fn preload_paths(value: &[u8]) -> Vec<&[u8]> {
     value.split(|&b| b == b' ' || b == b':').filter(|p| !p.is_empty()).collect()
 }
 
+/// The mount points of device `dev` (`st_dev`, as `status` reports a polled mount's) in a
+/// `/proc/PID/mountinfo` text, as the process sees them (octal escapes such as `\040` kept).
+pub fn mount_points(mountinfo: &[u8], dev: u64) -> Vec<&[u8]> {
+    // glibc's gnu_dev_major and gnu_dev_minor.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major}:{minor}");
+    mountinfo
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            // id parent major:minor root mount-point options...
+            let mut fields = line.split(|&b| b == b' ');
+            let device = fields.nth(2)?;
+            let point = fields.nth(1)?;
+            (device == wanted.as_bytes()).then_some(point)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +344,22 @@ mod tests {
         assert_eq!(files[0], Mapping { inode: 1234, path: b"/usr/bin/cat" });
         assert_eq!(files[1].path, b"/run/fakenotify/libfakenotify.so (deleted)");
         assert!(mapped_files(b"garbage\n\n   \nx y z w 5 /a").len() == 1);
+    }
+
+    #[test]
+    fn mount_points_of_a_device() {
+        let mountinfo = b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+40 22 0:53 / /mnt/nas rw - fuse.rclone nas: rw\n\
+41 22 0:53 /tv /media/tv\\040shows rw - fuse.rclone nas: rw\n\
+42 22 259:65536 / /big rw - xfs /dev/x rw\n";
+        let points = mount_points(mountinfo, 0x35);
+        assert_eq!(points, [&b"/mnt/nas"[..], b"/media/tv\\040shows"]);
+        assert_eq!(mount_points(mountinfo, 0x801), [&b"/"[..]]);
+        // Major 259, minor 65536: the minor's high bits sit above the major's low ones.
+        assert!(mount_points(mountinfo, (259 << 8) | (1 << 32)).is_empty(), "not minor 65536");
+        let dev = ((65536u64 & !0xff) << 12) | (259 << 8);
+        assert_eq!(mount_points(mountinfo, dev), [&b"/big"[..]]);
+        assert!(mount_points(b"1 2\n\n  \nx y 0:53", 0x35).is_empty());
     }
 
     #[test]

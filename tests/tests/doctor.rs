@@ -58,7 +58,10 @@ fn a_preloaded_client_is_all_good_and_the_daemon_logs_its_command() {
             &preload,
             "preload trusts it",
             &instances,
-            "polled mount (all instances): fuse",
+            &format!(
+                "objects of all instances, listed on-change; the process sees it at {}",
+                fuse.mount.display()
+            ),
         ],
     );
     assert!(!text(&output).contains("FAIL"), "{}", text(&output));
