@@ -46,22 +46,40 @@ pub enum Verdict {
     Info,
 }
 
+impl Verdict {
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Fail => "fail",
+            Verdict::Info => "info",
+        }
+    }
+}
+
 /// One line of the report.
-#[derive(Clone, Debug, SerJson)]
+#[derive(Clone, Debug)]
 pub struct Check {
     /// The process the check is about; 0 for the daemon and installation.
     pub pid: i32,
-    /// `ok`, `fail` or `info`.
-    pub verdict: String,
+    pub verdict: Verdict,
     pub message: String,
     /// What to do about a failure; empty otherwise.
     pub fix: String,
 }
 
+/// `--json`: `{"ok", "checks": [{"pid", "verdict": "ok"|"fail"|"info", "message", "fix"}]}`.
 #[derive(SerJson)]
 struct Report {
     ok: bool,
-    checks: Vec<Check>,
+    checks: Vec<CheckJson>,
+}
+
+#[derive(SerJson)]
+struct CheckJson {
+    pid: i32,
+    verdict: String,
+    message: String,
+    fix: String,
 }
 
 #[derive(Default)]
@@ -72,17 +90,8 @@ struct Checks {
 
 impl Checks {
     fn push(&mut self, verdict: Verdict, message: impl Into<String>, fix: impl Into<String>) {
-        let verdict = match verdict {
-            Verdict::Ok => "ok",
-            Verdict::Fail => "fail",
-            Verdict::Info => "info",
-        };
-        self.list.push(Check {
-            pid: self.pid,
-            verdict: verdict.into(),
-            message: message.into(),
-            fix: fix.into(),
-        });
+        let (pid, message, fix) = (self.pid, message.into(), fix.into());
+        self.list.push(Check { pid, verdict, message, fix });
     }
     fn ok(&mut self, message: impl Into<String>) {
         self.push(Verdict::Ok, message, "");
@@ -108,8 +117,8 @@ pub fn run(socket_flag: Option<PathBuf>, rest: Vec<OsString>, json: bool) -> Res
     match rest.first() {
         None => installation(&mut checks, socket_flag),
         Some(target) => {
-            let target = target.to_string_lossy();
-            let pids = resolve_target(&target);
+            let pids = resolve_target(&target.to_string_lossy());
+            let target = escape_bytes(target.as_bytes());
             if pids.is_empty() {
                 checks.fail(
                     format!("no process {target} (looked in /proc/*/comm)"),
@@ -125,9 +134,19 @@ pub fn run(socket_flag: Option<PathBuf>, rest: Vec<OsString>, json: bool) -> Res
             }
         }
     }
-    let ok = !checks.list.iter().any(|c| c.verdict == "fail");
+    let ok = !checks.list.iter().any(|c| c.verdict == Verdict::Fail);
     if json {
-        println!("{}", Report { ok, checks: checks.list }.serialize_json());
+        let checks = checks
+            .list
+            .into_iter()
+            .map(|c| CheckJson {
+                pid: c.pid,
+                verdict: c.verdict.name().into(),
+                message: c.message,
+                fix: c.fix,
+            })
+            .collect();
+        println!("{}", Report { ok, checks }.serialize_json());
     } else {
         print!("{}", text(&checks.list));
     }
@@ -143,10 +162,10 @@ pub fn text(checks: &[Check]) -> String {
             shown_pid = check.pid;
             out.push_str(&format!("process {}:\n", check.pid));
         }
-        let tag = match check.verdict.as_str() {
-            "ok" => "OK  ",
-            "fail" => "FAIL",
-            _ => "--  ",
+        let tag = match check.verdict {
+            Verdict::Ok => "OK  ",
+            Verdict::Fail => "FAIL",
+            Verdict::Info => "--  ",
         };
         let indent = if check.pid == 0 { "" } else { "  " };
         out.push_str(&format!("{indent}{tag} {}", check.message));
@@ -362,11 +381,12 @@ fn installation(checks: &mut Checks, socket_flag: Option<PathBuf>) {
                 // once it is unset.
                 Some(_) => {
                     for check in &mut checks.list[before..] {
-                        if check.verdict == "fail" {
-                            check.verdict = "info".into();
+                        if check.verdict == Verdict::Fail {
+                            check.verdict = Verdict::Info;
                         }
                     }
-                    if let Some(first) = checks.list.iter_mut().find(|c| c.verdict == "fail") {
+                    if let Some(first) = checks.list.iter_mut().find(|c| c.verdict == Verdict::Fail)
+                    {
                         first.fix = format!(
                             "a daemon answers at {DEFAULT_SOCKET}: unset {SOCKET_ENV}, or set it to that"
                         );
@@ -375,7 +395,7 @@ fn installation(checks: &mut Checks, socket_flag: Option<PathBuf>) {
                 None => {
                     // Only the variable's socket matters; this line is a hint.
                     for check in &mut checks.list[before..] {
-                        check.verdict = "info".into();
+                        check.verdict = Verdict::Info;
                         check.fix.clear();
                     }
                 }
@@ -781,4 +801,38 @@ fn installed_library() -> Option<String> {
 
 fn io_cause(e: &std::io::Error) -> String {
     e.raw_os_error().map_or_else(|| e.to_string(), |n| Errno::from_raw_os_error(n).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_report_groups_by_process_and_puts_each_fix_on_its_line() {
+        let check = |pid, verdict, message: &str, fix: &str| Check {
+            pid,
+            verdict,
+            message: message.into(),
+            fix: fix.into(),
+        };
+        let report = text(&[
+            check(0, Verdict::Ok, "daemon", ""),
+            check(7, Verdict::Info, "pid 7", ""),
+            check(7, Verdict::Fail, "static: cannot work", "none"),
+        ]);
+        assert_eq!(
+            report,
+            "OK   daemon\nprocess 7:\n  --   pid 7\n  FAIL static: cannot work -- fix: none\n"
+        );
+    }
+
+    #[test]
+    fn the_preload_trusts_root_itself_and_the_named_uid() {
+        let truster = Truster { euid: 1000, named: Some(997), whose: String::new() };
+        assert!(truster.trusts(0) && truster.trusts(1000) && truster.trusts(997));
+        assert!(!truster.trusts(998));
+        assert!(is_fakenotify(b"/run/fakenotify/libfakenotify.so"));
+        assert!(is_fakenotify(b"/usr/lib/libfakenotify_preload.so (deleted)"));
+        assert!(!is_fakenotify(b"/opt/libfakenotify/other.so"));
+    }
 }
