@@ -506,14 +506,14 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|e| format!("? ({})", io_cause(&e)));
     checks.info(format!("pid {pid} ({comm}), uid {ruid}, executable {exe}"));
-    let unreadable = |what: &str, e: &std::io::Error| {
-        format!("cannot read /proc/{pid}/{what} ({}): needs root or uid {ruid}", io_cause(e))
-    };
+    // What /proc hides from another user (ptrace access): reported once, as one failure.
+    let mut hidden: Vec<String> = Vec::new();
+    let unreadable = |what: &str, e: &std::io::Error| format!("{what} ({})", io_cause(e));
 
     // Static and Go programs: the preload never comes into play.
     let cannot_work = match read_exe(&proc_dir.join("exe")) {
         Err(e) => {
-            checks.info(unreadable("exe", &e));
+            hidden.push(unreadable("exe", &e));
             false
         }
         Ok(None) => {
@@ -590,13 +590,13 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
             }
         }
         Err(e) => {
-            checks.info(unreadable("maps", &e));
+            hidden.push(unreadable("maps", &e));
             None
         }
     };
 
     match &environ {
-        Err(e) => checks.info(unreadable("environ", e)),
+        Err(e) => hidden.push(unreadable("environ", e)),
         Ok(_) => match (&preload, ours.is_empty()) {
             (None, _) => {
                 if mapped != Some(true) {
@@ -644,7 +644,7 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
     let mut kernel_fds = Vec::new();
     let mut socket_fds = Vec::new();
     match std::fs::read_dir(proc_dir.join("fd")) {
-        Err(e) => checks.info(unreadable("fd", &e)),
+        Err(e) => hidden.push(unreadable("fd", &e)),
         Ok(entries) => {
             for entry in entries.flatten() {
                 let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -660,6 +660,12 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
     }
     kernel_fds.sort_unstable();
     socket_fds.sort_unstable();
+    if !hidden.is_empty() {
+        checks.fail(
+            format!("cannot read /proc/{pid}/: {}: needs root or uid {ruid}", hidden.join(", ")),
+            format!("run doctor as root (`sudo fakenotify-ctl doctor {pid}`) or as uid {ruid}"),
+        );
+    }
     for fd in &kernel_fds {
         let fix = if cannot_work {
             "none for this program (see above)"

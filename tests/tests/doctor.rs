@@ -66,6 +66,14 @@ fn a_preloaded_client_is_all_good_and_the_daemon_logs_its_command() {
     );
     assert!(!text(&output).contains("FAIL"), "{}", text(&output));
 
+    // Another user sees what /proc shows them, and is told so.
+    let output = run_ctl(daemon.socket(), &["doctor", &pid], true);
+    let hidden = format!("FAIL cannot read /proc/{pid}/: ");
+    let fix = format!(
+        "needs root or uid 0 -- fix: run doctor as root (`sudo fakenotify-ctl doctor {pid}`)"
+    );
+    assert_has(&output, 1, &[&hidden, "environ (", &fix, "its preload trusts it"]);
+
     // The same by command name (a copy of the client under a name of its own), as JSON.
     let dir = TempDir::new("doctor-named");
     let name = format!("dr{}", std::process::id());
@@ -142,7 +150,8 @@ fn a_wrong_socket_path_is_named_with_its_fix() {
     assert_has(&output, 1, &[&verdict, &format!("FAKENOTIFY_SOCKET={NO_DAEMON_SOCKET}")]);
     let output = doctor_with_env(daemon.socket(), &[]);
     let served = format!("OK   daemon at {}: pid {}", daemon.socket().display(), daemon.pid());
-    assert_has(&output, if library_installed() { 0 } else { 1 }, &[&served]);
+    let directory = format!("OK   socket directory {}: mode 0755", daemon.dir().display());
+    assert_has(&output, if library_installed() { 0 } else { 1 }, &[&served, &directory]);
 
     // A preloaded client whose $FAKENOTIFY_SOCKET names no daemon fell back to the kernel's
     // inotify; doctor reads the socket from its environment.
