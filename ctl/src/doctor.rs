@@ -610,9 +610,9 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
                 format!("add the path of {LIBRARY} to LD_PRELOAD"),
             ),
             (Some(value), false) => match ours_missing(&proc_dir, &ours) {
-                Some(missing) => checks.fail(
+                Some((missing, why)) => checks.fail(
                     format!(
-                        "LD_PRELOAD={}, but {} is missing in the process's root: ld.so ignored it",
+                        "LD_PRELOAD={}, but {} {why}: ld.so ignored it",
                         escape_bytes(value),
                         escape_bytes(&missing)
                     ),
@@ -770,14 +770,24 @@ fn is_fakenotify(path: &[u8]) -> bool {
 }
 
 /// The first of `paths` that the process's root lacks.
-fn ours_missing(proc_dir: &Path, paths: &[Vec<u8>]) -> Option<Vec<u8>> {
-    paths
-        .iter()
-        .find(|p| {
-            let path = Path::new(std::ffi::OsStr::from_bytes(p));
-            path.is_absolute() && !in_root(proc_dir, path).exists()
-        })
-        .cloned()
+fn ours_missing(proc_dir: &Path, paths: &[Vec<u8>]) -> Option<(Vec<u8>, &'static str)> {
+    paths.iter().find_map(|p| {
+        let path = Path::new(std::ffi::OsStr::from_bytes(p));
+        let seen = in_root(proc_dir, path);
+        let why = if !path.is_absolute() {
+            return None;
+        } else if !seen.exists() {
+            "is missing in the process's root"
+        } else if seen.is_dir() {
+            // Docker creates a missing host path of a bind mount as an empty directory.
+            "is a directory in the process's root (a bind mount of a host path that was missing?)"
+        } else if let Some(Err(_)) = library_verdict(&seen) {
+            "is not a library the preload can be (see `fakenotify-ctl doctor` on the host)"
+        } else {
+            return None;
+        };
+        Some((p.clone(), why))
+    })
 }
 
 /// `path` as the process sees it, reached from here through `/proc/PID/root`: its own root

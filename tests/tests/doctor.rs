@@ -74,11 +74,14 @@ fn a_preloaded_client_is_all_good_and_the_daemon_logs_its_command() {
     );
     assert_has(&output, 1, &[&hidden, "environ (", &fix, "its preload trusts it"]);
 
-    // The same by command name (a copy of the client under a name of its own), as JSON.
+    // The same by command name (the client through a symbolic link of a name of its own: the
+    // kernel names a process after the path it was started by; a copy could meet ETXTBSY when
+    // another test's fork inherits the copy's open fd), as JSON.
     let dir = TempDir::new("doctor-named");
     let name = format!("dr{}", std::process::id());
     let copy = dir.join(&name);
-    std::fs::copy(artifacts().inotify_client(Libc::Glibc), &copy).expect("copy the client");
+    std::os::unix::fs::symlink(artifacts().inotify_client(Libc::Glibc), &copy)
+        .expect("link the client");
     let mut named = Client::spawn(&copy, &["-n", &spec], Some(&daemon), true);
     named.expect_line("READY", |l| l.text == "READY");
     let output = run_ctl(daemon.socket(), &["doctor", &name, "--json"], false);
@@ -180,19 +183,8 @@ fn a_wrong_socket_path_is_named_with_its_fix() {
 fn a_process_in_its_own_mount_namespace_is_checked_through_its_root() {
     let daemon = Daemon::fast();
     let dir = TempDir::new("doctor-container");
-    let spec = format!("IN_CREATE:{}", dir.path().display());
-    let script = format!(
-        "mount -t tmpfs -o mode=0755 doctor-test-run /run && mkdir /run/fakenotify && \
-         cp {lib} /run/fakenotify/libfakenotify.so && touch /run/fakenotify/fakenotify.sock && \
-         mount --bind {socket} /run/fakenotify/fakenotify.sock && \
-         exec env -u FAKENOTIFY_SOCKET LD_PRELOAD=/run/fakenotify/libfakenotify.so {client} -n {spec}",
-        lib = artifacts().preload().display(),
-        socket = daemon.socket().display(),
-        client = artifacts().inotify_client(Libc::Glibc).display(),
-    );
-    let args = ["--mount", "--propagation", "private", "sh", "-c", &script];
-    let mut client = Client::spawn_with_socket("unshare", &args, daemon.socket(), false);
-    client.expect_line("READY", |l| l.text == "READY");
+    let copy = format!("cp {} /run/fakenotify/libfakenotify.so", artifacts().preload().display());
+    let client = in_mount_namespace(&daemon, dir.path(), &copy);
     let pid = client.pid();
 
     let output = Command::new(artifacts().fakenotify_ctl())
@@ -212,6 +204,54 @@ fn a_process_in_its_own_mount_namespace_is_checked_through_its_root() {
             &format!("1 FakeNotify instance(s) known to the daemon for pid {pid}"),
         ],
     );
+}
+
+/// Docker makes a missing host path of a bind mount an empty directory: ld.so ignores the
+/// preload with a message on stderr only, and doctor names the directory.
+#[test]
+fn a_preload_path_that_is_a_directory_in_the_container_is_named() {
+    let daemon = Daemon::fast();
+    let dir = TempDir::new("doctor-container-dir");
+    let client = in_mount_namespace(&daemon, dir.path(), "mkdir /run/fakenotify/libfakenotify.so");
+    let pid = client.pid();
+
+    let output = Command::new(artifacts().fakenotify_ctl())
+        .args(["doctor", &pid.to_string()])
+        .env_remove("FAKENOTIFY_SOCKET")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run fakenotify-ctl doctor");
+    assert_has(
+        &output,
+        1,
+        &[
+            "FAIL libfakenotify is not mapped -- fix: make the library visible at that path",
+            "FAIL LD_PRELOAD=/run/fakenotify/libfakenotify.so, but \
+             /run/fakenotify/libfakenotify.so is a directory in the process's root",
+            "FAIL fd ",
+        ],
+    );
+}
+
+/// The C client watching `watched`, in a mount namespace of its own whose `/run/fakenotify`
+/// (a tmpfs, invisible from here) holds `daemon`'s socket and what `library_setup` put at
+/// `libfakenotify.so`, with `LD_PRELOAD=/run/fakenotify/libfakenotify.so` and no
+/// `$FAKENOTIFY_SOCKET`, as in a container.
+fn in_mount_namespace(daemon: &Daemon, watched: &Path, library_setup: &str) -> Client {
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 doctor-test-run /run && mkdir /run/fakenotify && \
+         {library_setup} && touch /run/fakenotify/fakenotify.sock && \
+         mount --bind {socket} /run/fakenotify/fakenotify.sock && \
+         exec env -u FAKENOTIFY_SOCKET LD_PRELOAD=/run/fakenotify/libfakenotify.so {client} -n \
+         IN_CREATE:{watched}",
+        socket = daemon.socket().display(),
+        client = artifacts().inotify_client(Libc::Glibc).display(),
+        watched = watched.display(),
+    );
+    let args = ["--mount", "--propagation", "private", "sh", "-c", &script];
+    let mut client = Client::spawn_with_socket("unshare", &args, daemon.socket(), false);
+    client.expect_line("READY", |l| l.text == "READY");
+    client
 }
 
 #[test]
