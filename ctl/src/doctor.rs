@@ -239,11 +239,12 @@ fn check_daemon(
         Err(errno) => {
             let fix = match errno {
                 Errno::NOENT | Errno::CONNREFUSED => format!(
-                    "start the daemon (`systemctl start fakenotifyd`, or `fakenotifyd start --socket {shown}`), \
-                     or point {SOCKET_ENV} at the socket it serves"
+                    "start the daemon (`systemctl start fakenotifyd`, or `fakenotifyd start \
+                     --socket {shown}`), or point {SOCKET_ENV} at the socket it serves"
                 ),
                 Errno::ACCESS | Errno::PERM => format!(
-                    "{whose} may not open the socket or its directory: check their modes (`ls -ld {shown} {}`)",
+                    "{whose} may not open the socket or its directory: check their modes \
+                     (`ls -ld {shown} {}`)",
                     socket.parent().unwrap_or(Path::new("/")).display(),
                     whose = truster.whose
                 ),
@@ -312,6 +313,9 @@ fn peer(path: &Path) -> Result<(u32, i32), Errno> {
         SocketFlags::CLOEXEC,
         None,
     )?;
+    // A connect to a daemon whose backlog is full waits as long as a send may.
+    let timeout = Some(crate::transport::TIMEOUT);
+    rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Send, timeout)?;
     rustix::net::connect(&fd, &addr)?;
     let cred = rustix::net::sockopt::socket_peercred(&fd)?;
     Ok((cred.uid.as_raw(), cred.pid.as_raw_nonzero().get()))
@@ -335,7 +339,10 @@ fn check_directory(checks: &mut Checks, socket: &Path, path: &Path, daemon_uid: 
     } else {
         checks.fail(
             format!("{what}: others can replace the socket"),
-            format!("make it owned by root or uid {daemon_uid} and not group- or world-writable (`chmod 755`); the packaged units use /run/fakenotify"),
+            format!(
+                "make it owned by root or uid {daemon_uid} and not group- or world-writable \
+                 (`chmod 755`); the packaged units use /run/fakenotify"
+            ),
         );
     }
     if let Ok(meta) = std::fs::metadata(path) {
@@ -388,7 +395,8 @@ fn installation(checks: &mut Checks, socket_flag: Option<PathBuf>) {
                     if let Some(first) = checks.list.iter_mut().find(|c| c.verdict == Verdict::Fail)
                     {
                         first.fix = format!(
-                            "a daemon answers at {DEFAULT_SOCKET}: unset {SOCKET_ENV}, or set it to that"
+                            "a daemon answers at {DEFAULT_SOCKET}: unset {SOCKET_ENV}, or set \
+                             it to that"
                         );
                     }
                 }
@@ -600,7 +608,8 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
         Ok(_) => match (&preload, ours.is_empty()) {
             (None, _) => {
                 if mapped != Some(true) {
-                    checks.fail("LD_PRELOAD is not set", format!("start it with LD_PRELOAD=<path of {LIBRARY}>"));
+                    let fix = format!("start it with LD_PRELOAD=<path of {LIBRARY}>");
+                    checks.fail("LD_PRELOAD is not set", fix);
                 } else {
                     checks.info("LD_PRELOAD is not set (the library was loaded another way)");
                 }
@@ -616,7 +625,8 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
                         escape_bytes(value),
                         escape_bytes(&missing)
                     ),
-                    "mount or copy the library to that path (containers: -v /run/fakenotify:/run/fakenotify:ro)",
+                    "mount or copy the library to that path (containers: \
+                     -v /run/fakenotify:/run/fakenotify:ro)",
                 ),
                 None => checks.ok(format!("LD_PRELOAD={}", escape_bytes(value))),
             },
@@ -676,7 +686,10 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
             "start the application with the preload (see above)"
         };
         checks.fail(
-            format!("fd {fd}: the kernel's inotify: FakeNotify is not in use for it (changes made on NFS/FUSE servers are missed)"),
+            format!(
+                "fd {fd}: the kernel's inotify: FakeNotify is not in use for it (changes made \
+                 on NFS/FUSE servers are missed)"
+            ),
             fix,
         );
     }
@@ -685,7 +698,10 @@ fn process(checks: &mut Checks, pid: i32, socket_flag: Option<PathBuf>) {
     let instances: Vec<_> = status.instances.iter().filter(|i| i.pid == pid).collect();
     if instances.is_empty() {
         if !status.all_users && ruid != rustix::process::getuid().as_raw() {
-            checks.info("the daemon shows a user only their own instances: run doctor as root to see this process's");
+            checks.info(
+                "the daemon shows a user only their own instances: run doctor as root to see \
+                 this process's",
+            );
         } else if mapped == Some(true) && kernel_fds.is_empty() {
             checks.info("no inotify instance yet: the application has not called inotify_init");
         } else if mapped == Some(true) {
