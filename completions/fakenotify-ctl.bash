@@ -46,7 +46,7 @@ _fakenotify() {
 
     if [ -z "$verb" ]; then
         local verbs="status list add remove reload stop watch"
-        [ "$1" = fakenotifyd ] && verbs="start $verbs"
+        if [ "$1" = fakenotifyd ]; then verbs="start $verbs"; else verbs="$verbs doctor"; fi
         mapfile -t COMPREPLY < <(compgen -W "$verbs --socket --help --version" -- "$cur")
         return
     fi
@@ -61,6 +61,9 @@ _fakenotify() {
         mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")
     elif [[ $verb == add || $verb == remove || $verb == watch ]]; then
         mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+    elif [[ $verb == doctor ]]; then
+        # A PID or a command name, as /proc/PID/comm shows it.
+        mapfile -t COMPREPLY < <(compgen -W "$(cat /proc/[0-9]*/comm 2>/dev/null | sort -u)" -- "$cur")
     fi
 }
 

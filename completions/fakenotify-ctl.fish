@@ -1,5 +1,5 @@
 # fish completion for fakenotify-ctl (installed in share/fish/vendor_completions.d).
-set -l verbs status list add remove reload stop watch
+set -l verbs status list add remove reload stop watch doctor
 set -l events access modify attrib close_write close_nowrite close open moved_from moved_to move move_self create delete delete_self unmount all
 
 complete -c fakenotify-ctl -f
@@ -10,6 +10,8 @@ complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a remove
 complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a reload -d 're-read the configuration'
 complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a stop -d 'stop the daemon'
 complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a watch -d 'print events, as inotifywait'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a doctor -d 'why FakeNotify is (not) at work'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from doctor' -a '(__fish_complete_pids)'
 complete -c fakenotify-ctl -l socket -r -F -d 'the daemon socket'
 complete -c fakenotify-ctl -l json -d 'JSON output'
 complete -c fakenotify-ctl -l help -d 'show help'

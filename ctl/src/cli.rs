@@ -22,6 +22,8 @@ Verbs:
   stop                            stop the daemon
   watch [-m] [-r] [-q] [-e EVENT]... [-t SECONDS] [--format FMT] PATH...
                                   print events under PATH, as inotifywait does (no preload needed)
+  doctor [PID|COMMAND-NAME]       check the daemon, socket and library, or why a process is (not)
+                                  served; each failure with its fix
 
 Options (any verb):
   --socket PATH   the daemon's socket (default: $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock,
@@ -57,6 +59,19 @@ Exit codes: 0 an event asked for came, 1 another event (DELETE_SELF...) or a run
 2 timeout or usage error.
 ";
 
+const DOCTOR_HELP: &str = "\
+doctor [PID|COMMAND-NAME] [--json]: one line per check, OK or FAIL (with its fix).
+Without an argument: the daemon answers on the socket ($FAKENOTIFY_SOCKET and the default),
+its uid and whether this user's preload trusts it (uid 0, your euid or $FAKENOTIFY_DAEMON_UID),
+its version against fakenotify-ctl's, the socket directory's owner and mode, and libfakenotify.so
+where install.sh, packages or a build put it (an ELF with no NEEDED entries).
+With a PID or a command name (every process of that name): read from /proc/PID (a container's
+process too, from the host): statically linked or Go (cannot work), libfakenotify mapped,
+LD_PRELOAD, the daemon its $FAKENOTIFY_SOCKET reaches and whether it trusts it, fds that are
+the kernel's inotify (FakeNotify not in use), its instances, watches and the polled mounts.
+Another user's process needs root. Exit codes: 0 all checks passed, 1 some failed, 2 usage error.
+";
+
 fn verb_help(verb: &str) -> Option<&'static str> {
     Some(match verb {
         "status" => "status [--json]: version, uptime, socket, instances (pid, uid), watches, objects polled and\nkernel-forwarded, per policy the interval, objects, polls and last/worst poll time, events,\noverflows, syscalls and errors by kind.\n",
@@ -66,6 +81,7 @@ fn verb_help(verb: &str) -> Option<&'static str> {
         "reload" => "reload [--json]: re-read the configuration file (as SIGHUP does). An invalid file is rejected\nwith its reason and the running policies stay. Policies added at run time are kept, unless the\nfile names the same path; the reply names both. Needs uid 0 or the daemon's uid.\n",
         "stop" => "stop [--json]: stop the daemon cleanly. Needs uid 0 or the daemon's uid.\n",
         "watch" => WATCH_HELP,
+        "doctor" => DOCTOR_HELP,
         _ => return None,
     })
 }
@@ -134,6 +150,13 @@ fn run(verb: &str, args: Vec<OsString>) -> Result<(), Failure> {
     let socket_flag: Option<PathBuf> = args
         .opt_value_from_os_str("--socket", |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| usage(e.to_string()))?;
+    if verb == "doctor" {
+        return match crate::doctor::run(socket_flag, args.finish(), json) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(Failure { code, message: String::new() }),
+            Err(message) => Err(usage(message)),
+        };
+    }
     let socket = resolve_socket(socket_flag);
     match verb {
         "watch" => watch(&socket, args, json),

@@ -7,11 +7,13 @@
 //! implementation of those requests; that lives in `fakenotifyd`.
 
 pub mod cli;
+pub mod doctor;
 pub mod duration;
 pub mod event_format;
 pub mod json_check;
 pub mod message;
 pub mod pattern;
+pub mod procinfo;
 pub mod render;
 pub mod transport;
 pub mod watch;

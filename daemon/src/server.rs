@@ -867,7 +867,13 @@ impl Server {
         // The kernel's own EMFILE when the user is at max_user_instances, as inotify_init1.
         instance.kernel = Some(self.instance_kernel(key, uid)?);
         self.instances.insert(key, instance);
-        debug!("instance {key}: registered by pid {pid} uid {uid}");
+        info!(
+            "instance {key}: registered by pid {pid} ({}) uid {uid}",
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .trim_end()
+                .escape_debug()
+        );
         Ok(key)
     }
 
