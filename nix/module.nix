@@ -126,6 +126,11 @@ in
             ProtectKernelModules = true;
             ProtectKernelTunables = true;
             SystemCallArchitectures = "native";
+            SystemCallFilter = [
+              "@system-service"
+              "~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap"
+            ];
+            SystemCallErrorNumber = "EPERM";
             UMask = "0022";
           };
         };
