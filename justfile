@@ -82,3 +82,8 @@ fuzz seconds="60":
         RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$work" "corpus/$target" -- -max_total_time={{seconds}}
         rm -rf "$work"
     done
+
+# Release archives in target/dist: fakenotify-VERSION-ARCH.tar.gz (static build, units, config
+# example, man pages, completions, install scripts) and SHA256SUMS; see deploy/install-release.sh
+dist:
+    scripts/dist.sh
