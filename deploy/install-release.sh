@@ -85,7 +85,7 @@ name=fakenotify-$version-$arch
 archive=$name.tar.gz
 
 if command -v curl >/dev/null 2>&1; then
-    fetch() { curl -fsSL --proto '=https,http' -o "$2" "$1"; }
+    fetch() { curl -fsL --proto '=https,http' -o "$2" "$1"; }
 elif command -v wget >/dev/null 2>&1; then
     fetch() { wget -q -O "$2" "$1"; }
 else
