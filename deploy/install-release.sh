@@ -5,8 +5,9 @@
 #   install-release.sh [--base-url URL] [--version V] [--prefix P] [--destdir D]
 #
 #   --base-url URL  where SHA256SUMS and fakenotify-V-ARCH.tar.gz are (default:
-#                   https://github.com/fakenotify/fakenotify/releases/download/vV)
-#   --version V     the release (default: 0.1.0)
+#                   https://github.com/fakenotify/fakenotify/releases/download/vV, or
+#                   .../releases/latest/download without --version)
+#   --version V     the release (default: the one archive for ARCH that SHA256SUMS lists)
 #   --prefix P      PREFIX for install.sh (default: /usr/local)
 #   --destdir D     DESTDIR for install.sh (staging; default: none)
 #
@@ -15,7 +16,7 @@
 # (install.sh leaves matching files alone, and keeps an existing config.toml).
 set -eu
 
-version=0.1.0
+version=
 base_url=
 prefix=${PREFIX:-/usr/local}
 destdir=${DESTDIR:-}
@@ -68,7 +69,7 @@ while [ "$#" -gt 0 ]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,16s/^# \{0,1\}//p' "$0"
+        sed -n '2,17s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *)
@@ -78,11 +79,13 @@ while [ "$#" -gt 0 ]; do
     esac
 done
 
-base_url=${base_url:-https://github.com/fakenotify/fakenotify/releases/download/v$version}
+releases=https://github.com/fakenotify/fakenotify/releases
+if [ -z "$base_url" ] && [ -n "$version" ]; then
+    base_url=$releases/download/v$version
+fi
+base_url=${base_url:-$releases/latest/download}
 base_url=${base_url%/}
 arch=$(uname -m)
-name=fakenotify-$version-$arch
-archive=$name.tar.gz
 
 if command -v curl >/dev/null 2>&1; then
     fetch() { curl -fsL --proto '=https,http' -o "$2" "$1"; }
@@ -101,6 +104,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 fetch "$base_url/SHA256SUMS" "$work/SHA256SUMS" || die "cannot download $base_url/SHA256SUMS"
+if [ -z "$version" ]; then
+    # The one archive for this architecture: fakenotify-VERSION-ARCH.tar.gz.
+    archive=$(awk -v a="$arch" '{ f = $2; sub(/^\*/, "", f) }
+        f ~ "^fakenotify-[^/]+-" a "[.]tar[.]gz$" { print f; exit }' "$work/SHA256SUMS")
+    [ -n "$archive" ] || die "SHA256SUMS at $base_url lists no archive for $arch"
+    name=${archive%.tar.gz}
+else
+    name=fakenotify-$version-$arch
+    archive=$name.tar.gz
+fi
 expected=$(awk -v f="$archive" '$2 == f || $2 == "*" f { print $1; exit }' "$work/SHA256SUMS")
 [ -n "$expected" ] || die "SHA256SUMS at $base_url lists no $archive (no release for $arch?)"
 fetch "$base_url/$archive" "$work/$archive" || die "cannot download $base_url/$archive"

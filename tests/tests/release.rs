@@ -113,9 +113,15 @@ fn dist_copy(label: &str) -> TempDir {
 }
 
 fn install_release(url: &str, destdir: &Path) -> Output {
+    install_release_with(url, destdir, &["--version", &version()])
+}
+
+fn install_release_with(url: &str, destdir: &Path, args: &[&str]) -> Output {
     Command::new("sh")
         .arg(repo_root().join("deploy/install-release.sh"))
-        .args(["--base-url", url, "--version", &version(), "--destdir"])
+        .args(["--base-url", url])
+        .args(args)
+        .arg("--destdir")
         .arg(destdir)
         .env_remove("PREFIX")
         .env_remove("DESTDIR")
@@ -336,4 +342,41 @@ fn the_release_scripts_pass_sh_n_and_shellcheck_and_just_lists_dist() {
         justfile.lines().any(|l| l.starts_with("dist:")) && justfile.contains("scripts/dist.sh"),
         "the justfile has no dist recipe running scripts/dist.sh"
     );
+}
+
+#[test]
+fn without_a_version_it_installs_the_archive_the_list_names_under_the_prefix() {
+    let server = Server::serve(&dist().dir);
+    let dest = TempDir::new("release-prefix");
+    succeeded(&install_release_with(&server.url, dest.path(), &["--prefix=/opt/fakenotify"]));
+    let daemon = dest.join("opt/fakenotify/bin/fakenotifyd");
+    run_ok(Command::new(&daemon).arg("--version"));
+    assert!(dest.join("opt/fakenotify/lib/fakenotify/libfakenotify.so").is_file());
+    assert!(dest.join("opt/fakenotify/share/man/man8/fakenotifyd.8").is_file());
+    let unit = std::fs::read_to_string(dest.join("etc/systemd/system/fakenotify.service")).unwrap();
+    assert!(
+        unit.contains("/opt/fakenotify/bin/fakenotifyd"),
+        "the unit names another path:\n{unit}"
+    );
+}
+
+#[test]
+fn without_curl_or_wget_it_says_so() {
+    // A PATH with uname alone: no curl, no wget.
+    let bin = TempDir::new("release-nofetch");
+    let uname = ["/usr/bin/uname", "/bin/uname"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("uname in /usr/bin or /bin");
+    std::os::unix::fs::symlink(uname, bin.join("uname")).unwrap();
+    let dest = TempDir::new("release-nofetch-dest");
+    let output = Command::new("/bin/sh")
+        .arg(repo_root().join("deploy/install-release.sh"))
+        .args(["--base-url", "http://127.0.0.1:9", "--destdir"])
+        .arg(dest.path())
+        .env("PATH", bin.path())
+        .output()
+        .expect("run install-release.sh");
+    assert_refused(&output, dest.path(), "no downloader");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("neither curl nor wget"));
 }
