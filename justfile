@@ -83,7 +83,6 @@ fuzz seconds="60":
         rm -rf "$work"
     done
 
-# Release archives in target/dist: fakenotify-VERSION-ARCH.tar.gz (static build, units, config
-# example, man pages, completions, install scripts) and SHA256SUMS; see deploy/install-release.sh
+# Release archives: target/dist/fakenotify-VERSION-ARCH.tar.gz (static build + deploy files) and SHA256SUMS
 dist:
     scripts/dist.sh

@@ -7,6 +7,7 @@
 # deploy/systemd/*, man/*, completions/*, README.md; and $target/dist/SHA256SUMS
 # (sha256sum format). The tar is ordered by name with fixed owners and mtimes (the commit's
 # time, or SOURCE_DATE_EPOCH), so two runs on the same build give the same bytes.
+# FAKENOTIFY_DIST_SKIP_BUILD=1 packs what target/static already holds.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
