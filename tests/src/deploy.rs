@@ -4,6 +4,9 @@
 //! nix-instantiate, python3 with yaml), each of which fails with the package to install rather
 //! than skipping.
 
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -133,3 +136,50 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// Every path under a root (directories included), with what identifies its state: inode,
+/// mode, mtime, and its bytes or link target. Equal snapshots mean nothing was touched.
+pub type Snapshot = BTreeMap<PathBuf, (u64, u32, i64, i64, Vec<u8>)>;
+
+/// The [`Snapshot`] of the tree under `root`.
+pub fn snapshot(root: &Path) -> Snapshot {
+    let mut state = Snapshot::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            let contents = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path).expect("readlink").into_os_string().into_vec()
+            } else if meta.is_file() {
+                std::fs::read(&path).expect("read")
+            } else {
+                pending.push(path.clone());
+                Vec::new()
+            };
+            let key = path.strip_prefix(root).expect("under the root").to_owned();
+            state.insert(key, (meta.ino(), meta.mode(), meta.mtime(), meta.mtime_nsec(), contents));
+        }
+    }
+    state
+}
+
+/// What `deploy/install.sh install` puts under DESTDIR with the default PREFIX.
+pub const INSTALLED: [&str; 16] = [
+    "etc/fakenotify/config.toml",
+    "etc/systemd/system/fakenotify.service",
+    "etc/systemd/system/fakenotify.socket",
+    "usr/local/bin/fakenotify-ctl",
+    "usr/local/bin/fakenotifyd",
+    "usr/local/lib/fakenotify/libfakenotify.so",
+    "usr/local/lib/fakenotify/libfakenotify_preload.so",
+    "usr/local/share/bash-completion/completions/fakenotify-ctl",
+    "usr/local/share/bash-completion/completions/fakenotifyd",
+    "usr/local/share/fakenotify/config.example.toml",
+    "usr/local/share/fish/vendor_completions.d/fakenotify-ctl.fish",
+    "usr/local/share/fish/vendor_completions.d/fakenotifyd.fish",
+    "usr/local/share/man/man1/fakenotify-ctl.1",
+    "usr/local/share/man/man7/fakenotify.7",
+    "usr/local/share/man/man8/fakenotifyd.8",
+    "usr/local/share/zsh/site-functions/_fakenotify",
+];

@@ -3,18 +3,17 @@
 //! systemd units (systemd-analyze verify), the LSIO mod's init script against a live daemon, and
 //! the syntax of everything else (Nix files, compose file, Dockerfiles, shell scripts).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use fakenotify_tests::deploy::{
-    files_with_suffix, repo_root, require_tool, run, run_ok, static_build,
+    files_with_suffix, repo_root, require_tool, run, run_ok, snapshot, static_build, INSTALLED,
 };
 use fakenotify_tests::*;
 
@@ -344,31 +343,6 @@ fn an_inherited_socket_of_the_wrong_type_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // install.sh
 
-/// What identifies a file's state: inode, mode, mtime, and its bytes or link target.
-type Snapshot = BTreeMap<PathBuf, (u64, u32, i64, i64, Vec<u8>)>;
-
-fn snapshot(root: &Path) -> Snapshot {
-    let mut state = Snapshot::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let contents = if meta.file_type().is_symlink() {
-                std::fs::read_link(&path).unwrap().into_os_string().into_vec()
-            } else if meta.is_file() {
-                std::fs::read(&path).unwrap()
-            } else {
-                pending.push(path.clone());
-                Vec::new()
-            };
-            let key = path.strip_prefix(root).unwrap().to_owned();
-            state.insert(key, (meta.ino(), meta.mode(), meta.mtime(), meta.mtime_nsec(), contents));
-        }
-    }
-    state
-}
-
 fn files_in(root: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = snapshot(root)
         .into_iter()
@@ -408,25 +382,6 @@ fn succeeded(output: &std::process::Output) -> String {
     );
     stdout
 }
-
-const INSTALLED: [&str; 16] = [
-    "etc/fakenotify/config.toml",
-    "etc/systemd/system/fakenotify.service",
-    "etc/systemd/system/fakenotify.socket",
-    "usr/local/bin/fakenotify-ctl",
-    "usr/local/bin/fakenotifyd",
-    "usr/local/lib/fakenotify/libfakenotify.so",
-    "usr/local/lib/fakenotify/libfakenotify_preload.so",
-    "usr/local/share/bash-completion/completions/fakenotify-ctl",
-    "usr/local/share/bash-completion/completions/fakenotifyd",
-    "usr/local/share/fakenotify/config.example.toml",
-    "usr/local/share/fish/vendor_completions.d/fakenotify-ctl.fish",
-    "usr/local/share/fish/vendor_completions.d/fakenotifyd.fish",
-    "usr/local/share/man/man1/fakenotify-ctl.1",
-    "usr/local/share/man/man7/fakenotify.7",
-    "usr/local/share/man/man8/fakenotifyd.8",
-    "usr/local/share/zsh/site-functions/_fakenotify",
-];
 
 /// What install.sh makes of the example: every line from the first `[[watch]]` on that is
 /// neither blank nor a comment, commented out.

@@ -4,15 +4,12 @@
 //! place and the daemon runs; a tampered archive or checksum list is refused with nothing
 //! installed; a second run changes nothing and keeps an edited config.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use fakenotify_tests::deploy::{repo_root, require_tool, run, run_ok};
+use fakenotify_tests::deploy::{repo_root, require_tool, run, run_ok, snapshot, INSTALLED};
 use fakenotify_tests::*;
 
 /// `target/dist` after one run of `scripts/dist.sh` (which runs the static build).
@@ -142,51 +139,6 @@ fn succeeded(output: &Output) -> String {
     );
     stdout
 }
-
-/// Every path under `root` (directories included) with its inode, mode, mtime and bytes or
-/// link target.
-type Snapshot = BTreeMap<PathBuf, (u64, u32, i64, i64, Vec<u8>)>;
-
-fn snapshot(root: &Path) -> Snapshot {
-    let mut state = Snapshot::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let contents = if meta.file_type().is_symlink() {
-                std::fs::read_link(&path).unwrap().into_os_string().into_vec()
-            } else if meta.is_file() {
-                std::fs::read(&path).unwrap()
-            } else {
-                pending.push(path.clone());
-                Vec::new()
-            };
-            let key = path.strip_prefix(root).unwrap().to_owned();
-            state.insert(key, (meta.ino(), meta.mode(), meta.mtime(), meta.mtime_nsec(), contents));
-        }
-    }
-    state
-}
-
-const INSTALLED: [&str; 16] = [
-    "etc/fakenotify/config.toml",
-    "etc/systemd/system/fakenotify.service",
-    "etc/systemd/system/fakenotify.socket",
-    "usr/local/bin/fakenotify-ctl",
-    "usr/local/bin/fakenotifyd",
-    "usr/local/lib/fakenotify/libfakenotify.so",
-    "usr/local/lib/fakenotify/libfakenotify_preload.so",
-    "usr/local/share/bash-completion/completions/fakenotify-ctl",
-    "usr/local/share/bash-completion/completions/fakenotifyd",
-    "usr/local/share/fakenotify/config.example.toml",
-    "usr/local/share/fish/vendor_completions.d/fakenotify-ctl.fish",
-    "usr/local/share/fish/vendor_completions.d/fakenotifyd.fish",
-    "usr/local/share/man/man1/fakenotify-ctl.1",
-    "usr/local/share/man/man7/fakenotify.7",
-    "usr/local/share/man/man8/fakenotifyd.8",
-    "usr/local/share/zsh/site-functions/_fakenotify",
-];
 
 fn installed_files(root: &Path) -> Vec<String> {
     snapshot(root)
