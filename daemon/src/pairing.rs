@@ -28,15 +28,16 @@ const UNIX_DIAG_PEER: u16 = 2;
 /// Whether `a` and `b` are two sockets whose peers were both made by the registering process
 /// `pid` of `uid`: `SO_PEERCRED` of a socket names the process that created its peer (a
 /// `socketpair`) or connected it. Writing to such a socket reaches only that process's own
-/// socket, never a third party's connection, whose peer names the third party. This is what
-/// the daemon asks where `sock_diag` cannot see the sockets: the network namespace of a
-/// container (`sock_diag` lists its own namespace's sockets only), or a kernel without
-/// `unix_diag`. The preload makes its pair in the process that registers it.
+/// socket, never a third party's connection, whose peer names the third party. The daemon
+/// asks this first: the preload makes its pair in the process that registers it, and it holds
+/// where `sock_diag` cannot see the sockets (a container's network namespace, as `sock_diag`
+/// lists its own namespace's sockets only, or a kernel without `unix_diag`).
 pub fn both_peers_made_by(a: BorrowedFd<'_>, b: BorrowedFd<'_>, pid: i32, uid: u32) -> bool {
-    let ino = |fd| rustix::fs::fstat(fd).map(|st| st.st_ino).ok();
+    let ino = |fd| rustix::fs::fstat(fd).map(|st| st.st_ino);
     // A pid of 0 is a process the daemon's pid namespace cannot see, so it proves nothing.
     let made_by_requester = |fd| crate::wire::peer_cred(fd) == Ok((uid, pid));
-    pid != 0 && ino(a).is_some() && ino(a) != ino(b) && made_by_requester(a) && made_by_requester(b)
+    let distinct = matches!((ino(a), ino(b)), (Ok(a), Ok(b)) if a != b);
+    pid != 0 && distinct && made_by_requester(a) && made_by_requester(b)
 }
 
 /// Ok(true) if `a` and `b` are the two ends of one connected Unix socket pair.

@@ -822,16 +822,13 @@ impl Server {
         let Ok(key) = rustix::fs::fstat(app_end).map(|st| st.st_ino) else {
             return Err(Errno::BADF);
         };
-        // Nothing is written to either socket before they are known to be one pair, or both
-        // peers the registering process's own (a pair made in a container's network namespace,
-        // which sock_diag does not see).
-        let proved = pairing::are_one_pair(app_end.as_fd(), daemon_end.as_fd());
-        if proved != Ok(true)
-            && !pairing::both_peers_made_by(app_end.as_fd(), daemon_end.as_fd(), pid, uid)
-        {
-            debug!(
-                "uid {uid} (pid {pid}): Register with two sockets that are no pair ({proved:?})"
-            );
+        // Nothing is written to either socket before both peers are known to be the registering
+        // process's own, or the two to be one pair.
+        // The peers' credentials are two getsockopt calls; sock_diag, a netlink socket and two
+        // round trips, is asked only when they do not settle it.
+        let own_pair = pairing::both_peers_made_by(app_end.as_fd(), daemon_end.as_fd(), pid, uid);
+        if !own_pair && pairing::are_one_pair(app_end.as_fd(), daemon_end.as_fd()) != Ok(true) {
+            debug!("uid {uid} (pid {pid}): Register with two sockets that are no pair");
             self.stats.error("refused: register of no pair");
             return Err(Errno::INVAL);
         }

@@ -8,15 +8,39 @@
 //! Each test runs itself again in a private mount namespace with fresh tmpfs on `/run` and, if it
 //! exists, `/etc/fakenotify` (`fakenotify_tests::namespace`).
 
+use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fakenotify_tests::*;
 
 const DEFAULT_SOCKET: &str = "/run/fakenotify/fakenotify.sock";
 const LEGACY_SOCKET: &str = "/run/fakenotify.sock";
+
+/// `fakenotifyd start ARGS`, once it serves `socket`.
+fn serve(args: &[&OsStr], socket: &Path, stderr: Stdio) -> Child {
+    let mut daemon = Command::new(artifacts().fakenotifyd())
+        .arg("start")
+        .args(args)
+        .env_remove("FAKENOTIFY_SOCKET")
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn fakenotifyd start");
+    let deadline = Instant::now() + WAIT;
+    while seqpacket::connect(socket).is_err() {
+        if let Some(status) = daemon.try_wait().expect("wait") {
+            panic!("fakenotifyd start exited ({status}) instead of serving {}", socket.display());
+        }
+        assert!(Instant::now() < deadline, "nothing serves {}", socket.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
 
 #[test]
 fn start_without_flags_serves_on_the_default_socket() {
@@ -32,23 +56,7 @@ fn start_without_flags_serves_on_the_default_socket() {
         seqpacket::connect(socket).is_err(),
         "a daemon serves {DEFAULT_SOCKET} inside the private namespace"
     );
-    let mut daemon = Command::new(artifacts().fakenotifyd())
-        .arg("start")
-        .env_remove("FAKENOTIFY_SOCKET")
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fakenotifyd start");
-    let deadline = Instant::now() + WAIT;
-    while seqpacket::connect(socket).is_err() {
-        if let Some(status) = daemon.try_wait().expect("wait") {
-            panic!("fakenotifyd start exited ({status}) instead of serving {DEFAULT_SOCKET}");
-        }
-        assert!(Instant::now() < deadline, "nothing serves {DEFAULT_SOCKET}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut daemon = serve(&[], socket, Stdio::piped());
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(socket.parent().expect("socket dir")), 0o755);
     assert_eq!(mode(socket), 0o666);
@@ -83,27 +91,9 @@ fn the_old_socket_path_is_found_when_the_default_is_absent() {
     let dir = TempDir::new("legacy-socket");
     let config = dir.join("config.toml");
     std::fs::write(&config, FAST_CONFIG).expect("write the config");
-    let mut daemon = Command::new(artifacts().fakenotifyd())
-        .arg("start")
-        .arg("--socket")
-        .arg(socket)
-        .arg("--config")
-        .arg(&config)
-        .env_remove("FAKENOTIFY_SOCKET")
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fakenotifyd start");
-    let deadline = Instant::now() + WAIT;
-    while seqpacket::connect(socket).is_err() {
-        if let Some(status) = daemon.try_wait().expect("wait") {
-            panic!("fakenotifyd start exited ({status}) instead of serving {LEGACY_SOCKET}");
-        }
-        assert!(Instant::now() < deadline, "nothing serves {LEGACY_SOCKET}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let config_arg = config.as_os_str();
+    let args = [OsStr::new("--socket"), socket.as_os_str(), OsStr::new("--config"), config_arg];
+    let mut daemon = serve(&args, socket, Stdio::null());
 
     let fuse = FuseMount::new();
     let spec = format!("all:{}", fuse.mount.display());
