@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use rustix::fs::{Mode, OFlags};
+
 use crate::mountinfo;
 
 /// Filesystem types whose calls never leave the machine.
@@ -103,10 +105,15 @@ fn classify(text: &str, mount: u64) -> Reach {
     }
 }
 
-/// The `mnt_id` line of `/proc/self/fdinfo/N`.
+/// The `mnt_id` line of `/proc/self/fdinfo/N`: one read, as it comes within the first lines
+/// (`pos`, `flags`, `mnt_id`).
 fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
-    parse_mount_id(&text)
+    let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
+    let info =
+        rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut buf = [0u8; 256];
+    let got = rustix::io::read(&info, &mut buf).ok()?;
+    parse_mount_id(std::str::from_utf8(&buf[..got]).ok()?)
 }
 
 fn parse_mount_id(fdinfo: &str) -> Option<u64> {

@@ -61,6 +61,9 @@ pub struct ScanJob {
     /// Whether the poll came from the schedule (and must be rescheduled) or was asked for
     /// out of turn.
     pub scheduled: bool,
+    /// Whether a request waits for it (a first listing, or a join): it goes before the polls
+    /// that only keep the schedule.
+    pub urgent: bool,
     pub fd: OwnedFd,
     pub look: poller::Look,
     /// The last state, or None for the object's first listing.
@@ -86,11 +89,32 @@ pub struct ScanResult {
     pub took: std::time::Duration,
 }
 
-/// The jobs waiting for one scanner thread; `closed` once the loop is done with it.
+/// The jobs waiting for one scanner thread. A request's jobs (examining an object, a first
+/// listing, the poll a join waits for, policy paths) go before scheduled polls: an application
+/// blocked in `inotify_add_watch` waits for at most the poll in progress, not for every poll due
+/// on a busy device.
+#[derive(Default)]
+struct Queue {
+    requests: VecDeque<Job>,
+    polls: VecDeque<Job>,
+    /// The loop is done with this thread.
+    closed: bool,
+}
+
 #[derive(Default)]
 struct Jobs {
-    queue: Mutex<(VecDeque<Job>, bool)>,
+    queue: Mutex<Queue>,
     ready: Condvar,
+}
+
+impl Job {
+    /// Whether a request waits for this job.
+    fn is_request(&self) -> bool {
+        match self {
+            Job::Poll(poll) => poll.urgent,
+            Job::Place(_) | Job::Resolve(_) => true,
+        }
+    }
 }
 
 /// What the scanner threads hand back, and the eventfd that tells the loop.
@@ -140,7 +164,13 @@ impl Scanners {
             self.devices.insert(dev, jobs);
         }
         let Some(jobs) = self.devices.get(&dev) else { return Err(Box::new(job)) };
-        lock(&jobs.queue).0.push_back(job);
+        let mut queue = lock(&jobs.queue);
+        if job.is_request() {
+            queue.requests.push_back(job);
+        } else {
+            queue.polls.push_back(job);
+        }
+        drop(queue);
         jobs.ready.notify_one();
         Ok(())
     }
@@ -159,7 +189,7 @@ impl Drop for Scanners {
     /// process.
     fn drop(&mut self) {
         for jobs in self.devices.values() {
-            lock(&jobs.queue).1 = true;
+            lock(&jobs.queue).closed = true;
             jobs.ready.notify_one();
         }
     }
@@ -169,10 +199,10 @@ impl Drop for Scanners {
 fn next_job(jobs: &Jobs) -> Option<Job> {
     let mut queue = lock(&jobs.queue);
     loop {
-        if queue.1 {
+        if queue.closed {
             return None;
         }
-        if let Some(job) = queue.0.pop_front() {
+        if let Some(job) = queue.requests.pop_front().or_else(|| queue.polls.pop_front()) {
             return Some(job);
         }
         queue = jobs.ready.wait(queue).unwrap_or_else(PoisonError::into_inner);

@@ -1376,6 +1376,7 @@ impl Server {
             object: id,
             generation,
             scheduled: false,
+            urgent: true,
             fd,
             look,
             state: None,
@@ -1872,10 +1873,12 @@ impl Server {
             self.joins.entry(id).or_default().extend(joiners);
             return;
         };
+        let urgent = !joiners.is_empty();
         let job = ScanJob {
             object: id,
             generation: state.generation,
             scheduled,
+            urgent,
             fd,
             look,
             state: Some(scan),
