@@ -12,6 +12,7 @@ mod budget;
 mod config;
 mod control;
 mod diff;
+mod feed_line;
 mod fstype;
 mod grant;
 mod instance;
