@@ -26,6 +26,7 @@ use rustix::time::{
 use crate::budget::{self, QueueMeters};
 use crate::config::{Config, DaemonSettings, Mode, WatchPolicy};
 use crate::diff::Change;
+use crate::feeds::Feeds;
 use crate::fstype;
 use crate::grant;
 use crate::instance::{Flush, Instance, QueuedEvent};
@@ -59,6 +60,8 @@ const SCANNED: u64 = 7 << TOKEN_SHIFT;
 const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 /// An instance's own inotify fd (`InstanceKernel`).
 const INSTANCE_KERNEL: u64 = 9 << TOKEN_SHIFT;
+/// A `[[feed]]`'s stdout or pidfd (`feeds.rs`).
+const FEED: u64 = 10 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
@@ -155,6 +158,8 @@ pub struct Server {
     freed_since_trim: u64,
     /// Entries of all polled listings as last counted, and when that count was made.
     pub(crate) entries_total: Option<(Duration, u64)>,
+    /// The `[[feed]]` commands and the polls their lines ask for.
+    pub(crate) feeds: Feeds,
 }
 
 /// Counters for `status`, beyond what instances and the scan counters hold.
@@ -242,6 +247,7 @@ impl Server {
         let file = config.watches.iter().map(|w| (w.clone(), Origin::File)).collect();
         let policies = resolve_policies(file, &config.daemon);
         let queues = QueueMeters::new(&config.daemon.limits);
+        let feeds = Feeds::new(&config.feeds, FEED);
         Ok(Server {
             epoll,
             listener,
@@ -280,6 +286,7 @@ impl Server {
             peer_log: PeerLog::default(),
             freed_since_trim: 0,
             entries_total: None,
+            feeds,
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
@@ -318,9 +325,11 @@ impl Server {
                     SCANNED => self.on_scanned(),
                     CHANNEL => self.serve_channel(token & ID_MASK),
                     INSTANCE_KERNEL => self.forward_instance_kernel(token & ID_MASK),
+                    FEED => self.feeds.on_ready(self.epoll.as_fd(), token, now()),
                     _ => {}
                 }
             }
+            self.step_feeds();
             self.flush_dirty();
             self.report_status();
         }
@@ -404,6 +413,7 @@ impl Server {
             self.schedule.next_deadline(),
             self.next_idle_deadline(),
             self.peer_log.next_summary().map(|at| Duration::from_secs(at.as_secs() + 1)),
+            self.feeds.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -1290,6 +1300,7 @@ impl Server {
         self.close_idle_connections();
         self.sweep_peer_log();
         let start = now();
+        self.feeds.prune(start);
         self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
         // Due within their slack: back on the schedule after this round.
         let mut not_yet = Vec::new();
@@ -1301,6 +1312,11 @@ impl Server {
             }
             if deadline > start + schedule::slack(object.governance.interval) {
                 not_yet.push((deadline, slot));
+                continue;
+            }
+            // Under a healthy feed, only every safety interval; asked again at its own.
+            if self.feeds.defers(slot, &object.path, start) {
+                self.schedule.at(slot, start + object.governance.interval);
                 continue;
             }
             if state.scan.is_none() {
@@ -1443,6 +1459,13 @@ impl Server {
         };
         for source in self.settle(id, changes) {
             self.poll_out_of_turn(source);
+        }
+    }
+
+    /// Feeds: their supervision, and the out-of-turn polls their lines ask for.
+    fn step_feeds(&mut self) {
+        for id in self.feeds.step(self.epoll.as_fd(), now(), &self.objects) {
+            self.poll_out_of_turn(id);
         }
     }
 
