@@ -3,11 +3,12 @@
 //! with a daemon polling at 60 s and a `[[feed]]` running the feed (directly, or through ssh to
 //! an sshd on 127.0.0.1). Changes reach a preloaded inotifywait within a second; a killed, hung
 //! or garbage-printing feed is restarted and what changed meanwhile is reported; a hostile feed
-//! costs bounded memory and polls.
+//! costs bounded memory and polls; one feed fans out to two client daemons through mosquitto.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use fakenotify_tests::process;
 use fakenotify_tests::*;
 
 /// The client's normal interval: a poll alone would report a change 30 s late on average.
@@ -298,4 +299,80 @@ time.sleep(1000)
         rss_after < rss_before + 32 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
+}
+
+const MQTT_PACKAGES: &str = "Debian/Ubuntu: apt-get install mosquitto mosquitto-clients";
+
+/// Children killed on drop (a test's publisher pipeline).
+struct Killed(Vec<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn one_feed_fans_out_to_two_client_daemons_through_an_mqtt_broker() {
+    use std::process::{Command, Stdio};
+    let fuse = FuseMount::new();
+    let second = FuseMount::bindfs_of(&fuse.backing);
+    let dir = TempDir::new("mqtt");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n"))
+        .expect("write mosquitto.conf");
+    let broker = process::Background::spawn(
+        "mosquitto",
+        Command::new("mosquitto").arg("-c").arg(&conf),
+        dir.path().join("mosquitto.log"),
+        MQTT_PACKAGES,
+    );
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto does not listen: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let topic = format!("fakenotify/test-{}", std::process::id());
+    let port_text = port.to_string();
+    // Each client host subscribes; the broker fans the one feed out.
+    let subscribe: Vec<String> =
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", &port_text, "-t", &topic]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let first = Daemon::start(&config(SLOW, &subscribe, &fuse.backing, &fuse.mount, ""));
+    let other = Daemon::start(&config(SLOW, &subscribe, &fuse.backing, &second.mount, ""));
+    // The file server: fakenotify-ctl feed | mosquitto_pub -l.
+    let mut feed = Command::new(artifacts().fakenotify_ctl())
+        .args(["feed", "--heartbeat", "1s"])
+        .arg(&fuse.backing)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fakenotify-ctl feed");
+    let feed_out = feed.stdout.take().expect("the feed's stdout");
+    let mut children = Killed(vec![feed]);
+    let publish = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port_text, "-t", &topic, "-l"])
+        .stdin(feed_out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start mosquitto_pub: {e} ({MQTT_PACKAGES})"));
+    children.0.push(publish);
+    wait_healthy(&first, 1);
+    wait_healthy(&other, 1);
+    let mut a = Client::inotifywait(&[&fuse.mount], Some(&first), true);
+    let mut b = Client::inotifywait(&[&second.mount], Some(&other), true);
+    a.mark();
+    b.mark();
+    write(&fuse.backing("via-mqtt"), b"x");
+    let took_a = expect_within(&mut a, WITHIN, IN_CREATE, "via-mqtt");
+    let took_b = expect_within(&mut b, WITHIN, IN_CREATE, "via-mqtt");
+    eprintln!("through mosquitto: IN_CREATE after {took_a:?} and {took_b:?}");
+    drop(children);
 }
