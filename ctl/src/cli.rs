@@ -151,10 +151,11 @@ fn run(verb: &str, args: Vec<OsString>) -> Result<(), Failure> {
         return Ok(());
     }
     if verb == "feed" {
-        return crate::feed::run(args.finish()).map_err(|error| match error {
-            crate::feed::FeedError::Usage(message) => usage(message),
-            error => runtime(format!("feed: {error}")),
-        });
+        return match crate::feed::run(args.finish()) {
+            Ok(()) | Err(crate::feed::FeedError::Closed) => Ok(()),
+            Err(crate::feed::FeedError::Usage(message)) => Err(usage(message)),
+            Err(error) => Err(runtime(format!("feed: {error}"))),
+        };
     }
     let json = args.contains("--json");
     let socket_flag: Option<PathBuf> = args

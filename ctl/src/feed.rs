@@ -70,6 +70,8 @@ pub enum FeedError {
     },
     /// A root was deleted or moved away.
     RootGone(PathBuf),
+    /// Standard output was closed (the reader went away): the end of the job, exit 0.
+    Closed,
 }
 
 impl std::fmt::Display for FeedError {
@@ -78,6 +80,7 @@ impl std::fmt::Display for FeedError {
             FeedError::Usage(message) => f.write_str(message),
             FeedError::Io { op, path, errno } => write!(f, "{}: {op}: {errno}", path.display()),
             FeedError::RootGone(path) => write!(f, "{}: deleted or moved away", path.display()),
+            FeedError::Closed => f.write_str("standard output closed"),
         }
     }
 }
@@ -356,6 +359,9 @@ impl Feed {
             self.out.write_all(b"\n")?;
             self.out.flush()
         });
+        if written.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            return Err(FeedError::Closed);
+        }
         written.map_err(|e| FeedError::Io {
             op: "write",
             path: PathBuf::from("/dev/stdout"),

@@ -303,6 +303,8 @@ impl Feed {
         };
         let mut child = Command::new(program)
             .args(args)
+            // A preloaded daemon's environment is no reason to preload its feeds.
+            .env_remove("LD_PRELOAD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
