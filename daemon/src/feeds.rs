@@ -101,6 +101,8 @@ pub struct Feeds {
     index: PathIndex,
     tokens: f64,
     tokens_at: Duration,
+    /// The loop's token for feeds.
+    token: u64,
 }
 
 impl Feeds {
@@ -127,7 +129,22 @@ impl Feeds {
             index: PathIndex::default(),
             tokens: POLL_BURST,
             tokens_at: Duration::ZERO,
+            token,
         }
+    }
+
+    /// The feeds of a reloaded configuration: unchanged, they run on; otherwise every running
+    /// command is stopped and the new ones start at the next `step` (catch-ups included).
+    pub fn reconfigure(&mut self, configs: &[FeedConfig]) {
+        let same = configs.len() == self.feeds.len()
+            && configs.iter().zip(&self.feeds).all(|(c, f)| *c == f.config);
+        if same {
+            return;
+        }
+        info!("reload: {} feeds replaced by {}", self.feeds.len(), configs.len());
+        let token = self.token;
+        // Dropping a feed kills and reaps its child; its fds leave the epoll set as they close.
+        *self = Feeds::new(configs, token);
     }
 
     /// A feed's stdout or pidfd is ready.

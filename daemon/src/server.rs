@@ -367,6 +367,7 @@ impl Server {
                 let summary = plan.summary();
                 self.set_policies(resolve_policies(plan.watches, &config.daemon));
                 self.queues.set_limits(&config.daemon.limits);
+                self.feeds.reconfigure(&config.feeds);
                 self.settings = config.daemon;
                 let message = format!(
                     "reloaded {}: {} watch policies{summary}",

@@ -376,3 +376,30 @@ fn one_feed_fans_out_to_two_client_daemons_through_an_mqtt_broker() {
     eprintln!("through mosquitto: IN_CREATE after {took_a:?} and {took_b:?}");
     drop(children);
 }
+
+#[test]
+fn a_reload_starts_and_stops_feeds() {
+    let fuse = FuseMount::new();
+    let daemon = Daemon::start(&format!("[daemon]\ndefault_poll_interval = \"{SLOW}\"\n"));
+    assert!(daemon.full_status().0.feeds.is_empty());
+    let with_feed = config(SLOW, &feed_command(&fuse.backing), &fuse.backing, &fuse.mount, "");
+    std::fs::write(daemon.dir().join("config.toml"), with_feed).expect("rewrite the config");
+    daemon.signal(libc::SIGHUP);
+    let feed = wait_healthy(&daemon, 1);
+    let mut client = Client::inotifywait(&[&fuse.mount], Some(&daemon), true);
+    client.mark();
+    write(&fuse.backing("after-reload"), b"x");
+    expect_within(&mut client, WITHIN, IN_CREATE, "after-reload");
+    // The same feeds again: the command runs on.
+    daemon.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(daemon.full_status().0.feeds[0].pid, feed.pid);
+    std::fs::write(daemon.dir().join("config.toml"), "[daemon]\n").expect("rewrite the config");
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .wait_for_log(WAIT, |l| l.contains("reload: 1 feeds replaced by 0"))
+        .unwrap_or_else(|| panic!("the feed was not stopped:\n{}", daemon.log()));
+    assert!(daemon.full_status().0.feeds.is_empty());
+    // SAFETY: kill(pid, 0) only asks whether the process exists; the feed was reaped.
+    assert_ne!(unsafe { libc::kill(feed.pid as i32, 0) }, 0, "the old feed still runs");
+}
