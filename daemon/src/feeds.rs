@@ -394,7 +394,8 @@ impl Feeds {
 
     fn healthy_feed_of(&self, path: &str, now: Duration) -> Option<usize> {
         self.feeds.iter().position(|f| {
-            f.supervision.healthy(now) && is_under(path, &f.config.local.to_string_lossy())
+            // The configuration is text, so `local` is UTF-8; no allocation per scheduled poll.
+            f.supervision.healthy(now) && f.config.local.to_str().is_some_and(|l| is_under(path, l))
         })
     }
 
