@@ -277,13 +277,16 @@ impl Feed {
     fn watch_tree(&mut self, top: &Path, announce: Announce) -> Result<(), FeedError> {
         let mut stack = vec![top.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            match inotify::add_watch(
-                &self.fd,
-                &dir,
-                inotify::WatchFlags::from_bits_retain(WATCH_MASK),
-            ) {
+            // A root given as a symbolic link is followed (its lines keep the name given);
+            // links below it are not, as a recursive watch should not leave the tree.
+            let is_root = self.roots.contains(&dir);
+            let mask = if is_root { WATCH_MASK & !IN_DONT_FOLLOW } else { WATCH_MASK };
+            match inotify::add_watch(&self.fd, &dir, inotify::WatchFlags::from_bits_retain(mask)) {
                 Ok(wd) => {
                     self.dirs.insert(wd, dir.clone());
+                }
+                Err(errno) if is_root && errno != Errno::NOSPC => {
+                    return Err(FeedError::Io { op: "inotify_add_watch", path: dir, errno })
                 }
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::ACCESS | Errno::LOOP) => continue,
                 Err(errno @ Errno::NOSPC) => {

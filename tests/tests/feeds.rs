@@ -403,3 +403,90 @@ fn a_reload_starts_and_stops_feeds() {
     // SAFETY: kill(pid, 0) only asks whether the process exists; the feed was reaped.
     assert_ne!(unsafe { libc::kill(feed.pid as i32, 0) }, 0, "the old feed still runs");
 }
+
+/// `fakenotify-ctl feed` alone, its lines read as a client daemon would.
+struct FeedProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl FeedProcess {
+    fn start(args: &[&Path]) -> FeedProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(artifacts().fakenotify_ctl())
+            .args(["feed", "--heartbeat", "1s"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start fakenotify-ctl feed");
+        let out = child.stdout.take().expect("the feed's stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let feed = FeedProcess { child, lines };
+        let first = feed.lines.recv_timeout(WAIT).expect("a first line");
+        assert_eq!(first, r#"{"v":1,"heartbeat":0}"#);
+        feed
+    }
+
+    /// The lines that come within `window`, heartbeats left out.
+    fn changes_within(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Ok(line) =
+            self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if !line.contains("heartbeat") {
+                out.push(line);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for FeedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_feed_follows_a_root_given_as_a_symlink_and_coalesces_a_writer() {
+    let dir = TempDir::new("feed-alone");
+    let real = dir.path().join("real");
+    std::fs::create_dir_all(real.join("sub")).expect("mkdir");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let feed = FeedProcess::start(&[&link]);
+    write(&real.join("sub/a"), b"x");
+    let lines = feed.changes_within(Duration::from_millis(500));
+    let expected = format!(r#"{{"v":1,"dir":"{}/sub","name":"a"}}"#, link.display());
+    assert!(lines.contains(&expected), "{lines:?}");
+    // A second of writes to one file: about a line per 100 ms window, not one per write.
+    let began = Instant::now();
+    let mut writes = 0;
+    while began.elapsed() < Duration::from_secs(1) {
+        append(&real.join("sub/a"), b"more");
+        writes += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let lines = feed.changes_within(Duration::from_millis(500));
+    assert!(
+        (5..=15).contains(&lines.len()),
+        "{} lines for {writes} writes: {lines:?}",
+        lines.len()
+    );
+    // A directory made with files in it: each of its directories is named.
+    std::fs::create_dir_all(real.join("new/deeper")).expect("mkdir -p");
+    let lines = feed.changes_within(Duration::from_millis(500));
+    for dir in ["new", "new/deeper"] {
+        let named = format!(r#""dir":"{}/{dir}""#, link.display());
+        assert!(lines.iter().any(|l| l.contains(&named)), "{dir} not named: {lines:?}");
+    }
+}
