@@ -76,14 +76,18 @@ pub struct MountInfo {
     pub objects: u64,
 }
 
-/// A poll running for more than a second: a slow or hung mount.
+/// Work waiting on a device's worker for more than a second: a slow or hung mount.
 #[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct SlowScan {
-    /// The device number, as `stat` prints it in hex.
+    /// The device number, as `stat` prints it in hex (the policy-path worker has its own).
     pub device: String,
-    /// The directory being polled.
+    /// What the oldest job is about: the directory being polled, or the request.
     pub path: String,
     pub running_ms: u64,
+    /// What the oldest job is: `poll`, `add_watch` or `policy paths`.
+    pub job: String,
+    /// Jobs waiting on that worker for more than a second.
+    pub waiting: u64,
 }
 
 pub use feed_info::FeedInfo;

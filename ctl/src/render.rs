@@ -313,11 +313,15 @@ pub fn status_text(s: &Status) -> String {
         }
     }
     if !s.slow_scans.is_empty() {
-        out.push_str("\nslow or hung mounts (a poll still running):\n");
+        out.push_str("\nslow or hung mounts (work waiting on them):\n");
         for scan in &s.slow_scans {
             let since = format_duration(std::time::Duration::from_millis(scan.running_ms.max(1)));
-            let (device, path) = (escape(&scan.device), escape(&scan.path));
-            out.push_str(&format!("  device {device}: {path} for {since}\n"));
+            let (device, path, job) = (escape(&scan.device), escape(&scan.path), escape(&scan.job));
+            let more = match scan.waiting {
+                0 | 1 => String::new(),
+                n => format!(" ({n} jobs waiting)"),
+            };
+            out.push_str(&format!("  device {device}: {job} {path} for {since}{more}\n"));
         }
     }
     if !s.feeds.is_empty() {
@@ -446,6 +450,7 @@ mod tests {
                 device: "2a".into(),
                 path: "/mnt/\x1bevil".into(),
                 running_ms: 5000,
+                ..Default::default()
             }],
             ..Default::default()
         };

@@ -127,6 +127,16 @@ impl Connection {
         let mut reply = vec![0u8; MAX_RECORD_LEN];
         let n = loop {
             match rustix::net::recv(&self.fd, &mut reply, RecvFlags::empty()) {
+                Ok((n, _)) if is_in_progress(&reply[..n]) => {
+                    // The daemon works on it on a slow or hung mount: its answer comes when
+                    // that is done, as a call into the kernel there would return.
+                    rustix::net::sockopt::set_socket_timeout(
+                        &self.fd,
+                        rustix::net::sockopt::Timeout::Recv,
+                        None,
+                    )
+                    .map_err(io("setsockopt"))?;
+                }
                 Ok((n, _)) => break n,
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => return Err(io("waiting for the reply")(Errno::TIMEDOUT)),
@@ -164,6 +174,11 @@ impl Connection {
             Err(e) => Err(self.protocol(e.to_string())),
         }
     }
+}
+
+/// Whether `bytes` is the daemon's word that the answer comes later (`Reply::IN_PROGRESS`).
+fn is_in_progress(bytes: &[u8]) -> bool {
+    matches!(Record::decode(bytes), Ok(Record::Reply(reply)) if reply.is_in_progress())
 }
 
 #[cfg(test)]

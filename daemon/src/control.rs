@@ -16,6 +16,7 @@ use fakenotify_proto::control::{ControlRequest, WireMode};
 
 use crate::config::{AttrCache, Listing, Mode, WatchPolicy};
 use crate::pacing::backoff_interval;
+use crate::pending::PolicyChange;
 use crate::policy::{Origin, Policies, Policy};
 use crate::server::{now, Server};
 use crate::watch::Source;
@@ -40,7 +41,15 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Server {
-    pub(crate) fn control(&mut self, uid: u32, pid: i32, body: &[u8]) -> Response {
+    /// Answers a control request on connection `connection`; None when the answer comes once a
+    /// worker has found a policy's path (`ctl add`, `ctl reload`), on that connection.
+    pub(crate) fn control(
+        &mut self,
+        uid: u32,
+        pid: i32,
+        body: &[u8],
+        connection: usize,
+    ) -> Option<Response> {
         let request = match ControlRequest::decode(body) {
             Ok(request) => request,
             Err(error) => {
@@ -50,7 +59,7 @@ impl Server {
                     format_args!("client pid {pid} uid {uid}: {error}"),
                 );
                 self.stats.error("protocol");
-                return Response::Failed(error.to_string());
+                return Some(Response::Failed(error.to_string()));
             }
         };
         let own_uid = rustix::process::geteuid().as_raw();
@@ -63,11 +72,11 @@ impl Server {
                     "client pid {pid} uid {uid}: {request:?} refused (needs uid 0 or {own_uid})"
                 ),
             );
-            return Response::Denied(format!(
+            return Some(Response::Denied(format!(
                 "this request needs uid 0 or the daemon's uid {own_uid}; yours is {uid}"
-            ));
+            )));
         }
-        match request {
+        Some(match request {
             ControlRequest::Status => {
                 Response::Status(Box::new(self.status((!admin).then_some(uid))))
             }
@@ -89,40 +98,15 @@ impl Server {
                     max_poll_interval: None,
                 };
                 if !path.is_absolute() {
-                    return Response::Failed(format!(
+                    return Some(Response::Failed(format!(
                         "{}: policy paths must be absolute",
                         path.display()
-                    ));
+                    )));
                 }
-                let mut list: Vec<(WatchPolicy, Origin)> =
-                    self.policies.list.iter().map(|p| (p.watch.clone(), p.origin)).collect();
-                let replaced = list.iter().position(|(w, _)| w.path == path);
-                match replaced {
-                    Some(index) => list[index] = (watch, Origin::RunTime),
-                    None => list.push((watch, Origin::RunTime)),
-                }
-                let policies = Policies::resolve(list, self.policies.defaults);
-                let found = policies
-                    .list
-                    .iter()
-                    .find(|p| p.watch.path == path)
-                    .is_some_and(|p| p.root.is_some());
-                self.set_policies(policies);
-                info!(
-                    "policy {} {} by uid {uid}",
-                    path.display(),
-                    if replaced.is_some() { "replaced" } else { "added" }
-                );
-                let note = if found {
-                    ""
-                } else {
-                    " (path not found: it applies once it exists and is re-added)"
-                };
-                Response::Done(format!(
-                    "policy {} {}{note}",
-                    path.display(),
-                    if replaced.is_some() { "replaced" } else { "added" }
-                ))
+                let policy = Policy { watch, root: None, origin: Origin::RunTime };
+                let one = Policies { list: vec![policy], defaults: self.policies.defaults };
+                self.change_policies(one, PolicyChange::Add { path, uid }, Some(connection));
+                return None;
             }
             ControlRequest::Remove { path } => {
                 let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
@@ -130,15 +114,15 @@ impl Server {
                 let kept: Vec<Policy> =
                     self.policies.list.iter().filter(|p| p.watch.path != path).cloned().collect();
                 if kept.len() == before {
-                    return Response::Failed(format!("{}: no such policy", path.display()));
+                    return Some(Response::Failed(format!("{}: no such policy", path.display())));
                 }
                 let policies = Policies { list: kept, defaults: self.policies.defaults };
                 self.set_policies(policies);
                 info!("policy {} removed by uid {uid}", path.display());
                 Response::Done(format!("policy {} removed", path.display()))
             }
-            ControlRequest::Reload => match self.reload() {
-                Ok(message) => Response::Done(message),
+            ControlRequest::Reload => match self.reload(Some(connection)) {
+                Ok(()) => return None,
                 Err(message) => Response::Failed(message),
             },
             ControlRequest::Stop => {
@@ -146,7 +130,7 @@ impl Server {
                 self.running = false;
                 Response::Done("stopping".into())
             }
-        }
+        })
     }
 
     fn policy_infos(&self, with_default: bool) -> Vec<PolicyInfo> {
@@ -344,14 +328,16 @@ impl Server {
             slow_scans: self
                 .slow_scans()
                 .into_iter()
-                .map(|(dev, path, running)| SlowScan {
-                    device: format!("{dev:x}"),
-                    path: if viewer.is_none() || viewer_paths.contains(path.as_str()) {
-                        path
+                .map(|stuck| SlowScan {
+                    device: format!("{:x}", stuck.worker),
+                    path: if viewer.is_none() || viewer_paths.contains(stuck.what.as_str()) {
+                        stuck.what
                     } else {
                         "(watched by another user)".into()
                     },
-                    running_ms: millis(running),
+                    running_ms: millis(stuck.running),
+                    job: stuck.job.into(),
+                    waiting: stuck.count,
                 })
                 .collect(),
             errors: self

@@ -12,12 +12,14 @@ mod budget;
 mod config;
 mod control;
 mod diff;
+mod fanout;
 mod feed;
 mod feed_line;
 mod feeds;
 mod fstype;
 mod grant;
 mod instance;
+mod intake;
 mod kernel;
 mod listener;
 mod mountinfo;
@@ -26,6 +28,8 @@ mod moves;
 mod pacing;
 mod pairing;
 mod peer_log;
+mod pending;
+mod place;
 mod policy;
 mod poller;
 mod restart;
@@ -250,6 +254,9 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     // Under socket activation systemd created the socket; --socket and daemon.socket only name
     // where it is when we create it ourselves.
+    // Blocked before the socket exists: a client may send SIGTERM as soon as it accepts.
+    let signals =
+        signals::Signals::new().map_err(|errno| runtime_error(format!("signalfd: {errno}")))?;
     let passed = sd_notify::take_listen_fds();
     let (inherited, stored) = listener::Listener::inherited(passed, saved_state::STORE_NAME)
         .map_err(|e| runtime_error(e.to_string()))?;
@@ -260,7 +267,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     let origin = if listener.is_inherited() { ", inherited from the service manager" } else { "" };
     let socket = listener.path.clone();
     let runtime_dir = listener.directory();
-    let mut server = server::Server::new(config.clone(), config_path.clone(), listener)
+    let mut server = server::Server::new(config.clone(), config_path.clone(), listener, signals)
         .map_err(|e| runtime_error(e.to_string()))?;
     if !stored.is_empty() {
         server.restore(stored);

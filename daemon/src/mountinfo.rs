@@ -21,6 +21,13 @@ pub fn find(text: &str, major: u32, minor: u32) -> Option<MountEntry> {
     })
 }
 
+/// The mount with id `id` (the first field, what `/proc/PID/fdinfo/FD` names as `mnt_id`): its
+/// device and entry.
+pub fn find_id(text: &str, id: u64) -> Option<((u32, u32), MountEntry)> {
+    let id = id.to_string();
+    text.lines().filter(|line| line.split(' ').next() == Some(id.as_str())).find_map(parse_line)
+}
+
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`: the
 /// device, and the type and mount point. Optional fields end at the lone `-`.
 fn parse_line(line: &str) -> Option<((u32, u32), MountEntry)> {
@@ -82,6 +89,14 @@ mod tests {
         assert_eq!(rclone.mount_point, "/mnt/my media");
         assert_eq!(find(SAMPLE, 0, 42).expect("mergerfs").fs_type, "fuse.mergerfs");
         assert_eq!(find(SAMPLE, 0, 43), None);
+    }
+
+    #[test]
+    fn finds_a_mount_by_its_id() {
+        let (device, entry) = find_id(SAMPLE, 46).expect("rclone");
+        assert_eq!(device, (0, 41));
+        assert_eq!(entry.fs_type, "fuse.rclone");
+        assert_eq!(find_id(SAMPLE, 4), None, "an id is a whole field, not a prefix");
     }
 
     #[test]

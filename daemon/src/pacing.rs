@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::scan::ScanCounters;
+use crate::watch::Pace;
 use crate::watch::{Source, WatchedObject};
 
 /// Unchanged polls before the backoff starts doubling the interval.
@@ -24,25 +25,6 @@ pub const BURST: Duration = Duration::from_millis(50);
 
 /// How often the demand of every group is summed again (objects come, go, change size).
 const REFRESH: Duration = Duration::from_secs(1);
-
-/// Pacing state of one polled object.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Pace {
-    /// Polls in a row that found nothing.
-    pub idle_polls: u32,
-    /// Filesystem operations one poll of it costs: a moving average of its recent polls.
-    pub cost: f64,
-    /// The budget already counted the next poll (it was held back for its turn).
-    pub reserved: bool,
-}
-
-impl Pace {
-    /// Before any poll: one `statx`, plus one per entry when attributes are compared.
-    pub fn estimate(entries: usize, with_stats: bool) -> Pace {
-        let per_entry = if with_stats { entries as f64 } else { 0.0 };
-        Pace { idle_polls: 0, cost: 1.0 + per_entry, reserved: false }
-    }
-}
 
 /// The interval after `idle_polls` polls that found nothing: `interval` during the grace
 /// polls, then doubling each poll, up to `max` (no backoff without a `max` above `interval`).
@@ -256,6 +238,7 @@ mod tests {
                 parent: None,
                 generation: 1,
                 pace: Pace::estimate(0, false),
+                ancestry: Vec::new(),
             }),
         }
     }

@@ -188,34 +188,44 @@ impl Policies {
         }
     }
 
-    /// The identities to match for an object: itself, then its ancestors on the same device.
-    /// Walking stops at the filesystem root, at a device change or at `MAX_DEPTH`.
+    /// The identities to match for an object: itself, then its ancestors on the same device
+    /// (`ancestry`); without policies, only itself.
     pub fn ancestry(&self, fd: BorrowedFd<'_>, first: Identity, is_dir: bool) -> Vec<Identity> {
-        let mut chain = vec![first];
-        if self.list.is_empty() || !is_dir {
-            return chain;
+        if self.list.is_empty() {
+            return vec![first];
         }
-        let mut current: Option<OwnedFd> = None;
-        for _ in 0..MAX_DEPTH {
-            let dir = current.as_ref().map_or(fd, |f| f.as_fd());
-            let Ok(parent) = rustix::fs::openat(
-                dir,
-                c"..",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                FileMode::empty(),
-            ) else {
-                break;
-            };
-            let Ok(id) = identity(parent.as_fd()) else { break };
-            let last = chain[chain.len() - 1];
-            if id == last || id.0 != first.0 {
-                break;
-            }
-            chain.push(id);
-            current = Some(parent);
-        }
-        chain
+        ancestry(fd, first, is_dir)
     }
+}
+
+/// An object's identity, then its ancestors' on the same device, found by walking `..` from
+/// its fd: what `Policies::govern` matches. Walking stops at the filesystem root, at a device
+/// change or at `MAX_DEPTH`; a file has only itself.
+pub fn ancestry(fd: BorrowedFd<'_>, first: Identity, is_dir: bool) -> Vec<Identity> {
+    let mut chain = vec![first];
+    if !is_dir {
+        return chain;
+    }
+    let mut current: Option<OwnedFd> = None;
+    for _ in 0..MAX_DEPTH {
+        let dir = current.as_ref().map_or(fd, |f| f.as_fd());
+        let Ok(parent) = rustix::fs::openat(
+            dir,
+            c"..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            FileMode::empty(),
+        ) else {
+            break;
+        };
+        let Ok(id) = identity(parent.as_fd()) else { break };
+        let last = chain[chain.len() - 1];
+        if id == last || id.0 != first.0 {
+            break;
+        }
+        chain.push(id);
+        current = Some(parent);
+    }
+    chain
 }
 
 #[cfg(test)]

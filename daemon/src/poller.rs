@@ -12,7 +12,6 @@ use fakenotify_proto::inotify::{IN_ATTRIB, IN_ISDIR};
 
 use crate::diff::{self, Change};
 use crate::mounts::{Listing, Observed, Reading};
-use crate::pacing::Pace;
 use crate::scan::{self, ScanCounters, ScanIo};
 use crate::snapshot::{EntryStat, Snapshot};
 use crate::watch::{PollState, ScanState, Source, WatchedObject};
@@ -44,32 +43,41 @@ pub fn baseline(
     counters: &mut ScanCounters,
     generation: u64,
 ) -> Result<PollState, (&'static str, Errno)> {
-    let force_sync = object.governance.force_sync;
-    let st = scan::stat_object(fd.as_fd(), force_sync, counters).map_err(|e| ("statx", e))?;
-    let snapshot = if object.is_dir {
-        scan::list(fd.as_fd(), with_stats, force_sync, io, counters)
+    let look = Look {
+        ino: object.id.1,
+        is_dir: object.is_dir,
+        needs_stats: with_stats,
+        force_sync: object.governance.force_sync,
+        reading: Reading::EveryPoll,
+    };
+    let state = first_state(fd.as_fd(), look, io, counters)?;
+    Ok(PollState::new(fd, state, generation, Vec::new()))
+}
+
+/// The first scan state of an object seen through `fd`: its own attributes and, for a
+/// directory, its listing, with attributes if `look` needs them. A worker runs it for an
+/// object new on a remote mount.
+pub fn first_state(
+    fd: std::os::fd::BorrowedFd<'_>,
+    look: Look,
+    io: &mut ScanIo,
+    counters: &mut ScanCounters,
+) -> Result<ScanState, (&'static str, Errno)> {
+    let st = scan::stat_object(fd, look.force_sync, counters).map_err(|e| ("statx", e))?;
+    let snapshot = if look.is_dir {
+        scan::list(fd, look.needs_stats, look.force_sync, io, counters)
             .map_err(|e| ("getdents64", e))?
     } else {
         Default::default()
     };
-    let snapshot_len = snapshot.len();
-    Ok(PollState {
-        fd,
-        scan: Some(ScanState {
-            snapshot,
-            stamp: scan::dir_stamp(&st),
-            own: scan::entry_stat(&st),
-            own_unsettled: false,
-            // Spread over the directories, so the verification listings do not come together.
-            unlisted_polls: (object.id.1 % u64::from(VERIFY_EVERY)) as u8,
-            stamp_racy: scan::dir_stamp(&st).is_recent(wall_clock_ns()),
-        }),
-        dispatched: None,
-        misses: 0,
-        missing_since: None,
-        parent: None,
-        generation,
-        pace: Pace::estimate(snapshot_len, with_stats),
+    Ok(ScanState {
+        snapshot,
+        stamp: scan::dir_stamp(&st),
+        own: scan::entry_stat(&st),
+        own_unsettled: false,
+        // Spread over the directories, so the verification listings do not come together.
+        unlisted_polls: (look.ino % u64::from(VERIFY_EVERY)) as u8,
+        stamp_racy: scan::dir_stamp(&st).is_recent(wall_clock_ns()),
     })
 }
 

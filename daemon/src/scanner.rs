@@ -1,14 +1,17 @@
-//! Polls run on one scanner thread per device, so a mount whose server stops answering blocks
-//! only its own thread: the event loop, the control socket and every other mount go on.
+//! Every filesystem call about a remote mount runs on one worker thread per device, so a mount
+//! whose server stops answering blocks only its own thread: the event loop, the control socket
+//! and every other mount go on.
 //!
-//! The event loop hands a poll over as a [`ScanJob`] (a duplicate of the object's fd and its
-//! last state, moved, not copied) on the device's queue and gets a [`ScanResult`] back on one
-//! shared list, woken by an eventfd in its epoll set. The queues are a mutex and a condition
+//! The event loop hands work over as a [`Job`] on the device's queue: a poll (a duplicate of
+//! the object's fd and its last state, moved, not copied; no state for a first listing), the
+//! filesystem half of an `inotify_add_watch` ([`PlaceJob`]), or the resolution of policy
+//! paths. It gets a [`Done`] back on one shared list, woken by an eventfd in its epoll set. The queues are a mutex and a condition
 //! variable each, not `std::sync::mpsc`, whose generic channel flavours cost the static daemon
 //! about as much as the rest of this module's callers. Threads rather than processes: the job needs the fd and the
 //! snapshot, which a thread takes without serialising, and a thread stuck in an uninterruptible
 //! NFS call is no more killable as a process. The loop itself stays single-threaded: it alone
-//! touches watches, instances and subscribers; a scanner only runs `poller::poll_state`.
+//! touches watches, instances and subscribers; a worker only makes the calls and hands back
+//! what they answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -19,9 +22,37 @@ use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
 use crate::mounts::Observed;
+use crate::place::{self, PlaceJob, Placed};
+use crate::policy::{Policies, Policy};
 use crate::poller::{self, PollOutcome};
 use crate::scan::{ScanCounters, ScanIo};
 use crate::watch::ScanState;
+
+/// The thread that finds policy paths, whatever their device (a path's device is known only
+/// once it is found).
+pub const PATHS_WORKER: u64 = u64::MAX - 1;
+
+/// Work for a device's thread.
+pub enum Job {
+    Poll(ScanJob),
+    Place(PlaceJob),
+    /// Finds the identity of each policy's path (`Policies::resolve`).
+    Resolve(ResolveJob),
+}
+
+/// What a device's thread hands back.
+pub enum Done {
+    Poll(ScanResult),
+    Placed { request: usize, placed: Result<Placed, Errno> },
+    Resolved(ResolveJob),
+}
+
+/// Policies whose paths are to be found; handed back with their roots set. `ticket` says which
+/// request asked.
+pub struct ResolveJob {
+    pub ticket: u64,
+    pub policies: Policies,
+}
 
 /// One poll handed to a scanner thread.
 pub struct ScanJob {
@@ -32,7 +63,10 @@ pub struct ScanJob {
     pub scheduled: bool,
     pub fd: OwnedFd,
     pub look: poller::Look,
-    pub state: ScanState,
+    /// The last state, or None for the object's first listing.
+    pub state: Option<ScanState>,
+    /// Requests waiting for this poll before they join the object (`Server::joins`).
+    pub joiners: Vec<usize>,
 }
 
 /// A finished poll: the state back, what it found, what it cost.
@@ -40,7 +74,11 @@ pub struct ScanResult {
     pub object: usize,
     pub generation: u64,
     pub scheduled: bool,
-    pub state: ScanState,
+    /// Whether this was the object's first listing.
+    pub first: bool,
+    /// None only when a first listing failed (`outcome` says why).
+    pub state: Option<ScanState>,
+    pub joiners: Vec<usize>,
     pub outcome: PollOutcome,
     /// What the poll tells of its mount.
     pub observed: Observed,
@@ -51,13 +89,13 @@ pub struct ScanResult {
 /// The jobs waiting for one scanner thread; `closed` once the loop is done with it.
 #[derive(Default)]
 struct Jobs {
-    queue: Mutex<(VecDeque<ScanJob>, bool)>,
+    queue: Mutex<(VecDeque<Job>, bool)>,
     ready: Condvar,
 }
 
 /// What the scanner threads hand back, and the eventfd that tells the loop.
 struct Results {
-    list: Mutex<Vec<ScanResult>>,
+    list: Mutex<Vec<Done>>,
     wake: OwnedFd,
 }
 
@@ -88,7 +126,7 @@ impl Scanners {
 
     /// Queues `job` on the thread of device `dev`, starting the thread on first use. Gives the
     /// job back if no thread can take it.
-    pub fn dispatch(&mut self, dev: u64, job: ScanJob) -> Result<(), Box<ScanJob>> {
+    pub fn dispatch(&mut self, dev: u64, job: Job) -> Result<(), Box<Job>> {
         if !self.devices.contains_key(&dev) {
             let jobs = Arc::new(Jobs::default());
             let (theirs, results) = (Arc::clone(&jobs), Arc::clone(&self.results));
@@ -108,7 +146,7 @@ impl Scanners {
     }
 
     /// The results that arrived since the last call.
-    pub fn drain(&self) -> Vec<ScanResult> {
+    pub fn drain(&self) -> Vec<Done> {
         let mut count = [0u8; 8];
         // Only the wake-up matters, not the count.
         let _ = rustix::io::read(&self.results.wake, &mut count);
@@ -128,7 +166,7 @@ impl Drop for Scanners {
 }
 
 /// The next job for this thread, waiting for one; None once the loop closed the queue.
-fn next_job(jobs: &Jobs) -> Option<ScanJob> {
+fn next_job(jobs: &Jobs) -> Option<Job> {
     let mut queue = lock(&jobs.queue);
     loop {
         if queue.1 {
@@ -143,30 +181,55 @@ fn next_job(jobs: &Jobs) -> Option<ScanJob> {
 
 fn scan_loop(jobs: &Jobs, results: &Results) {
     let mut io = ScanIo::new();
-    while let Some(mut job) = next_job(jobs) {
-        let mut counters = ScanCounters::default();
-        let began = Instant::now();
-        let mut observed = Observed::default();
-        let outcome = poller::poll_state(
-            job.fd.as_fd(),
-            &mut job.state,
-            job.look,
-            &mut io,
-            &mut counters,
-            &mut observed,
-        );
-        let result = ScanResult {
-            object: job.object,
-            generation: job.generation,
-            scheduled: job.scheduled,
-            state: job.state,
-            outcome,
-            observed,
-            counters,
-            took: began.elapsed(),
+    while let Some(job) = next_job(jobs) {
+        let done = match job {
+            Job::Poll(job) => Done::Poll(run_poll(job, &mut io)),
+            Job::Place(job) => Done::Placed { request: job.request, placed: place::place(job) },
+            Job::Resolve(mut job) => {
+                job.policies = resolve(job.policies);
+                Done::Resolved(job)
+            }
         };
-        lock(&results.list).push(result);
+        lock(&results.list).push(done);
         // The loop takes the list on any wake-up; a full counter still wakes it.
         let _ = rustix::io::write(&results.wake, &1u64.to_ne_bytes());
     }
+}
+
+fn run_poll(mut job: ScanJob, io: &mut ScanIo) -> ScanResult {
+    let mut counters = ScanCounters::default();
+    let began = Instant::now();
+    let mut observed = Observed::default();
+    let first = job.state.is_none();
+    let outcome = match job.state.as_mut() {
+        Some(state) => {
+            poller::poll_state(job.fd.as_fd(), state, job.look, io, &mut counters, &mut observed)
+        }
+        None => match poller::first_state(job.fd.as_fd(), job.look, io, &mut counters) {
+            Ok(state) => {
+                job.state = Some(state);
+                PollOutcome::Unchanged
+            }
+            Err((op, errno)) => PollOutcome::Failed { op, errno },
+        },
+    };
+    ScanResult {
+        object: job.object,
+        generation: job.generation,
+        scheduled: job.scheduled,
+        first,
+        state: job.state,
+        joiners: job.joiners,
+        outcome,
+        observed,
+        counters,
+        took: began.elapsed(),
+    }
+}
+
+/// Each policy's root found anew.
+pub fn resolve(policies: Policies) -> Policies {
+    let Policies { list, defaults } = policies;
+    let watches = list.into_iter().map(|Policy { watch, origin, .. }| (watch, origin));
+    Policies::resolve(watches, defaults)
 }

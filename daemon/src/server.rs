@@ -2,7 +2,10 @@
 //!
 //! `Server` owns every fd: the listener, request connections, instances, the kernel inotify fd,
 //! the poll timer and the signalfd. `run` is the thin epoll loop that dispatches tokens to the
-//! handlers here; all of it runs on one thread.
+//! handlers here, on one thread. Filesystem calls about remote mounts run on the device's worker
+//! thread (`scanner`): polls, first listings, the examination of an `inotify_add_watch`'s object
+//! and the resolution of policy paths come back to the loop as messages, and a request waits
+//! for its own jobs only (`pending`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::mem::MaybeUninit;
@@ -12,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use fakenotify_proto::inotify::{
     watch_mask_is_valid, IN_ATTRIB, IN_CLOSE_NOWRITE, IN_CREATE, IN_DELETE, IN_DELETE_SELF,
-    IN_IGNORED, IN_ISDIR, IN_MASK_ADD, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONESHOT,
-    IN_ONLYDIR, IN_Q_OVERFLOW,
+    IN_IGNORED, IN_ISDIR, IN_MASK_CREATE, IN_MOVED_FROM, IN_MOVED_TO, IN_ONLYDIR, IN_Q_OVERFLOW,
 };
 use fakenotify_proto::record::{Record, Reply};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -26,10 +28,12 @@ use rustix::time::{
 use crate::budget::{self, QueueMeters};
 use crate::config::{Config, DaemonSettings, Mode, WatchPolicy};
 use crate::diff::Change;
+use crate::fanout;
 use crate::feeds::Feeds;
 use crate::fstype;
 use crate::grant;
 use crate::instance::{Flush, Instance, QueuedEvent};
+use crate::intake::{Intake, Reach};
 use crate::kernel::{InstanceKernel, KernelWatches};
 use crate::listener::Listener;
 use crate::mounts::{Mounts, Observed};
@@ -37,10 +41,12 @@ use crate::moves::{self, MoveTracker};
 use crate::pacing::Pacing;
 use crate::pairing;
 use crate::peer_log::PeerLog;
+use crate::pending::{PendingAdd, PendingPolicy, PolicyChange, ReplyTo, Stage};
+use crate::place::{self, PlaceJob, Placed};
 use crate::policy::{self, Origin, Policies, PolicyDefaults, ReloadPlan};
 use crate::poller::{self, PollOutcome};
-use crate::scan::{self, ScanCounters, ScanIo};
-use crate::scanner::{ScanJob, Scanners};
+use crate::scan::{ScanCounters, ScanIo};
+use crate::scanner::{Done, Job, ResolveJob, ScanJob, ScanResult, Scanners, PATHS_WORKER};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
@@ -87,12 +93,20 @@ struct Placement {
     poll: bool,
 }
 
+/// The answer to a request that joined a polled object, and whether it made a new wd.
+struct Joined {
+    reply: Reply,
+    new_wd: bool,
+}
+
 /// A short-lived request connection and the credentials of its peer.
 struct Connection {
     fd: OwnedFd,
     uid: u32,
     pid: i32,
     opened: Duration,
+    /// Its request waits for a worker (`pending`): no idle timeout, no further reads.
+    waiting: bool,
 }
 
 /// Queue bytes freed by closing instances after which the heap is trimmed ([`give_memory_back`]).
@@ -156,10 +170,31 @@ pub struct Server {
     peer_log: PeerLog,
     /// Bytes of queues freed by closed instances since the heap was last trimmed.
     freed_since_trim: u64,
+    /// Which received fds are served on the loop and which on a worker.
+    intake: Intake,
+    /// `inotify_add_watch` requests waiting for a worker.
+    pub(crate) pending: Slab<PendingAdd>,
+    /// Requests waiting for the next poll of an object before they join it, by object.
+    joins: HashMap<usize, Vec<usize>>,
+    /// Policy changes waiting for their paths, by ticket.
+    pub(crate) policy_changes: HashMap<u64, PendingPolicy>,
+    next_ticket: u64,
     /// Entries of all polled listings as last counted, and when that count was made.
     pub(crate) entries_total: Option<(Duration, u64)>,
     /// The `[[feed]]` commands and the polls their lines ask for.
     pub(crate) feeds: Feeds,
+}
+
+/// The jobs stuck on one worker, for `status`.
+pub(crate) struct StuckJobs {
+    pub worker: u64,
+    /// What the oldest is: "poll", "add_watch", "policy paths".
+    pub job: &'static str,
+    /// The object it is about, as its path when it is known.
+    pub what: String,
+    pub running: Duration,
+    /// Jobs waiting there for longer than `SLOW_SCAN`, the oldest among them.
+    pub count: u64,
 }
 
 /// Counters for `status`, beyond what instances and the scan counters hold.
@@ -218,10 +253,13 @@ fn reply(errno: Errno) -> Reply {
 }
 
 impl Server {
+    /// A server on `listener`, handling `signals` (blocked by the caller before the socket was
+    /// bound: a SIGTERM may come as soon as it accepts).
     pub fn new(
         config: Config,
         config_path: Option<PathBuf>,
         listener: Listener,
+        signals: Signals,
     ) -> Result<Server, StartError> {
         let fail = |op| move |errno| StartError { op, errno };
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(fail("epoll_create1"))?;
@@ -230,7 +268,6 @@ impl Server {
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )
         .map_err(fail("timerfd_create"))?;
-        let signals = Signals::new().map_err(fail("signalfd"))?;
         let kernel = KernelWatches::new().map_err(fail("inotify_init1"))?;
         let watch_in = EventFlags::IN;
         epoll::add(&epoll, &listener.fd, EventData::new_u64(LISTENER), watch_in)
@@ -244,8 +281,17 @@ impl Server {
         let scanners = Scanners::new().map_err(fail("eventfd"))?;
         epoll::add(&epoll, scanners.wake_fd(), EventData::new_u64(SCANNED), watch_in)
             .map_err(fail("epoll_ctl eventfd"))?;
-        let file = config.watches.iter().map(|w| (w.clone(), Origin::File)).collect();
-        let policies = resolve_policies(file, &config.daemon);
+        let file: Vec<(WatchPolicy, Origin)> =
+            config.watches.iter().map(|w| (w.clone(), Origin::File)).collect();
+        // Resolved on a worker (`run` waits for it a little): a policy path on a hung mount
+        // must not keep the daemon from starting.
+        let unresolved = Policies {
+            list: file
+                .into_iter()
+                .map(|(watch, origin)| policy::Policy { watch, root: None, origin })
+                .collect(),
+            defaults: PolicyDefaults::of(&config.daemon),
+        };
         let queues = QueueMeters::new(&config.daemon.limits);
         let feeds = Feeds::new(&config.feeds, FEED);
         Ok(Server {
@@ -261,7 +307,7 @@ impl Server {
             by_identity: HashMap::new(),
             by_kernel_wd: HashMap::new(),
             schedule: PollSchedule::default(),
-            policies,
+            policies: unresolved.clone(),
             settings: config.daemon,
             config_path,
             counters: ScanCounters::default(),
@@ -286,10 +332,17 @@ impl Server {
             peer_log: PeerLog::default(),
             freed_since_trim: 0,
             entries_total: None,
+            intake: Intake::default(),
+            pending: Slab::default(),
+            joins: HashMap::new(),
+            policy_changes: HashMap::new(),
+            next_ticket: 1,
             feeds,
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
+            server.change_policies(unresolved, PolicyChange::Start, None);
+            server.await_start_policies();
             server
         })
     }
@@ -348,24 +401,108 @@ impl Server {
                 Signal::Stop => self.running = false,
                 Signal::Reload => {
                     // The outcome is logged by reload itself.
-                    let _ = self.reload();
+                    let _ = self.reload(None);
                 }
             }
         }
     }
 
-    /// Re-reads the configuration file; an invalid one is rejected and the old one stays.
-    pub(crate) fn reload(&mut self) -> Result<String, String> {
+    /// Re-reads the configuration file; an invalid one is rejected and the old one stays. A
+    /// valid one takes effect once a worker has found its policies' paths, and `reply_to` (a
+    /// `ctl reload`) gets the answer then.
+    pub(crate) fn reload(&mut self, reply_to: Option<usize>) -> Result<(), String> {
         let Some(path) = self.config_path.clone() else {
             info!("reload: no configuration file was given; nothing to re-read");
             return Err("no configuration file was given at start; nothing to re-read".into());
         };
         match Config::load(&path) {
             Ok(config) => {
-                crate::log::set_level(config.daemon.log_level);
                 let plan = ReloadPlan::new(&config.watches, &self.policies.list);
                 let summary = plan.summary();
-                self.set_policies(resolve_policies(plan.watches, &config.daemon));
+                let unresolved = Policies {
+                    list: plan
+                        .watches
+                        .into_iter()
+                        .map(|(watch, origin)| policy::Policy { watch, root: None, origin })
+                        .collect(),
+                    defaults: PolicyDefaults::of(&config.daemon),
+                };
+                let change = PolicyChange::Reload { config: Box::new(config), path, summary };
+                self.change_policies(unresolved, change, reply_to);
+                Ok(())
+            }
+            Err(error) => {
+                error!("reload rejected, keeping the running configuration: {error}");
+                Err(format!("reload rejected, keeping the running configuration: {error}"))
+            }
+        }
+    }
+
+    /// Hands `policies` to a worker to find their paths; `change` is made when they come back
+    /// (`policies_resolved`).
+    pub(crate) fn change_policies(
+        &mut self,
+        policies: Policies,
+        change: PolicyChange,
+        reply_to: Option<usize>,
+    ) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        if let Err(job) =
+            self.scanners.dispatch(PATHS_WORKER, Job::Resolve(ResolveJob { ticket, policies }))
+        {
+            // No thread: the paths are found here, as before there were workers.
+            let Job::Resolve(job) = *job else { return };
+            let resolved = crate::scanner::resolve(job.policies);
+            let pending = PendingPolicy { change, reply_to, since: now() };
+            return self.apply_policy_change(pending, resolved);
+        }
+        if let Some(id) = reply_to {
+            if let Some(conn) = self.connections.get_mut(id) {
+                conn.waiting = true;
+            }
+        }
+        self.policy_changes.insert(ticket, PendingPolicy { change, reply_to, since: now() });
+    }
+
+    /// Waits a little for the configuration's policies at start, so that the first clients
+    /// (and objects restored from the fd store) are placed by them. A path on a hung mount
+    /// makes the daemon start without them; they apply once found.
+    fn await_start_policies(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.policy_changes.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!("policy paths not found within 2s (a hung mount?); they apply once found");
+                return;
+            }
+            let timeout = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let wake = self.scanners.wake_fd();
+            let mut fds = [rustix::event::PollFd::new(&wake, rustix::event::PollFlags::IN)];
+            if let Err(errno) = rustix::event::poll(&mut fds, Some(&timeout)) {
+                if errno != Errno::INTR {
+                    return;
+                }
+            }
+            self.on_scanned();
+        }
+    }
+
+    /// Makes a policy change whose paths a worker found, and answers who asked.
+    fn apply_policy_change(&mut self, pending: PendingPolicy, resolved: Policies) {
+        let answer = match pending.change {
+            PolicyChange::Start => {
+                warn_missing_policies(&resolved);
+                self.set_policies(resolved);
+                return;
+            }
+            PolicyChange::Reload { config, path, summary } => {
+                crate::log::set_level(config.daemon.log_level);
+                warn_missing_policies(&resolved);
+                self.set_policies(resolved);
                 self.queues.set_limits(&config.daemon.limits);
                 self.feeds.reconfigure(&config.feeds);
                 self.settings = config.daemon;
@@ -377,10 +514,43 @@ impl Server {
                 info!("reload: {}", message.trim_start_matches("reloaded "));
                 Ok(message)
             }
-            Err(error) => {
-                error!("reload rejected, keeping the running configuration: {error}");
-                Err(format!("reload rejected, keeping the running configuration: {error}"))
+            PolicyChange::Add { path, uid } => {
+                let Some(added) = resolved.list.into_iter().next() else { return };
+                let found = added.root.is_some();
+                let mut list = self.policies.list.clone();
+                let replaced = list.iter().position(|p| p.watch.path == path);
+                match replaced {
+                    Some(index) => list[index] = added,
+                    None => list.push(added),
+                }
+                let verb = if replaced.is_some() { "replaced" } else { "added" };
+                self.set_policies(Policies { list, defaults: self.policies.defaults });
+                info!("policy {} {verb} by uid {uid}", path.display());
+                let note = if found {
+                    ""
+                } else {
+                    " (path not found: it applies once it exists and is re-added)"
+                };
+                Ok(format!("policy {} {verb}{note}", path.display()))
             }
+        };
+        if let Some(id) = pending.reply_to {
+            self.answer_control(id, answer);
+        }
+    }
+
+    /// Sends the answer to a control request that waited for a worker.
+    fn answer_control(&mut self, id: usize, answer: Result<String, String>) {
+        let response = match answer {
+            Ok(message) => fakenotify_ctl::message::Response::Done(message),
+            Err(message) => fakenotify_ctl::message::Response::Failed(message),
+        };
+        let Some(conn) = self.connections.get_mut(id) else { return };
+        conn.waiting = false;
+        conn.opened = now();
+        let bytes = response.to_bytes();
+        if wire::send_record(conn.fd.as_fd(), &Record::ControlReply(&bytes), &[]).is_err() {
+            self.close_connection(id);
         }
     }
 
@@ -392,18 +562,19 @@ impl Server {
         self.regovern();
     }
 
-    /// Applies the current policies to every watched object; intervals take effect at its next poll.
+    /// Applies the current policies to every watched object; intervals take effect at its next
+    /// poll. Each polled object keeps its ancestry, so this makes no filesystem call.
     fn regovern(&mut self) {
-        let ids: Vec<usize> = self.objects.iter().map(|(id, _)| id).collect();
-        for id in ids {
-            if let Some(object) = self.objects.get_mut(id) {
-                // Kernel watches have no interval to change.
-                let Source::Polled(state) = &object.source else { continue };
-                let ancestry = self.policies.ancestry(state.fd.as_fd(), object.id, object.is_dir);
-                let mode = object.governance.mode;
-                object.governance = self.policies.govern(&ancestry);
-                object.governance.mode = mode;
-            }
+        for (_, object) in self.objects.iter_mut() {
+            // Kernel watches have no interval to change.
+            let Source::Polled(state) = &object.source else { continue };
+            let mode = object.governance.mode;
+            object.governance = if state.ancestry.is_empty() {
+                self.policies.govern(&[object.id])
+            } else {
+                self.policies.govern(&state.ancestry)
+            };
+            object.governance.mode = mode;
         }
     }
 
@@ -479,7 +650,8 @@ impl Server {
                     continue;
                 }
             };
-            let id = self.connections.insert(Connection { fd, uid, pid, opened: now() });
+            let id =
+                self.connections.insert(Connection { fd, uid, pid, opened: now(), waiting: false });
             let Some(conn) = self.connections.get(id) else { continue };
             if let Err(errno) = epoll::add(
                 &self.epoll,
@@ -500,8 +672,11 @@ impl Server {
     }
 
     fn close_oldest_connection(&mut self, why: &str) {
-        let oldest =
-            self.connections.iter().min_by_key(|(_, c)| c.opened).map(|(id, c)| (id, c.uid, c.pid));
+        let oldest = self
+            .connections
+            .iter()
+            .min_by_key(|(_, c)| (!c.waiting, c.opened))
+            .map(|(id, c)| (id, c.uid, c.pid));
         if let Some((id, uid, pid)) = oldest {
             self.warn_peer(
                 uid,
@@ -545,7 +720,7 @@ impl Server {
         let idle: Vec<(usize, u32, i32)> = self
             .connections
             .iter()
-            .filter(|(_, c)| c.opened <= cutoff)
+            .filter(|(_, c)| c.opened <= cutoff && !c.waiting)
             .map(|(id, c)| (id, c.uid, c.pid))
             .collect();
         for (id, uid, pid) in idle {
@@ -566,13 +741,34 @@ impl Server {
     /// Rounded up to the next whole second, so that a stream of short requests does not re-arm
     /// the timer for each connection.
     fn next_idle_deadline(&self) -> Option<Duration> {
-        let oldest = self.connections.iter().map(|(_, c)| c.opened + CONNECTION_IDLE).min()?;
+        let oldest = self
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.waiting)
+            .map(|(_, c)| c.opened + CONNECTION_IDLE)
+            .min()?;
         Some(Duration::from_secs(oldest.as_secs() + 1))
     }
 
     fn close_connection(&mut self, id: usize) {
         // Closing the fd (its only copy) takes it out of the epoll set.
-        self.connections.remove(id);
+        if self.connections.remove(id).is_some_and(|c| c.waiting) {
+            self.cancel_pending(|to, _| to == ReplyTo::Connection(id));
+            for pending in self.policy_changes.values_mut() {
+                if pending.reply_to == Some(id) {
+                    pending.reply_to = None;
+                }
+            }
+        }
+    }
+
+    /// Drops the requests whose client went away: each is forgotten when its job comes back.
+    fn cancel_pending(&mut self, gone: impl Fn(ReplyTo, u64) -> bool) {
+        for (_, request) in self.pending.iter_mut() {
+            if gone(request.reply_to, request.key) {
+                request.cancelled = true;
+            }
+        }
     }
 
     /// Answers one request. The connection stays in the (level-triggered) epoll set, so a
@@ -608,13 +804,27 @@ impl Server {
                         let record = detach(record);
                         // The object, if any, comes last.
                         let object = received.fds.pop().filter(|_| record.fds() == 2);
-                        self.watch_request(key, uid, record, object)
+                        let to = ReplyTo::Connection(id);
+                        self.watch_request(key, uid, record, object, to).unwrap_or_else(|| {
+                            if let Some(conn) = self.connections.get_mut(id) {
+                                conn.waiting = true;
+                            }
+                            Reply::IN_PROGRESS
+                        })
                     }
                     None => reply(Errno::INVAL),
                 }
             }
             Ok(Record::Control(body)) => {
-                let response = self.control(uid, pid, body);
+                // The answer to a policy change comes once a worker has found its paths.
+                let Some(response) = self.control(uid, pid, body, id) else {
+                    let Some(conn) = self.connections.get(id) else { return };
+                    let later = Record::Reply(Reply::IN_PROGRESS);
+                    if wire::send_record(conn.fd.as_fd(), &later, &[]).is_err() {
+                        self.close_connection(id);
+                    }
+                    return;
+                };
                 let Some(conn) = self.connections.get(id) else { return };
                 let bytes = response.to_bytes();
                 if wire::send_record(conn.fd.as_fd(), &Record::ControlReply(&bytes), &[]).is_err() {
@@ -710,7 +920,8 @@ impl Server {
             Ok(record) => {
                 let record = detach(record);
                 let object = received.fds.pop();
-                self.watch_request(key, uid, record, object)
+                self.watch_request(key, uid, record, object, ReplyTo::Channel(key))
+                    .unwrap_or(Reply::IN_PROGRESS)
             }
             Err(error) => {
                 self.warn_peer(
@@ -738,17 +949,23 @@ impl Server {
     /// An AddWatch or RmWatch for instance `key`, from either way in; `object` is the fd to
     /// watch (the record's fd count was checked when it was received), taken so that it is
     /// closed before any kernel watch is added.
+    /// None when the answer comes later, to `to`: the object lies on a remote mount, and the
+    /// request waits for that device's worker.
     fn watch_request(
         &mut self,
         key: u64,
         uid: u32,
         record: Record<'_>,
         object: Option<OwnedFd>,
-    ) -> Reply {
-        match (record, object) {
+        to: ReplyTo,
+    ) -> Option<Reply> {
+        Some(match (record, object) {
             (Record::AddWatch { mask }, Some(object_fd)) => {
                 if !watch_mask_is_valid(mask) {
-                    return reply(Errno::INVAL);
+                    return Some(reply(Errno::INVAL));
+                }
+                if let Reach::Remote { worker } = self.intake.reach(object_fd.as_fd()) {
+                    return self.start_remote_add(key, uid, mask, object_fd, worker, to);
                 }
                 // The fd must prove read access for the peer.
                 match grant::check(object_fd, uid) {
@@ -770,7 +987,7 @@ impl Server {
             }
             (Record::RmWatch { wd }, _) => self.rm_watch(key, wd),
             _ => reply(Errno::INVAL),
-        }
+        })
     }
 
     /// The client opened the object to prove read access, and that open file's last close, here
@@ -802,6 +1019,7 @@ impl Server {
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.channel = None;
         }
+        self.cancel_pending(|to, _| to == ReplyTo::Channel(key));
     }
 
     /// A peer of another protocol version gets a reply it can recognise before the close.
@@ -923,7 +1141,7 @@ impl Server {
         let identity = (st.st_dev, st.st_ino);
         let mut existing = self.by_identity.get(&identity).copied();
         if existing.is_some_and(|id| self.objects.get(id).is_some_and(WatchedObject::is_polled))
-            && fd_is_stale(object_fd.as_fd(), identity.1, true)
+            && place::fd_is_stale(object_fd.as_fd(), identity.1, true)
         {
             // A path the server no longer has, opened through a dentry the kernel still
             // caches (FUSE keeps one for a second): the kernel would not find the path.
@@ -999,6 +1217,312 @@ impl Server {
         Reply { errno: 0, value: wd }
     }
 
+    /// `inotify_add_watch` on an object of a remote mount: what needs its filesystem goes to the
+    /// device's worker ([`place::place`]), and the request waits for it ([`Server::on_placed`]).
+    fn start_remote_add(
+        &mut self,
+        key: u64,
+        uid: u32,
+        mask: u32,
+        fd: OwnedFd,
+        worker: u64,
+        reply_to: ReplyTo,
+    ) -> Option<Reply> {
+        let request = self.pending.insert(PendingAdd {
+            key,
+            uid,
+            mask,
+            reply_to,
+            since: now(),
+            worker,
+            stage: Stage::Placing,
+            cancelled: false,
+        });
+        if self.scanners.dispatch(worker, Job::Place(PlaceJob { request, fd, uid })).is_err() {
+            self.pending.remove(request);
+            return Some(reply(Errno::NOMEM));
+        }
+        None
+    }
+
+    /// The worker examined the object of request `request`: it joins a polled object, or a new
+    /// one is made, whose first listing runs on the worker too.
+    fn on_placed(&mut self, request: usize, placed: Result<Placed, Errno>) {
+        let Some(pending) = self.pending.get(request) else { return };
+        if pending.cancelled {
+            self.pending.remove(request);
+            return;
+        }
+        let (key, uid, mask) = (pending.key, pending.uid, pending.mask);
+        let placed = match placed {
+            Ok(placed) => placed,
+            Err(errno) => {
+                if errno == Errno::ACCESS {
+                    debug!("instance {key} (uid {uid}): add_watch refused: {errno}");
+                    self.stats.error("refused: unproven read access");
+                }
+                self.answer_add(request, reply(errno));
+                return;
+            }
+        };
+        if mask & IN_ONLYDIR != 0 && !placed.is_dir {
+            self.answer_add(request, reply(Errno::NOTDIR));
+            return;
+        }
+        let existing = self.by_identity.get(&placed.identity).copied();
+        let polled = existing.filter(|&id| self.objects.get(id).is_some_and(|o| o.is_polled()));
+        if polled.is_some() && placed.stale {
+            {
+                self.answer_add(request, reply(Errno::NOENT));
+                return;
+            }
+        }
+        let governance = self.policies.govern(&placed.ancestry);
+        let poll = match governance.mode {
+            Mode::Poll => true,
+            Mode::Inotify => false,
+            Mode::Auto => placed.remote.is_some(),
+        };
+        if polled.is_none() && (existing.is_some() || !poll) {
+            // A kernel watch: a policy asks for one on this mount, or the object is one the
+            // shared inotify fd watches since a restart. Added here, as for a local object.
+            let answer = self.add_watch(key, uid, mask, &placed.kept);
+            {
+                self.answer_add(request, answer);
+                return;
+            }
+        }
+        let rewatch = polled
+            .is_some_and(|id| self.instances.get(&key).is_some_and(|i| i.wd_for(id).is_some()));
+        if !rewatch {
+            let watches: usize =
+                self.instances.values().filter(|i| i.uid == uid).map(Instance::watch_count).sum();
+            if watches >= self.settings.limits.max_user_watches as usize {
+                debug!("uid {uid} reached max_user_watches");
+                self.stats.error("limit: max_user_watches");
+                {
+                    self.answer_add(request, reply(Errno::NOSPC));
+                    return;
+                }
+            }
+        }
+        match polled {
+            Some(id) => {
+                if rewatch && mask & IN_MASK_CREATE != 0 {
+                    {
+                        self.answer_add(request, reply(Errno::EXIST));
+                        return;
+                    }
+                }
+                if !rewatch {
+                    if let Err(errno) = self.polled_budget(uid, id, Object::Joined) {
+                        {
+                            self.answer_add(request, reply(errno));
+                            return;
+                        }
+                    }
+                }
+                self.join_after_poll(request, id);
+            }
+            None => self.create_remote_object(request, placed, governance),
+        }
+    }
+
+    /// A new polled object for request `request`, in the registry at once (so that requests
+    /// for the same object join it) and listed for the first time on its worker.
+    fn create_remote_object(
+        &mut self,
+        request: usize,
+        placed: Placed,
+        governance: policy::Governance,
+    ) {
+        let Some(mask) = self.pending.get(request).map(|p| p.mask) else { return };
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Placed { identity, is_dir, remote, kept, parent, path, ancestry, .. } = placed;
+        let Ok(fd) = kept.try_clone() else {
+            {
+                self.answer_add(request, reply(Errno::MFILE));
+                return;
+            }
+        };
+        let parent = parent.filter(|parent| {
+            let id = self.by_identity.get(parent);
+            id.and_then(|&id| self.objects.get(id)).is_some_and(|o| o.is_polled())
+        });
+        let with_stats = mask & STAT_EVENTS != 0;
+        let look = poller::Look {
+            ino: identity.1,
+            is_dir,
+            needs_stats: with_stats,
+            force_sync: governance.force_sync,
+            reading: crate::mounts::Reading::EveryPoll,
+        };
+        let state = PollState {
+            fd: kept,
+            scan: None,
+            dispatched: Some(now()),
+            generation,
+            pace: crate::watch::Pace::estimate(0, with_stats),
+            misses: 0,
+            missing_since: None,
+            parent,
+            ancestry,
+        };
+        let object = WatchedObject {
+            id: identity,
+            is_dir,
+            path,
+            governance,
+            subscribers: Vec::new(),
+            source: Source::Polled(state),
+        };
+        let id = self.objects.insert(object);
+        self.by_identity.insert(identity, id);
+        self.mounts.attach(identity.0, remote.unwrap_or("local"));
+        if let Some(pending) = self.pending.get_mut(request) {
+            pending.stage = Stage::Joining(id);
+        }
+        let job = ScanJob {
+            object: id,
+            generation,
+            scheduled: false,
+            fd,
+            look,
+            state: None,
+            joiners: vec![request],
+        };
+        if let Err(job) = self.scanners.dispatch(identity.0, Job::Poll(job)) {
+            let Job::Poll(job) = *job else { return };
+            for request in job.joiners {
+                self.answer_add(request, reply(Errno::NOMEM));
+            }
+            self.drop_if_unwatched(id);
+        }
+    }
+
+    /// Request `request` joins the polled object `id` after its next poll: changes made so far
+    /// go to the current subscribers under their current masks, as the kernel would have
+    /// delivered them, and the poll takes attributes if the new mask needs them.
+    fn join_after_poll(&mut self, request: usize, id: usize) {
+        if let Some(pending) = self.pending.get_mut(request) {
+            pending.stage = Stage::Joining(id);
+        }
+        self.joins.entry(id).or_default().push(request);
+        self.poll_out_of_turn(id);
+    }
+
+    /// The poll that `joiners` waited for came back (or the object is gone): each joins, or
+    /// learns why not.
+    fn finish_joins(&mut self, id: usize, joiners: Vec<usize>) {
+        for request in joiners {
+            let Some(pending) = self.pending.get(request) else { continue };
+            if pending.cancelled {
+                self.pending.remove(request);
+                continue;
+            }
+            let (key, uid, mask) = (pending.key, pending.uid, pending.mask);
+            let answer = match self.objects.get(id) {
+                Some(object) if object.is_polled() => self.subscribe(key, uid, mask, id),
+                _ => Joined { reply: reply(Errno::NOENT), new_wd: false },
+            };
+            if !self.answer_add(request, answer.reply) && answer.new_wd {
+                // Nobody heard of the wd: the watch goes as if never made.
+                self.forget_watch(key, answer.reply.value, id);
+            }
+        }
+        self.drop_if_unwatched(id);
+    }
+
+    /// Subscribes instance `key` to the polled object `id` with `mask`, or changes the mask of
+    /// its watch there (IN_MASK_ADD, IN_MASK_CREATE as inotify(7) says).
+    fn subscribe(&mut self, key: u64, uid: u32, mask: u32, id: usize) -> Joined {
+        let refused = |errno| Joined { reply: reply(errno), new_wd: false };
+        let new_object = self.objects.get(id).is_some_and(|o| o.subscribers.is_empty());
+        let Some(instance) = self.instances.get(&key) else { return refused(Errno::INVAL) };
+        if let Some(wd) = instance.wd_for(id) {
+            if mask & IN_MASK_CREATE != 0 {
+                return refused(Errno::EXIST);
+            }
+            if let Some(sub) = self
+                .objects
+                .get_mut(id)
+                .and_then(|o| o.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd))
+            {
+                sub.mask = sub.updated_mask(mask);
+            }
+            return Joined { reply: Reply { errno: 0, value: wd }, new_wd: false };
+        }
+        if new_object {
+            // Its listing is known only now; over the uid's budget it goes again.
+            if let Err(errno) = self.polled_budget(uid, id, Object::New) {
+                return refused(errno);
+            }
+        }
+        let Some(instance) = self.instances.get_mut(&key) else { return refused(Errno::INVAL) };
+        let wd = instance.allocate_wd();
+        instance.add_watch(wd, id);
+        if let Some(object) = self.objects.get_mut(id) {
+            object.subscribers.push(Subscriber { instance: key, wd, mask });
+            debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
+        }
+        Joined { reply: Reply { errno: 0, value: wd }, new_wd: true }
+    }
+
+    /// Ends a watch nobody heard of: no IN_IGNORED, since the application never had the wd.
+    fn forget_watch(&mut self, key: u64, wd: i32, id: usize) {
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.remove_watch(wd);
+        }
+        if let Some(object) = self.objects.get_mut(id) {
+            object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
+        }
+        self.drop_if_unwatched(id);
+    }
+
+    /// Drops the object `id` if no watch and no request holds it.
+    fn drop_if_unwatched(&mut self, id: usize) {
+        let unwatched = self.objects.get(id).is_some_and(|o| o.subscribers.is_empty());
+        let waited_for = self.joins.contains_key(&id)
+            || self.pending.iter().any(|(_, p)| p.stage == Stage::Joining(id) && !p.cancelled);
+        if unwatched && !waited_for {
+            self.drop_object(id);
+        }
+    }
+
+    /// Sends the answer to request `request` and forgets it; whether the client took it.
+    fn answer_add(&mut self, request: usize, answer: Reply) -> bool {
+        let Some(pending) = self.pending.remove(request) else { return false };
+        if pending.cancelled {
+            return false;
+        }
+        // Events the request queued are readable before its answer, as with the kernel.
+        self.flush_dirty();
+        match pending.reply_to {
+            ReplyTo::Connection(id) => {
+                let Some(conn) = self.connections.get_mut(id) else { return false };
+                conn.waiting = false;
+                conn.opened = now();
+                let sent = wire::send_record(conn.fd.as_fd(), &Record::Reply(answer), &[]);
+                if sent.is_err() {
+                    self.close_connection(id);
+                }
+                sent.is_ok()
+            }
+            ReplyTo::Channel(key) => {
+                let Some(channel) = self.instances.get(&key).and_then(|i| i.channel.as_ref())
+                else {
+                    return false;
+                };
+                let sent = wire::send_record(channel.as_fd(), &Record::Reply(answer), &[]);
+                if sent.is_err() {
+                    self.drop_channel(key);
+                }
+                sent.is_ok()
+            }
+        }
+    }
+
     /// `inotify_add_watch` on a local object: a kernel watch on the instance's own inotify fd,
     /// charged to its user; the kernel answers as for the application itself (ENOSPC over the
     /// user's `max_user_watches`, EEXIST for IN_MASK_CREATE, the same wd for the same object).
@@ -1045,8 +1569,7 @@ impl Server {
             if let Some(sub) =
                 object.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd)
             {
-                sub.mask =
-                    if mask & IN_MASK_ADD != 0 { sub.mask | (mask & !IN_MASK_ADD) } else { mask };
+                sub.mask = sub.updated_mask(mask);
             }
         }
         self.refresh_kernel_mask(id, object_fd);
@@ -1143,7 +1666,7 @@ impl Server {
         let generation = self.next_generation;
         self.next_generation += 1;
         let with_stats = mask & STAT_EVENTS != 0;
-        let own_fd = readable(fd, is_dir)
+        let own_fd = place::readable(fd, is_dir)
             .inspect_err(|errno| warn!("{}: reopening for polling: {errno}", object.path))?;
         let mut state = poller::baseline(
             own_fd,
@@ -1157,6 +1680,8 @@ impl Server {
             warn!("{}: {op}: {errno}", object.path);
             errno
         })?;
+        // Kept, so that applying policies anew makes no filesystem call.
+        state.ancestry = policy::ancestry(fd.as_fd(), identity, is_dir);
         if is_dir {
             // One `fstatat` of "..", not a search of every listing for this inode.
             state.parent = rustix::fs::statat(fd, c"..", rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
@@ -1214,13 +1739,16 @@ impl Server {
         }
         let Some(object) = self.objects.get_mut(id) else { return };
         object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
-        if object.subscribers.is_empty() {
-            self.drop_object(id);
-        }
+        self.drop_if_unwatched(id);
     }
 
     pub(crate) fn drop_object(&mut self, id: usize) {
         let Some(object) = self.objects.remove(id) else { return };
+        // Requests waiting to join it learn that it is gone; those whose poll is in flight learn
+        // it when the poll comes back for an object that is no longer there.
+        for request in self.joins.remove(&id).unwrap_or_default() {
+            self.answer_add(request, reply(Errno::NOENT));
+        }
         // Held halves for this object have nobody to go to; those for others go out now.
         self.release_held(id);
         self.by_identity.remove(&object.id);
@@ -1254,13 +1782,12 @@ impl Server {
         for (wd, watch) in &instance.watches {
             if let Some(object) = self.objects.get_mut(watch.object) {
                 object.subscribers.retain(|s| !(s.instance == key && s.wd == *wd));
-                if object.subscribers.is_empty() {
-                    self.drop_object(watch.object);
-                }
+                self.drop_if_unwatched(watch.object);
             }
         }
         self.dirty.remove(&key);
         self.own_closes.retain(|&(instance, _)| instance != key);
+        self.cancel_pending(|_, instance| instance == key);
         debug!("instance {key}: closed by pid {}", instance.pid);
         drop(instance);
         self.freed_since_trim += held;
@@ -1338,12 +1865,16 @@ impl Server {
         }
     }
 
-    /// Hands a poll of `id` to its device's scanner thread. A scheduled poll is rescheduled
-    /// when its result comes back ([`Server::on_scanned`]).
+    /// Hands a poll of `id` to its device's scanner thread, with the requests waiting to join
+    /// the object. A scheduled poll is rescheduled when its result comes back
+    /// ([`Server::on_polled`]).
     fn dispatch(&mut self, id: usize, scheduled: bool) {
+        let joiners = self.joins.remove(&id).unwrap_or_default();
+        let want_stats =
+            joiners.iter().filter_map(|&r| self.pending.get(r)).any(|p| p.mask & STAT_EVENTS != 0);
         let Some(object) = self.objects.get_mut(id) else { return };
         let dev = object.id.0;
-        let look = poller::Look::of(object, self.mounts.listing(dev), false);
+        let look = poller::Look::of(object, self.mounts.listing(dev), want_stats);
         let Source::Polled(state) = &mut object.source else { return };
         let Ok(fd) = state.fd.try_clone() else {
             warn!("poll {}: no fd left to hand to the scanner", object.path);
@@ -1352,54 +1883,118 @@ impl Server {
             if scheduled {
                 self.schedule.at(Slot { object: id, generation: state.generation }, next);
             }
+            return self.finish_joins(id, joiners);
+        };
+        let Some(scan) = state.scan.take() else {
+            self.joins.entry(id).or_default().extend(joiners);
             return;
         };
-        let Some(scan) = state.scan.take() else { return };
-        let job =
-            ScanJob { object: id, generation: state.generation, scheduled, fd, look, state: scan };
+        let job = ScanJob {
+            object: id,
+            generation: state.generation,
+            scheduled,
+            fd,
+            look,
+            state: Some(scan),
+            joiners,
+        };
         state.dispatched = Some(now());
-        if let Err(job) = self.scanners.dispatch(dev, job) {
+        if let Err(job) = self.scanners.dispatch(dev, Job::Poll(job)) {
             // No thread: the state comes back and the poll is retried at the next interval.
-            state.scan = Some(job.state);
+            let Job::Poll(job) = *job else { return };
+            state.scan = job.state;
             state.dispatched = None;
             if scheduled {
                 let next = now() + object.governance.interval;
                 self.schedule.at(Slot { object: id, generation: state.generation }, next);
             }
+            self.finish_joins(id, job.joiners);
         }
     }
 
-    /// Takes back the finished polls: their state, their counters, their changes.
+    /// Takes back what the workers finished: polls, examined objects, resolved policies.
     fn on_scanned(&mut self) {
-        for result in self.scanners.drain() {
-            let id = result.object;
-            let Some(object) = self.objects.get_mut(id) else { continue };
-            let Source::Polled(state) = &mut object.source else { continue };
-            if state.generation != result.generation {
-                // The object went and its slot was reused while the poll was in flight.
-                continue;
-            }
-            state.scan = Some(result.state);
-            state.dispatched = None;
-            self.counters.add(&result.counters);
-            let finished = now();
-            if result.scheduled {
-                self.stats.polls += 1;
-                let index = object.governance.policy.unwrap_or(self.policies.list.len());
-                if let Some(figures) = self.stats.per_policy.get_mut(index) {
-                    figures.polls += 1;
-                    figures.last = result.took;
-                    figures.worst = figures.worst.max(result.took);
-                    figures.time += result.took;
-                    figures.scan.add(&result.counters);
+        for done in self.scanners.drain() {
+            match done {
+                Done::Poll(result) => self.on_polled(result),
+                Done::Placed { request, placed } => self.on_placed(request, placed),
+                Done::Resolved(job) => {
+                    if let Some(pending) = self.policy_changes.remove(&job.ticket) {
+                        self.apply_policy_change(pending, job.policies);
+                    }
                 }
-                let generation = result.generation;
-                let next = self.pacing.after_poll(object, &result.counters, finished);
-                self.schedule.at(Slot { object: id, generation }, next);
             }
-            let path = object.path.clone();
-            self.observe_mount(id, result.observed);
-            self.take_outcome(id, &path, result.outcome);
+        }
+    }
+
+    /// Takes back a finished poll: its state, its counters, its changes; then the requests
+    /// that waited for it join.
+    fn on_polled(&mut self, mut result: ScanResult) {
+        let id = result.object;
+        let joiners = std::mem::take(&mut result.joiners);
+        let current = self.objects.get(id).and_then(|o| match &o.source {
+            Source::Polled(state) => Some(state.generation),
+            Source::Kernel { .. } => None,
+        });
+        if current != Some(result.generation) {
+            // The object went (its slot may hold another by now) while the poll was in flight.
+            for request in joiners {
+                self.answer_add(request, reply(Errno::NOENT));
+            }
+            return;
+        }
+        let Some(object) = self.objects.get_mut(id) else { return };
+        let Source::Polled(state) = &mut object.source else { return };
+        state.dispatched = None;
+        let first = result.first;
+        let Some(scan) = result.state else {
+            // The first listing failed: the object cannot be polled.
+            let why = match result.outcome {
+                PollOutcome::Failed { op, errno } => {
+                    warn!("{}: {op}: {errno}", object.path);
+                    errno
+                }
+                _ => Errno::NOENT,
+            };
+            let errno = if poller::is_gone(why) { Errno::NOENT } else { why };
+            for request in joiners {
+                self.answer_add(request, reply(errno));
+            }
+            return self.drop_if_unwatched(id);
+        };
+        if first {
+            state.pace =
+                crate::watch::Pace::estimate(scan.snapshot.len(), scan.snapshot.has_stats());
+        }
+        state.scan = Some(scan);
+        self.counters.add(&result.counters);
+        let finished = now();
+        if result.scheduled {
+            self.stats.polls += 1;
+            let index = object.governance.policy.unwrap_or(self.policies.list.len());
+            if let Some(figures) = self.stats.per_policy.get_mut(index) {
+                figures.polls += 1;
+                figures.last = result.took;
+                figures.worst = figures.worst.max(result.took);
+                figures.time += result.took;
+                figures.scan.add(&result.counters);
+            }
+            let generation = result.generation;
+            let next = self.pacing.after_poll(object, &result.counters, finished);
+            self.schedule.at(Slot { object: id, generation }, next);
+        }
+        let path = object.path.clone();
+        if first {
+            let interval = object.governance.interval;
+            debug!("{path}: polled every {interval:?} (first listing on its worker)");
+            self.schedule_first_poll(Slot { object: id, generation: result.generation });
+        }
+        self.observe_mount(id, result.observed);
+        self.take_outcome(id, &path, result.outcome);
+        self.finish_joins(id, joiners);
+        if self.joins.contains_key(&id) {
+            // Requests that came while this poll ran wait for one of their own.
+            self.poll_out_of_turn(id);
         }
     }
 
@@ -1481,27 +2076,43 @@ impl Server {
         }
     }
 
-    /// Polls currently running longer than `SLOW_SCAN`, oldest first per device: a mount that
-    /// stopped answering shows here (`status`) until its scanner thread comes back.
-    pub(crate) fn slow_scans(&self) -> Vec<(u64, String, Duration)> {
+    /// Jobs that have waited on a worker longer than `SLOW_SCAN`, by worker (device): the
+    /// oldest, and how many wait there. A mount that stopped answering shows here (`status`)
+    /// with what waits for it, until it comes back.
+    pub(crate) fn slow_scans(&self) -> Vec<StuckJobs> {
         let now = now();
-        let mut oldest: HashMap<u64, (String, Duration)> = HashMap::new();
-        for (_, object) in self.objects.iter() {
-            let Source::Polled(PollState { dispatched: Some(at), .. }) = &object.source else {
-                continue;
-            };
-            let running = now.saturating_sub(*at);
+        let mut per_worker: HashMap<u64, StuckJobs> = HashMap::new();
+        let mut note = |worker: u64, job: &'static str, what: String, since: Duration| {
+            let running = now.saturating_sub(since);
             if running < SLOW_SCAN {
-                continue;
+                return;
             }
-            let entry = oldest.entry(object.id.0).or_insert((object.path.clone(), running));
-            if running > entry.1 {
-                *entry = (object.path.clone(), running);
+            let entry = per_worker.entry(worker).or_insert_with(|| StuckJobs {
+                worker,
+                job,
+                what: what.clone(),
+                running,
+                count: 0,
+            });
+            entry.count += 1;
+            if running > entry.running {
+                (entry.job, entry.what, entry.running) = (job, what, running);
+            }
+        };
+        for (_, object) in self.objects.iter() {
+            if let Source::Polled(PollState { dispatched: Some(at), .. }) = &object.source {
+                note(object.id.0, "poll", object.path.clone(), *at);
             }
         }
-        let mut list: Vec<(u64, String, Duration)> =
-            oldest.into_iter().map(|(dev, (path, running))| (dev, path, running)).collect();
-        list.sort();
+        for (_, request) in self.pending.iter().filter(|(_, p)| p.stage == Stage::Placing) {
+            let what = format!("an inotify_add_watch of uid {}", request.uid);
+            note(request.worker, "add_watch", what, request.since);
+        }
+        for change in self.policy_changes.values() {
+            note(PATHS_WORKER, "policy paths", "finding the policies' paths".into(), change.since);
+        }
+        let mut list: Vec<StuckJobs> = per_worker.into_values().collect();
+        list.sort_by_key(|s| s.worker);
         list
     }
 
@@ -1589,7 +2200,7 @@ impl Server {
     fn is_stale(&self, id: usize) -> bool {
         let Some(object) = self.objects.get(id) else { return false };
         let Source::Polled(state) = &object.source else { return false };
-        fd_is_stale(state.fd.as_fd(), object.id.1, object.governance.force_sync)
+        place::fd_is_stale(state.fd.as_fd(), object.id.1, object.governance.force_sync)
     }
 
     /// Whether a polled directory that cannot be found (nor [`Server::refind`]) may only have
@@ -1796,28 +2407,34 @@ impl Server {
 
     /// Sends `changes` of object `id` (cookies assigned) to each subscriber that asked for them.
     fn deliver(&mut self, id: usize, changes: &[Change]) {
-        let mut oneshot_done: Vec<(u64, i32)> = Vec::new();
+        let events: Vec<fanout::Event<'_>> = changes
+            .iter()
+            .map(|c| fanout::Event { mask: c.mask, cookie: c.pair, name: &c.name })
+            .collect();
+        self.fan_out(id, &events);
+    }
+
+    /// The one fan-out path: queues each of `events` of object `id` for the subscribers that
+    /// want it (`fanout`), and ends the IN_ONESHOT watches that got theirs.
+    fn fan_out(&mut self, id: usize, events: &[fanout::Event<'_>]) {
         let Some(object) = self.objects.get(id) else { return };
-        for change in changes {
-            for sub in &object.subscribers {
-                if !sub.wants(change.mask) || oneshot_done.contains(&(sub.instance, sub.wd)) {
-                    continue;
-                }
-                if let Some(instance) = self.instances.get_mut(&sub.instance) {
-                    instance.push(QueuedEvent {
-                        wd: sub.wd,
-                        mask: change.mask,
-                        cookie: change.pair,
-                        name: change.name.clone().into(),
-                    });
-                    self.dirty.insert(sub.instance);
-                }
-                if sub.mask & IN_ONESHOT != 0 {
-                    oneshot_done.push((sub.instance, sub.wd));
-                }
+        let own_closes = &mut self.own_closes;
+        let fanned = fanout::fan_out(&object.subscribers, events, |instance, wd| {
+            own_closes.remove(&(instance, wd))
+        });
+        for (key, wd, index) in fanned.deliveries {
+            let event = &events[index];
+            if let Some(instance) = self.instances.get_mut(&key) {
+                instance.push(QueuedEvent {
+                    wd,
+                    mask: event.mask,
+                    cookie: event.cookie,
+                    name: event.name.into(),
+                });
+                self.dirty.insert(key);
             }
         }
-        for (key, wd) in oneshot_done {
+        for (key, wd) in fanned.ended {
             self.unsubscribe(key, wd, id);
         }
     }
@@ -1915,30 +2532,7 @@ impl Server {
     }
 
     fn deliver_kernel_event(&mut self, id: usize, mask: u32, cookie: u32, name: Vec<u8>) {
-        let Some(object) = self.objects.get(id) else { return };
-        let mut oneshot_done = Vec::new();
-        for sub in &object.subscribers {
-            if !sub.wants(mask) {
-                continue;
-            }
-            if mask & IN_CLOSE_NOWRITE != 0
-                && name.is_empty()
-                && self.own_closes.remove(&(sub.instance, sub.wd))
-            {
-                // The close of the fd that proved read access for this watch.
-                continue;
-            }
-            if let Some(instance) = self.instances.get_mut(&sub.instance) {
-                instance.push(QueuedEvent { wd: sub.wd, mask, cookie, name: name.clone().into() });
-                self.dirty.insert(sub.instance);
-            }
-            if sub.mask & IN_ONESHOT != 0 {
-                oneshot_done.push((sub.instance, sub.wd));
-            }
-        }
-        for (key, wd) in oneshot_done {
-            self.unsubscribe(key, wd, id);
-        }
+        self.fan_out(id, &[fanout::Event { mask, cookie, name: &name }]);
     }
 
     fn overflow_kernel_subscribers(&mut self) {
@@ -2008,44 +2602,12 @@ fn spare_fd() -> Option<OwnedFd> {
     .ok()
 }
 
-/// The fd a polled object keeps: a directory's opened for reading, to list it; a file's
-/// `O_PATH` (`grant::o_path`), to stat it. Reopening `.` relative to the fd (or, failing that,
-/// through `/proc/self/fd`) reaches the very inode the client opened, after its fd proved read
-/// access.
-fn readable(fd: &OwnedFd, is_dir: bool) -> Result<OwnedFd, Errno> {
-    if !is_dir {
-        return grant::o_path(fd.as_fd());
-    }
-    let flags =
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
-    rustix::fs::openat(fd, c".", flags, rustix::fs::Mode::empty()).or_else(|_| {
-        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-        rustix::fs::open(path.as_str(), flags, rustix::fs::Mode::empty())
-    })
-}
-
-pub(crate) fn resolve_policies(
-    watches: Vec<(WatchPolicy, Origin)>,
-    settings: &DaemonSettings,
-) -> Policies {
-    let policies = Policies::resolve(watches, PolicyDefaults::of(settings));
+fn warn_missing_policies(policies: &Policies) {
     for policy in policies.list.iter().filter(|p| p.root.is_none()) {
         warn!(
             "watch policy {}: path not found; it applies once it exists and the daemon reloads",
             policy.watch.path.display()
         );
-    }
-    policies
-}
-
-/// Whether `fd` no longer reaches inode `ino` on the server: gone, unlinked, or another inode
-/// behind it. Past the attribute cache when `force_sync`: a FUSE `fstat` answers from it for a
-/// second after the directory went, and a path renamed on a path-based FUSE server opens that
-/// long through the dentry the kernel caches.
-fn fd_is_stale(fd: std::os::fd::BorrowedFd<'_>, ino: u64, force_sync: bool) -> bool {
-    match scan::stat_object(fd, force_sync, &mut ScanCounters::default()) {
-        Ok(st) => st.stx_nlink == 0 || st.stx_ino != ino,
-        Err(errno) => poller::is_gone(errno),
     }
 }
 

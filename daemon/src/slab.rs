@@ -46,6 +46,10 @@ impl<T> Slab<T> {
         self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (i, v)))
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| s.as_mut().map(|v| (i, v)))
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len() - self.free.len()
     }

@@ -3,9 +3,11 @@
 
 use std::os::fd::OwnedFd;
 
-use fakenotify_proto::inotify::{IN_ALL_EVENTS, IN_ATTRIB, IN_CLOSE_WRITE, IN_MODIFY};
+use fakenotify_proto::inotify::{
+    IN_ALL_EVENTS, IN_ATTRIB, IN_CLOSE_WRITE, IN_IGNORED, IN_MASK_ADD, IN_MODIFY, IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+};
 
-use crate::pacing::Pace;
 use crate::policy::{Governance, Identity};
 use crate::scan::DirStamp;
 use crate::snapshot::{EntryStat, Snapshot};
@@ -19,14 +21,46 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Whether this subscriber wants an event with `mask` (IN_ISDIR and flags aside).
+    /// Whether this subscriber wants an event with `mask` (IN_ISDIR and flags aside):
+    /// IN_IGNORED, IN_Q_OVERFLOW and IN_UNMOUNT go to every watch, whatever it asked for.
     pub fn wants(&self, mask: u32) -> bool {
-        self.mask & mask & IN_ALL_EVENTS != 0
+        mask & (IN_IGNORED | IN_Q_OVERFLOW | IN_UNMOUNT) != 0
+            || self.mask & mask & IN_ALL_EVENTS != 0
+    }
+
+    /// The mask after an `inotify_add_watch` with `mask` on an object this watch already
+    /// covers: IN_MASK_ADD adds to it, otherwise `mask` replaces it. (IN_MASK_CREATE refuses the
+    /// call with EEXIST before this.)
+    pub fn updated_mask(&self, mask: u32) -> u32 {
+        if mask & IN_MASK_ADD != 0 {
+            self.mask | (mask & !IN_MASK_ADD)
+        } else {
+            mask
+        }
     }
 }
 
 /// Events that need attributes compared between polls.
 pub const STAT_EVENTS: u32 = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE;
+
+/// Pacing state of one polled object.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pace {
+    /// Polls in a row that found nothing.
+    pub idle_polls: u32,
+    /// Filesystem operations one poll of it costs: a moving average of its recent polls.
+    pub cost: f64,
+    /// The budget already counted the next poll (it was held back for its turn).
+    pub reserved: bool,
+}
+
+impl Pace {
+    /// Before any poll: one `statx`, plus one per entry when attributes are compared.
+    pub fn estimate(entries: usize, with_stats: bool) -> Pace {
+        let per_entry = if with_stats { entries as f64 } else { 0.0 };
+        Pace { idle_polls: 0, cost: 1.0 + per_entry, reserved: false }
+    }
+}
 
 /// What a poll compares against: the last state seen of a polled object. It moves to the
 /// device's scanner thread while a poll is in flight.
@@ -62,6 +96,33 @@ pub struct PollState {
     /// again). A dangling fd is looked for there first: another listing that holds the inode
     /// number may hold a directory that reused it.
     pub parent: Option<Identity>,
+    /// The object and its ancestors on its device when it was placed or last found at a new
+    /// path (`policy::ancestry`): what policies are matched against, so that applying them
+    /// anew makes no filesystem call.
+    pub ancestry: Vec<Identity>,
+}
+
+impl PollState {
+    /// The state of an object whose first scan is `scan`.
+    pub fn new(
+        fd: OwnedFd,
+        scan: ScanState,
+        generation: u64,
+        ancestry: Vec<Identity>,
+    ) -> PollState {
+        let pace = Pace::estimate(scan.snapshot.len(), scan.snapshot.has_stats());
+        PollState {
+            fd,
+            scan: Some(scan),
+            dispatched: None,
+            misses: 0,
+            missing_since: None,
+            parent: None,
+            generation,
+            pace,
+            ancestry,
+        }
+    }
 }
 
 #[allow(
@@ -95,5 +156,29 @@ impl WatchedObject {
 
     pub fn is_polled(&self) -> bool {
         matches!(self.source, Source::Polled(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fakenotify_proto::inotify::{IN_CREATE, IN_DELETE, IN_ISDIR, IN_ONESHOT};
+
+    #[test]
+    fn a_new_mask_replaces_the_old_unless_it_adds_to_it() {
+        let sub = Subscriber { instance: 1, wd: 1, mask: IN_CREATE | IN_ONESHOT };
+        assert_eq!(sub.updated_mask(IN_DELETE), IN_DELETE);
+        assert_eq!(sub.updated_mask(IN_DELETE | IN_MASK_ADD), IN_CREATE | IN_ONESHOT | IN_DELETE);
+    }
+
+    #[test]
+    fn flags_and_isdir_do_not_make_an_event_wanted() {
+        let sub = Subscriber { instance: 1, wd: 1, mask: IN_CREATE };
+        assert!(sub.wants(IN_CREATE | IN_ISDIR));
+        assert!(!sub.wants(IN_DELETE | IN_ISDIR));
+        assert!(!sub.wants(IN_ISDIR));
+        for always in [IN_IGNORED, IN_Q_OVERFLOW, IN_UNMOUNT] {
+            assert!(sub.wants(always), "{always:#x} goes to every watch");
+        }
     }
 }

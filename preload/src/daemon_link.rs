@@ -204,7 +204,34 @@ pub fn exchange(
         // The daemon closed the connection without answering.
         return Err(LinkError { step: Step::Recv, errno: Errno::CONNRESET });
     }
-    parse_reply(&buf[..got])
+    let reply = parse_reply(&buf[..got])?;
+    if reply.is_in_progress() {
+        return await_answer(conn, &mut buf);
+    }
+    Ok(reply)
+}
+
+/// Waits as long as it takes for the answer to a request the daemon took but has not finished
+/// (`Reply::IN_PROGRESS`): its filesystem is slow or hung, and the kernel's own
+/// `inotify_add_watch` would wait there too. Giving up would leave a watch the application
+/// never heard of; a caller that must stop (killed, or its thread cancelled) closes the
+/// connection, and the daemon then drops the request.
+fn await_answer(conn: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Reply, LinkError> {
+    set_socket_timeout(conn, Timeout::Recv, None).map_err(LinkError::at(Step::Recv))?;
+    let got = retry_on_intr(|| rustix::net::recv(conn, &mut *buf, RecvFlags::empty()))
+        .map(|(got, _)| got)
+        .map_err(LinkError::at(Step::Recv));
+    // The channel serves later requests, which keep the usual bound.
+    set_socket_timeout(conn, Timeout::Recv, Some(TIMEOUT)).map_err(LinkError::at(Step::Recv))?;
+    match got? {
+        0 => Err(LinkError { step: Step::Recv, errno: Errno::CONNRESET }),
+        got => match parse_reply(&buf[..got])? {
+            reply if reply.is_in_progress() => {
+                Err(LinkError { step: Step::Reply, errno: Errno::PROTO })
+            }
+            reply => Ok(reply),
+        },
+    }
 }
 
 /// How many times a caller polls for the reply before it sleeps. The daemon answers a request in

@@ -10,7 +10,7 @@
 
 pub const MAGIC: [u8; 4] = *b"FNTF";
 /// Bumped whenever a record's layout or meaning changes; peers refuse any other version.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 12;
 /// Largest body of a control record (status and list replies included).
 pub const MAX_CONTROL_BODY: usize = 60 * 1024;
@@ -59,6 +59,21 @@ impl Kind {
 pub struct Reply {
     pub errno: i32,
     pub value: i32,
+}
+
+/// Linux's `EINPROGRESS`, the same on every architecture the project builds for.
+const EINPROGRESS: i32 = 115;
+
+impl Reply {
+    /// Not an answer yet: the daemon took the request and works on it on a slow or hung mount.
+    /// The answer follows on the same connection whenever that is done; the caller waits for it
+    /// as it would wait in the kernel on that mount. `inotify_add_watch` never fails with
+    /// `EINPROGRESS`, so no final answer looks like this one.
+    pub const IN_PROGRESS: Reply = Reply { errno: EINPROGRESS, value: 0 };
+
+    pub fn is_in_progress(&self) -> bool {
+        *self == Reply::IN_PROGRESS
+    }
 }
 
 /// A decoded record. Control bodies borrow from the input.

@@ -71,23 +71,31 @@ impl Address {
     }
 }
 
-/// Waits up to 10 s for the daemon's Reply on `conn`: its errno, or -1 if none came.
-/// Async-signal-safe.
+/// Waits up to 10 s for the daemon's Reply on `conn`: its errno, or -1 if none came. The
+/// daemon's word that the answer comes later (`Reply::IN_PROGRESS`, for an object on a remote
+/// mount) is passed over. Async-signal-safe.
 pub fn reply_errno(conn: RawFd) -> i32 {
+    const IN_PROGRESS: i32 = 115;
     let mut buf = [0u8; 64];
     let mut pfd = libc::pollfd { fd: conn, events: libc::POLLIN, revents: 0 };
-    // SAFETY: poll and recv on a caller's fd with buffers of this frame.
-    unsafe {
-        if libc::poll(&mut pfd, 1, 10_000) != 1 {
-            return -1;
+    loop {
+        // SAFETY: poll and recv on a caller's fd with buffers of this frame.
+        unsafe {
+            if libc::poll(&mut pfd, 1, 10_000) != 1 {
+                return -1;
+            }
+            let n = libc::recv(conn, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 20 {
+                return -1;
+            }
         }
-        let n = libc::recv(conn, buf.as_mut_ptr().cast(), buf.len(), 0);
-        if n < 20 {
-            return -1;
+        // The Reply body after the 12-byte header: errno i32, value i32.
+        let errno = i32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]);
+        let value = i32::from_le_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if errno != IN_PROGRESS || value != 0 {
+            return errno;
         }
     }
-    // The Reply body after the 12-byte header: errno i32, value i32.
-    i32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]])
 }
 
 /// A forked child running as another uid; killed and reaped on drop.

@@ -143,14 +143,45 @@ pub fn send_record(conn: &OwnedFd, record: Record<'_>, fds: &[BorrowedFd<'_>]) -
     Ok(())
 }
 
-/// Waits for the daemon's Reply on `conn`.
+/// Waits for the daemon's Reply on `conn`, past its word that the answer comes later
+/// (`Reply::IN_PROGRESS`, for an object on a remote mount).
 pub fn read_reply(conn: &OwnedFd) -> Reply {
+    loop {
+        match seqpacket::receive(conn, crate::WAIT) {
+            Ok(Answer::Message(bytes)) => match Record::decode(&bytes) {
+                Ok(Record::Reply(reply)) if reply.is_in_progress() => continue,
+                Ok(Record::Reply(reply)) => return reply,
+                other => panic!("expected a Reply, got {other:?}"),
+            },
+            other => panic!("expected a Reply, got {other:?}"),
+        }
+    }
+}
+
+/// The first Reply on `conn`, whatever it says (`Reply::IN_PROGRESS` included).
+pub fn first_reply(conn: &OwnedFd) -> Reply {
     match seqpacket::receive(conn, crate::WAIT) {
         Ok(Answer::Message(bytes)) => match Record::decode(&bytes) {
             Ok(Record::Reply(reply)) => reply,
             other => panic!("expected a Reply, got {other:?}"),
         },
         other => panic!("expected a Reply, got {other:?}"),
+    }
+}
+
+/// A `SOCK_SEQPACKET` connection to the daemon's socket, as this process.
+pub fn connect(socket: &Path) -> OwnedFd {
+    let addr = sockaddr(socket);
+    // SAFETY: a new socket, connected to an address built above; the fd is owned at once.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let fd = OwnedFd::from_raw_fd(fd);
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let sa = &addr as *const libc::sockaddr_un as *const libc::sockaddr;
+        let connected = libc::connect(fd.as_raw_fd(), sa, len);
+        assert_eq!(connected, 0, "connect {}: {}", socket.display(), io::Error::last_os_error());
+        fd
     }
 }
 

@@ -202,7 +202,7 @@ fn garbage_on_the_socket_closes_only_that_connection() {
 
     let mut header = Vec::new();
     header.extend_from_slice(b"FNTF");
-    header.extend_from_slice(&1u16.to_le_bytes());
+    header.extend_from_slice(&fakenotify_proto::record::VERSION.to_le_bytes());
     let garbage: Vec<(&str, Vec<u8>)> = vec![
         ("text", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
         ("a short header", b"FNTF\x01".to_vec()),

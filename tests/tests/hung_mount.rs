@@ -85,3 +85,172 @@ fn a_hung_mount_does_not_stop_events_of_other_mounts() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits for `client` to report `name` created, and checks that it came within the interval and a
+/// second, and that `status` still answers within a second.
+fn events_keep_coming(client: &mut Client, daemon: &Daemon, alive: &FuseMount, name: &str) {
+    let began = Instant::now();
+    write(&alive.backing(name), b"");
+    client.expect_event(name, |e| e.matches(IN_CREATE, name));
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(1300), "{name} took {took:?} while another mount hangs");
+    let (_, took) = daemon.full_status();
+    assert!(took < Duration::from_secs(1), "status took {took:?} ({name})");
+}
+
+/// Runs `fakenotify-ctl ARGS` on a thread of its own: it may wait for the hung mount.
+fn ctl_in_background(daemon: &Daemon, args: &[&str]) -> std::thread::JoinHandle<String> {
+    let socket = daemon.socket().to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_ctl(&socket, &args, false);
+        format!(
+            "{}{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Every request whose filesystem calls reach a hung mount waits for that mount alone: reloads,
+/// policy changes, an application's `inotify_add_watch` there. Everything else goes on: events
+/// of another mount, `status`, `rm_watch` of a watch on the hung mount, new instances, an
+/// `inotify_add_watch` on local disk. After SIGCONT the waiting requests complete.
+#[test]
+fn requests_that_touch_a_hung_mount_wait_alone() {
+    let hung = FuseMount::new();
+    let alive = FuseMount::new();
+    std::fs::create_dir(hung.backing("policy")).expect("mkdir policy");
+    std::fs::create_dir(hung.backing("sub")).expect("mkdir sub");
+    std::fs::create_dir(hung.backing("added")).expect("mkdir added");
+    let local = TempDir::new("local");
+    let config = format!(
+        "[daemon]\ndefault_poll_interval = \"300ms\"\n\n[[watch]]\npath = \"{}\"\n\
+         poll_interval = \"300ms\"\n\n[[watch]]\npath = \"{}\"\npoll_interval = \"300ms\"\n",
+        hung.mounted("policy").display(),
+        alive.mount.display()
+    );
+    let daemon = Daemon::start(&config);
+    let specs = [
+        format!("CREATE:{}", alive.mount.display()),
+        format!("CREATE|DELETE:{}", hung.mount.display()),
+    ];
+    let mut watcher =
+        Client::inotify_client(Libc::Glibc, &[&specs[0], &specs[1]], Some(&daemon), true);
+    let hung_wd = watcher.wd_of(&hung.mount);
+
+    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    // Past the kernel's attribute and entry caches of the mount (a second), so that every
+    // call there waits for the server.
+    std::thread::sleep(Duration::from_millis(1500));
+    events_keep_coming(&mut watcher, &daemon, &alive, "alive-0");
+
+    // SIGHUP: the reload's policy paths are looked for on a worker.
+    daemon.signal(libc::SIGHUP);
+    events_keep_coming(&mut watcher, &daemon, &alive, "after-sighup");
+
+    let reload = ctl_in_background(&daemon, &["reload"]);
+    events_keep_coming(&mut watcher, &daemon, &alive, "during-ctl-reload");
+    let added = hung.mounted("added");
+    let add = ctl_in_background(&daemon, &["add", added.to_str().expect("UTF-8")]);
+    events_keep_coming(&mut watcher, &daemon, &alive, "during-ctl-add");
+
+    // Removing a policy needs no path: it answers at once.
+    let began = Instant::now();
+    let out = run_ctl(daemon.socket(), &["remove", alive.mount.to_str().expect("UTF-8")], false);
+    assert!(out.status.success(), "ctl remove: {out:?}");
+    assert!(began.elapsed() < Duration::from_secs(1), "ctl remove took {:?}", began.elapsed());
+
+    // An application adding a watch on the hung mount waits, as with the kernel there.
+    let sub_spec = format!("CREATE:{}", hung.mounted("sub").display());
+    let program = artifacts().inotify_client(Libc::Glibc);
+    let mut waiting = Client::spawn(program, &[&sub_spec], Some(&daemon), true);
+    // A new instance and a watch on local disk are served meanwhile.
+    let local_spec = format!("CREATE:{}", local.path().display());
+    let began = Instant::now();
+    let mut other = Client::inotify_client(Libc::Glibc, &[&local_spec], Some(&daemon), true);
+    assert!(other.lines().iter().any(|l| l.text.ends_with(" socket")), "served by the daemon");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "a local add_watch took {:?}",
+        began.elapsed()
+    );
+    events_keep_coming(&mut watcher, &daemon, &alive, "during-app-add");
+
+    // rm_watch of the watch on the hung mount answers at once, with IN_IGNORED first.
+    watcher.command(&format!("rm {hung_wd}"));
+    watcher.expect_line("IN_IGNORED", |l| {
+        EventLine::parse(&l.text).is_some_and(|e| e.wd == hung_wd && e.is(IN_IGNORED))
+    });
+    watcher.expect_line("RM OK", |l| l.text == format!("RM {hung_wd} OK"));
+    events_keep_coming(&mut watcher, &daemon, &alive, "after-rm");
+    assert!(!reload.is_finished(), "ctl reload finished while its policy path hangs");
+    assert!(
+        waiting.wait_for(Duration::from_millis(200), |l| l.text == "READY").is_none(),
+        "an add_watch on the hung mount returned while it hangs"
+    );
+    let (s, _) = daemon.full_status();
+    let jobs: Vec<&str> = s.slow_scans.iter().map(|j| j.job.as_str()).collect();
+    assert!(jobs.contains(&"policy paths"), "status names the policy job: {:?}", s.slow_scans);
+
+    drop(frozen);
+    let reloaded = reload.join().expect("the ctl reload thread");
+    assert!(reloaded.contains("reloaded"), "ctl reload after SIGCONT: {reloaded}");
+    let added_out = add.join().expect("the ctl add thread");
+    assert!(added_out.contains("added"), "ctl add after SIGCONT: {added_out}");
+    waiting.expect_line("READY after SIGCONT", |l| l.text == "READY");
+    write(&hung.backing("sub/late"), b"");
+    waiting.expect_event("late", |e| e.matches(IN_CREATE, "late"));
+    events_keep_coming(&mut watcher, &daemon, &alive, "after-sigcont");
+    let deadline = Instant::now() + WAIT;
+    while !daemon.full_status().0.slow_scans.is_empty() {
+        assert!(Instant::now() < deadline, "work is still reported stuck after SIGCONT");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A request whose client went away while it waited on a hung mount is dropped: once the mount
+/// answers, no watch remains of it.
+#[test]
+fn a_request_abandoned_on_a_hung_mount_leaves_no_watch() {
+    use fakenotify_tests::raw_client;
+    use std::os::fd::AsFd;
+
+    let hung = FuseMount::new();
+    std::fs::create_dir(hung.backing("dir")).expect("mkdir");
+    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
+    let channel = raw_client::connect(daemon.socket());
+    let app = raw_client::register(&channel).expect("register an instance");
+    let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
+
+    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    std::thread::sleep(Duration::from_millis(1500));
+    let short = raw_client::connect(daemon.socket());
+    let mask = IN_CREATE;
+    raw_client::send_record(
+        &short,
+        fakenotify_proto::record::Record::AddWatch { mask },
+        &[app.as_fd(), object.as_fd()],
+    )
+    .expect("send AddWatch");
+    let first = raw_client::first_reply(&short);
+    assert!(first.is_in_progress(), "the daemon says the answer comes later: {first:?}");
+    drop(short);
+    std::thread::sleep(Duration::from_millis(200));
+
+    drop(frozen);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (s, _) = daemon.full_status();
+        if s.slow_scans.is_empty() {
+            assert_eq!(s.watches, 0, "the abandoned request left a watch: {s:?}");
+            assert_eq!(s.objects_polled, 0, "the abandoned request left an object: {s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "work is still reported stuck after SIGCONT");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(app);
+}

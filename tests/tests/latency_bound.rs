@@ -146,3 +146,37 @@ fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
     std::fs::write(slow.backing("d05/f001"), b"longer").expect("write");
     expect_event(&slow_events, "IN_MODIFY of d05/f001", IN_MODIFY, b"f001");
 }
+
+/// An `inotify_add_watch` for IN_MODIFY on a large directory of a slow mount takes as long as
+/// the first listing with every entry's attributes: longer than the preload's 3 s bound for an
+/// unanswered request. The daemon says at once that the answer comes later, so the application
+/// waits for its wd, as it would in the kernel on that mount, and its events arrive; no watch is
+/// made behind its back.
+#[test]
+fn a_slow_first_listing_returns_the_wd_however_long_it_takes() {
+    const ENTRIES: usize = 2000;
+    let mount = FuseMount::delayfs(50.0);
+    std::fs::create_dir(mount.backing("big")).expect("mkdir");
+    for f in 0..ENTRIES {
+        std::fs::write(mount.backing("big").join(format!("f{f:04}")), b"x").expect("write");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"1s\"\n");
+    let spec = format!("MODIFY:{}", mount.mounted("big").display());
+    let program = artifacts().inotify_client(Libc::Glibc);
+    let began = Instant::now();
+    let mut client = Client::spawn(program, &[&spec], Some(&daemon), true);
+    let ready = client.wait_for(Duration::from_secs(120), |l| l.text == "READY");
+    let took = began.elapsed();
+    assert!(ready.is_some(), "no READY: {}", client.transcript());
+    let lines = client.lines();
+    assert!(
+        lines.iter().any(|l| l.text.starts_with("WATCH 1 ")),
+        "the application got its wd after {took:?}: {lines:?}"
+    );
+    eprintln!("add_watch(IN_MODIFY) on {ENTRIES} entries at 50 ms per request took {took:?}");
+    std::fs::write(mount.backing("big/f0007"), b"changed").expect("modify");
+    client.expect_event("IN_MODIFY f0007", |e| e.matches(IN_MODIFY, "f0007"));
+    let (s, _) = daemon.full_status();
+    assert_eq!(s.watches, 1, "one watch, the application's: {s:?}");
+}
