@@ -45,10 +45,11 @@ fn feed_command(backing: &Path) -> Vec<String> {
 fn wait_healthy(daemon: &Daemon, starts: u64) -> fakenotify_ctl::message::FeedInfo {
     let deadline = Instant::now() + WAIT * 2;
     loop {
+        // A reload applies once a worker found the policies' paths: the feed may not be there yet.
         let (status, _) = daemon.full_status();
-        let feed = status.feeds.first().cloned().expect("status lists the feed");
-        if feed.healthy && feed.starts >= starts {
-            return feed;
+        let feed = status.feeds.first().cloned();
+        if let Some(feed) = feed.as_ref().filter(|f| f.healthy && f.starts >= starts) {
+            return feed.clone();
         }
         assert!(Instant::now() < deadline, "the feed is not healthy: {feed:?}\n{}", daemon.log());
         std::thread::sleep(Duration::from_millis(50));
@@ -390,9 +391,15 @@ fn a_reload_starts_and_stops_feeds() {
     client.mark();
     write(&fuse.backing("after-reload"), b"x");
     expect_within(&mut client, WITHIN, IN_CREATE, "after-reload");
-    // The same feeds again: the command runs on.
+    // The same feeds again: the command runs on (once the reload is applied, as logged).
+    let applied = |daemon: &Daemon| daemon.log().matches("watch policies").count();
+    let before = applied(&daemon);
     daemon.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + WAIT;
+    while applied(&daemon) == before {
+        assert!(Instant::now() < deadline, "the reload was not applied:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(daemon.full_status().0.feeds[0].pid, feed.pid);
     std::fs::write(daemon.dir().join("config.toml"), "[daemon]\n").expect("rewrite the config");
     daemon.signal(libc::SIGHUP);
