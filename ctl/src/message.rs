@@ -121,6 +121,9 @@ mod feed_info {
         pub polls_caused: u64,
         /// Objects whose scheduled polls wait for the safety interval.
         pub long_interval: u64,
+        /// The first 16 of their paths, sorted.
+        #[nserde(default)]
+        pub long_interval_paths: Vec<String>,
         pub safety_interval_ms: u64,
     }
 }

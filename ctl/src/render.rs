@@ -349,6 +349,13 @@ pub fn status_text(s: &Status) -> String {
                 escape(&f.command)
             ));
         }
+        for f in s.feeds.iter().filter(|f| !f.long_interval_paths.is_empty()) {
+            let shown: Vec<String> =
+                f.long_interval_paths.iter().take(3).map(|p| escape(p)).collect();
+            let more = f.long_interval.saturating_sub(shown.len() as u64);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            out.push_str(&format!("  long interval: {}{more}\n", shown.join(", ")));
+        }
         out.push_str(&format!(
             "  (+: healthy; LONG: objects polled only every safety interval, {})\n",
             s.feeds.iter().map(|f| interval(f.safety_interval_ms)).collect::<Vec<_>>().join(", ")

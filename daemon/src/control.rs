@@ -356,7 +356,7 @@ impl Server {
 
     fn feed_infos(&self) -> Vec<FeedInfo> {
         self.feeds
-            .status(now())
+            .status(now(), &self.objects)
             .into_iter()
             .map(|f| FeedInfo {
                 command: f.command,
@@ -371,6 +371,7 @@ impl Server {
                 last_heartbeat_ms: f.heartbeat_age.map(millis),
                 polls_caused: f.polls_caused,
                 long_interval: f.long_interval as u64,
+                long_interval_paths: f.long_interval_paths,
                 safety_interval_ms: millis(f.safety_interval),
             })
             .collect()

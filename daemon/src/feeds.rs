@@ -34,6 +34,8 @@ const CATCH_UP_GAP: Duration = Duration::from_secs(5);
 const MAX_QUEUED_PATHS: usize = 4096;
 /// The path index is rebuilt on a miss when it is older than this.
 const INDEX_MAX_AGE: Duration = Duration::from_secs(1);
+/// Paths of objects on the long interval that `status` lists per feed (the reply is one record).
+const LONG_INTERVAL_LISTED: usize = 16;
 /// A polled object found busy (a poll in flight) is tried again after this.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
@@ -54,6 +56,8 @@ pub struct FeedStatus {
     pub polls_caused: u64,
     /// Objects whose scheduled polls wait for the safety interval.
     pub long_interval: usize,
+    /// The first of their paths, sorted (at most [`LONG_INTERVAL_LISTED`]).
+    pub long_interval_paths: Vec<String>,
     pub safety_interval: Duration,
 }
 
@@ -428,7 +432,7 @@ impl Feeds {
         });
     }
 
-    pub fn status(&self, now: Duration) -> Vec<FeedStatus> {
+    pub fn status(&self, now: Duration, objects: &Slab<WatchedObject>) -> Vec<FeedStatus> {
         self.feeds
             .iter()
             .enumerate()
@@ -445,9 +449,25 @@ impl Feeds {
                 heartbeat_age: f.last_heartbeat.map(|at| now.saturating_sub(at)),
                 polls_caused: self.polls_caused[i],
                 long_interval: self.deferred.values().filter(|d| d.feed == i).count(),
+                long_interval_paths: self.long_interval_paths(i, objects),
                 safety_interval: f.config.safety_interval,
             })
             .collect()
+    }
+}
+
+impl Feeds {
+    fn long_interval_paths(&self, feed: usize, objects: &Slab<WatchedObject>) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .deferred
+            .iter()
+            .filter(|(_, d)| d.feed == feed)
+            .filter_map(|(slot, _)| objects.get(slot.object).filter(|o| o.is_polled()))
+            .map(|o| o.path.clone())
+            .collect();
+        paths.sort();
+        paths.truncate(LONG_INTERVAL_LISTED);
+        paths
     }
 }
 

@@ -288,6 +288,8 @@ time.sleep(1000)
     let feed = &status.feeds[0];
     eprintln!("hostile feed after {elapsed:.1}s: {feed:?}; status answered in {took:?}");
     assert!(feed.bad_lines > 1000, "{feed:?}");
+    // Polled every 2 s without the feed; with it, on the long interval despite the flood.
+    assert!(feed.long_interval_paths.contains(&mount), "{feed:?}");
     // 100 polls a second at most, plus the burst; the 10 000 lines a second name one object.
     assert!(
         (feed.polls_caused as f64) < 100.0 * elapsed + 100.0,
