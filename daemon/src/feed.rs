@@ -1,6 +1,7 @@
 //! One `[[feed]]`: its command as a supervised child whose standard output the event loop
-//! reads line by line. The child runs without a shell, stdin from /dev/null, stderr to the
-//! daemon's; its stdout is a nonblocking CLOEXEC pipe and its exit shows on a pidfd, both in
+//! reads line by line. The child runs without a shell, stdin from /dev/null; its stderr (over
+//! ssh, the server's) is logged, a few lines per 10 s at most; its stdout is a nonblocking
+//! CLOEXEC pipe and its exit shows on a pidfd, both in
 //! the daemon's epoll set. A pidfd rather than SIGCHLD on the signalfd: each child brings its own
 //! fd, the loop reaps exactly that child (`waitpid` on its pid), no process-wide signal state
 //! changes, and nothing else's exit status is taken. Health and restarts are decided by
@@ -25,6 +26,10 @@ const STABLE_RUN: Duration = Duration::from_secs(60);
 const READ_PER_TURN: usize = 64 * 1024;
 /// Bad lines are logged at most this often per feed (with the count in between).
 const BAD_LINE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Lines of a feed's stderr logged per [`BAD_LINE_LOG_EVERY`]; the rest are counted.
+const STDERR_LINES_LOGGED: u32 = 5;
+/// Bytes read from one feed's stderr per readiness.
+const STDERR_PER_TURN: usize = 16 * 1024;
 
 /// Where the child is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +211,37 @@ impl LineSplitter {
 struct Running {
     child: Child,
     stdout: OwnedFd,
+    stderr: OwnedFd,
     pidfd: OwnedFd,
+}
+
+/// How much of a feed's stderr reaches the log: [`STDERR_LINES_LOGGED`] lines per window, then
+/// a count of those dropped. Pure: times come in.
+#[derive(Debug, Default)]
+pub struct StderrLog {
+    window_start: Option<Duration>,
+    logged: u32,
+    dropped: u64,
+}
+
+impl StderrLog {
+    /// Whether to log a line at `now`; when a new window starts, also how many lines the last
+    /// one dropped.
+    pub fn admit(&mut self, now: Duration) -> (bool, u64) {
+        let mut dropped_before = 0;
+        if self.window_start.is_none_or(|at| now.saturating_sub(at) >= BAD_LINE_LOG_EVERY) {
+            self.window_start = Some(now);
+            self.logged = 0;
+            dropped_before = std::mem::take(&mut self.dropped);
+        }
+        if self.logged < STDERR_LINES_LOGGED {
+            self.logged += 1;
+            (true, dropped_before)
+        } else {
+            self.dropped += 1;
+            (false, dropped_before)
+        }
+    }
 }
 
 /// Counters for `status`.
@@ -237,9 +272,16 @@ pub struct Feed {
     /// Bad lines not yet logged, and when one was last logged.
     unlogged_bad: u64,
     last_bad_log: Option<Duration>,
-    /// This feed's epoll tokens: `token` for stdout, `token + 1` for the pidfd.
+    /// Its stderr, split into lines and rate-limited into the log.
+    stderr_lines: LineSplitter,
+    stderr_log: StderrLog,
+    /// This feed's epoll tokens: `token` for stdout, `token + 1` for the pidfd, `token + 2` for
+    /// stderr ([`TOKENS_PER_FEED`]).
     token: u64,
 }
+
+/// Epoll tokens each feed takes.
+pub const TOKENS_PER_FEED: u64 = 3;
 
 impl Feed {
     pub fn new(config: FeedConfig, token: u64) -> Feed {
@@ -253,6 +295,8 @@ impl Feed {
             last_heartbeat: None,
             unlogged_bad: 0,
             last_bad_log: None,
+            stderr_lines: LineSplitter::default(),
+            stderr_log: StderrLog::default(),
             token,
         }
     }
@@ -307,14 +351,18 @@ impl Feed {
             .env_remove("LD_PRELOAD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(SpawnError::Spawn)?;
         let started = (|| {
             let stdout: OwnedFd =
                 child.stdout.take().ok_or(SpawnError::Setup("stdout", Errno::BADF))?.into();
-            rustix::io::ioctl_fionbio(&stdout, true)
-                .map_err(|e| SpawnError::Setup("ioctl FIONBIO", e))?;
+            let stderr: OwnedFd =
+                child.stderr.take().ok_or(SpawnError::Setup("stderr", Errno::BADF))?.into();
+            for fd in [&stdout, &stderr] {
+                rustix::io::ioctl_fionbio(fd, true)
+                    .map_err(|e| SpawnError::Setup("ioctl FIONBIO", e))?;
+            }
             let pid = rustix::process::Pid::from_child(&child);
             let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
                 .map_err(|e| SpawnError::Setup("pidfd_open", e))?;
@@ -326,12 +374,20 @@ impl Feed {
                 let _ = epoll::delete(epoll, &stdout);
                 return Err(SpawnError::Setup("epoll_ctl pidfd", e));
             }
-            Ok((stdout, pidfd))
+            if let Err(e) =
+                epoll::add(epoll, &stderr, EventData::new_u64(self.token + 2), EventFlags::IN)
+            {
+                let _ = epoll::delete(epoll, &stdout);
+                let _ = epoll::delete(epoll, &pidfd);
+                return Err(SpawnError::Setup("epoll_ctl stderr", e));
+            }
+            Ok((stdout, stderr, pidfd))
         })();
         match started {
-            Ok((stdout, pidfd)) => {
+            Ok((stdout, stderr, pidfd)) => {
                 self.splitter.reset();
-                self.running = Some(Running { child, stdout, pidfd });
+                self.stderr_lines.reset();
+                self.running = Some(Running { child, stdout, stderr, pidfd });
                 Ok(())
             }
             Err(error) => {
@@ -396,6 +452,41 @@ impl Feed {
         hints
     }
 
+    /// Logs what the child wrote to stderr (up to [`STDERR_PER_TURN`]), a few lines per window.
+    pub fn read_stderr(&mut self, epoll: BorrowedFd<'_>, now: Duration) {
+        let Some(running) = &self.running else { return };
+        let mut buf = [0u8; 4096];
+        let mut splits = Vec::new();
+        let mut total = 0;
+        while total < STDERR_PER_TURN {
+            match rustix::io::read(&running.stderr, &mut buf) {
+                Ok(0) => {
+                    let _ = epoll::delete(epoll, &running.stderr);
+                    break;
+                }
+                Ok(n) => {
+                    total += n;
+                    self.stderr_lines.push(&buf[..n], &mut splits);
+                }
+                Err(Errno::INTR) => continue,
+                Err(_) => break,
+            }
+        }
+        for split in splits {
+            let text = match &split {
+                Split::Line(line) => fakenotify_ctl::render::escape_bytes(line),
+                Split::TooLong => format!("(a line longer than {MAX_LINE} bytes)"),
+            };
+            let (log, dropped) = self.stderr_log.admit(now);
+            if dropped > 0 {
+                warn!("feed {}: {dropped} stderr lines not logged", self.command_text());
+            }
+            if log {
+                warn!("feed {}: stderr: {text}", self.command_text());
+            }
+        }
+    }
+
     /// Counts a bad line and logs it, rate-limited.
     pub fn bad_line(&mut self, why: &str, now: Duration) {
         self.counters.bad_lines += 1;
@@ -416,6 +507,7 @@ impl Feed {
     pub fn exited(&mut self, epoll: BorrowedFd<'_>, now: Duration) {
         let Some(mut running) = self.running.take() else { return };
         let _ = epoll::delete(epoll, &running.stdout);
+        let _ = epoll::delete(epoll, &running.stderr);
         let _ = epoll::delete(epoll, &running.pidfd);
         let status = match running.child.try_wait() {
             Ok(Some(status)) => status.to_string(),
@@ -435,9 +527,13 @@ impl Feed {
         );
     }
 
-    /// Whether `token` is this feed's (its stdout's or its pidfd's).
+    /// Whether `token` is this feed's (its stdout's, pidfd's or stderr's).
     pub fn owns(&self, token: u64) -> bool {
-        token == self.token || token == self.token + 1
+        (self.token..self.token + TOKENS_PER_FEED).contains(&token)
+    }
+
+    pub fn is_stderr(&self, token: u64) -> bool {
+        token == self.token + 2
     }
 
     pub fn is_pidfd(&self, token: u64) -> bool {
@@ -529,6 +625,16 @@ mod tests {
         sup.line(now + s(61));
         sup.exited(now + s(61));
         assert_eq!(sup.state, FeedState::Backoff { until: now + s(62) });
+    }
+
+    #[test]
+    fn stderr_is_logged_a_few_lines_per_window() {
+        let mut log = StderrLog::default();
+        let admitted: Vec<bool> =
+            (0..8).map(|i| log.admit(s(100) + Duration::from_millis(i)).0).collect();
+        assert_eq!(admitted, [true, true, true, true, true, false, false, false]);
+        assert_eq!(log.admit(s(110)), (true, 3), "a new window says how many were dropped");
+        assert_eq!(log.admit(s(111)), (true, 0));
     }
 
     #[test]

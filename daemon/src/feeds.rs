@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::FeedConfig;
-use crate::feed::{Feed, Hint};
+use crate::feed::{Feed, Hint, TOKENS_PER_FEED};
 use crate::schedule::Slot;
 use crate::slab::Slab;
 use crate::watch::{Source, WatchedObject};
@@ -111,14 +111,14 @@ pub struct Feeds {
 
 impl Feeds {
     /// The feeds of `configs`, each to be started at the first `step`; `token` is the loop's
-    /// token for feeds, to which each feed adds twice its index (stdout) and one (its pidfd).
+    /// token for feeds, to which each feed adds `TOKENS_PER_FEED` times its index.
     pub fn new(configs: &[FeedConfig], token: u64) -> Feeds {
         let n = configs.len();
         Feeds {
             feeds: configs
                 .iter()
                 .enumerate()
-                .map(|(i, c)| Feed::new(c.clone(), token + 2 * i as u64))
+                .map(|(i, c)| Feed::new(c.clone(), token + TOKENS_PER_FEED * i as u64))
                 .collect(),
             healthy: vec![false; n],
             catch_up: vec![None; n],
@@ -154,6 +154,13 @@ impl Feeds {
     /// A feed's stdout or pidfd is ready.
     pub fn on_ready(&mut self, epoll: BorrowedFd<'_>, token: u64, now: Duration) {
         let Some(index) = self.feeds.iter().position(|f| f.owns(token)) else { return };
+        if self.feeds[index].is_stderr(token) {
+            return self.feeds[index].read_stderr(epoll, now);
+        }
+        if self.feeds[index].is_pidfd(token) {
+            // Its last words (ssh's reason, say) are still in the pipe.
+            self.feeds[index].read_stderr(epoll, now);
+        }
         // On the pidfd too: lines written just before the exit are still in the pipe.
         let hints = self.feeds[index].read(epoll, now);
         self.take_hints(index, hints, now);

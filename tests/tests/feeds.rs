@@ -243,7 +243,8 @@ fn a_hostile_feed_costs_bounded_memory_and_polls() {
     let other = FuseMount::new();
     let mount = fuse.mount.display().to_string();
     // Five seconds of: huge lines, binary, paths outside the mapping and with '..', and
-    // 10 000 valid lines a second naming directories (watched and not), with heartbeats.
+    // 10 000 valid lines a second naming directories (watched and not), with heartbeats, and a
+    // flood on stderr.
     let script = format!(
         r#"
 import sys, time
@@ -258,6 +259,7 @@ while time.time() < end:
     out.write(b'{{"v":1,"dir":"' + remote.encode() + b'/../etc"}}\n')
     out.write(b'{{"v":1,"overflow":"/"}}\n')
     out.write(b'{{"v":1,"heartbeat":1}}\n')
+    sys.stderr.write('noise on stderr\n' * 50)
     for i in range(100):
         out.write(b'{{"v":1,"dir":"' + remote.encode() + (b'' if i % 2 else b'/nowhere%d' % i) + b'"}}\n')
         n += 1
@@ -297,6 +299,8 @@ time.sleep(1000)
         feed.polls_caused
     );
     assert!(took < Duration::from_secs(1), "status took {took:?}");
+    let logged = daemon.log().matches("stderr: noise").count();
+    assert!((1..=10).contains(&logged), "{logged} stderr lines logged");
     let rss_after = rss_kib(daemon.pid());
     assert!(
         rss_after < rss_before + 32 * 1024,
