@@ -66,7 +66,7 @@ const SCANNED: u64 = 7 << TOKEN_SHIFT;
 const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 /// An instance's own inotify fd (`InstanceKernel`).
 const INSTANCE_KERNEL: u64 = 9 << TOKEN_SHIFT;
-/// A `[[feed]]`'s stdout or pidfd (`feeds.rs`).
+/// A `[[feed]]`'s stdout, stderr or pidfd (`feeds.rs`).
 const FEED: u64 = 10 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
