@@ -151,7 +151,7 @@ impl Feeds {
         *self = Feeds::new(configs, token);
     }
 
-    /// A feed's stdout or pidfd is ready.
+    /// A feed's stdout, stderr or pidfd is ready.
     pub fn on_ready(&mut self, epoll: BorrowedFd<'_>, token: u64, now: Duration) {
         let Some(index) = self.feeds.iter().position(|f| f.owns(token)) else { return };
         if self.feeds[index].is_stderr(token) {
