@@ -39,14 +39,14 @@ _fakenotify() {
         mapfile -t COMPREPLY < <(compgen -P "$before" -W "$_fakenotify_events" -- "${cur##*,}")
         return
         ;;
-    --poll-interval | -t | --timeout | --format | --timefmt | --exclude | --excludei | --include | --includei)
+    --poll-interval | --heartbeat | --coalesce | -t | --timeout | --format | --timefmt | --exclude | --excludei | --include | --includei)
         return
         ;;
     esac
 
     if [ -z "$verb" ]; then
         local verbs="status list add remove reload stop watch"
-        if [ "$1" = fakenotifyd ]; then verbs="start $verbs"; else verbs="$verbs doctor"; fi
+        if [ "$1" = fakenotifyd ]; then verbs="start $verbs"; else verbs="$verbs doctor feed"; fi
         mapfile -t COMPREPLY < <(compgen -W "$verbs --socket --help --version" -- "$cur")
         return
     fi
@@ -55,11 +55,12 @@ _fakenotify() {
     case $verb in
     start) options="--config --socket --log-level --help" ;;
     add) options="$options --poll-interval --no-recursive --mode" ;;
+    feed) options="--heartbeat --coalesce --help" ;;
     watch) options="$options -m --monitor -r --recursive -e --event -q --quiet -t --timeout --format --no-newline --timefmt --exclude --excludei --include --includei -c --csv -P --no-dereference -o --outfile --fromfile" ;;
     esac
     if [[ $cur == -* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")
-    elif [[ $verb == add || $verb == remove || $verb == watch ]]; then
+    elif [[ $verb == add || $verb == remove || $verb == watch || $verb == feed ]]; then
         mapfile -t COMPREPLY < <(compgen -d -- "$cur")
     elif [[ $verb == doctor ]]; then
         # A PID or a command name, as /proc/PID/comm shows it.

@@ -1,5 +1,5 @@
 # fish completion for fakenotify-ctl (installed in share/fish/vendor_completions.d).
-set -l verbs status list add remove reload stop watch doctor
+set -l verbs status list add remove reload stop watch doctor feed
 set -l events access modify attrib close_write close_nowrite close open moved_from moved_to move move_self create delete delete_self unmount all
 
 complete -c fakenotify-ctl -f
@@ -11,11 +11,12 @@ complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a reload
 complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a stop -d 'stop the daemon'
 complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a watch -d 'print events, as inotifywait'
 complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a doctor -d 'why FakeNotify is (not) at work'
+complete -c fakenotify-ctl -n "not __fish_seen_subcommand_from $verbs" -a feed -d 'on a file server, print changed directories'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from doctor' -a '(__fish_complete_pids)'
 complete -c fakenotify-ctl -l socket -r -F -d 'the daemon socket'
 complete -c fakenotify-ctl -l json -d 'JSON output'
 complete -c fakenotify-ctl -l help -d 'show help'
-complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add remove watch' -a '(__fish_complete_directories)'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add remove watch feed' -a '(__fish_complete_directories)'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add' -l poll-interval -x -d 'poll interval'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add' -l no-recursive -d 'this directory only'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from add' -l mode -x -a 'auto poll inotify'
@@ -35,3 +36,5 @@ complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s c -l csv -d
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s P -l no-dereference -d 'do not follow a symbolic link'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -s o -l outfile -r -F -d 'append events to a file'
 complete -c fakenotify-ctl -n '__fish_seen_subcommand_from watch' -l fromfile -r -F -d 'paths to watch, one a line'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from feed' -l heartbeat -x -d 'heartbeat period'
+complete -c fakenotify-ctl -n '__fish_seen_subcommand_from feed' -l coalesce -x -d 'coalescing window'

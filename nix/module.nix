@@ -4,6 +4,10 @@
 #   services.fakenotify = {
 #     enable = true;
 #     settings.watch = [ { path = "/mnt/nas/media"; poll_interval = "5s"; } ];
+#     settings.feed = [ {
+#       command = [ "ssh" "nas" "fakenotify-ctl" "feed" "/volume1/media" ];
+#       remote = "/volume1/media"; local = "/mnt/nas/media"; safety_interval = "10m";
+#     } ];
 #     preloadInto = [ "jellyfin" "sonarr" ];
 #   };
 {
@@ -19,6 +23,8 @@ let
   configFile = settingsFormat.generate "fakenotify.toml" cfg.settings;
   socket = cfg.settings.daemon.socket or "/run/fakenotify/fakenotify.sock";
   library = "${cfg.package}/lib/fakenotify/libfakenotify.so";
+  # A [[feed]] command (ssh to the file server, an MQTT subscriber) needs the network.
+  hasFeeds = (cfg.settings.feed or [ ]) != [ ];
 in
 {
   options.services.fakenotify = {
@@ -41,11 +47,21 @@ in
             { path = "/mnt/nas/media"; poll_interval = "5s"; recursive = true; }
             { path = "/mnt/nas/downloads"; poll_interval = "2s"; mode = "poll"; }
           ];
+          feed = [
+            {
+              command = [ "ssh" "-i" "/etc/fakenotify/feed_key" "nas" "fakenotify-ctl" "feed" "/volume1/media" ];
+              remote = "/volume1/media";
+              local = "/mnt/nas/media";
+              safety_interval = "10m";
+            }
+          ];
         }
       '';
       description = ''
-        fakenotifyd's configuration, written to /etc/fakenotify/config.toml: the [daemon] table
-        and [[watch]] policies (a list under `watch`), as in deploy/config.example.toml.
+        fakenotifyd's configuration, written to /etc/fakenotify/config.toml: the [daemon] table,
+        [[watch]] policies (a list under `watch`) and [[feed]] tables (a list under `feed`:
+        command, remote, local, safety_interval, heartbeat_timeout), as in
+        deploy/config.example.toml. With feeds the service may use IPv4 and IPv6 sockets.
         A change reloads the daemon (SIGHUP) rather than restarting it.
       '';
     };
@@ -113,7 +129,14 @@ in
             PrivateDevices = true;
             NoNewPrivileges = true;
             CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" "CAP_SETUID" ];
-            RestrictAddressFamilies = [ "AF_UNIX" "AF_NETLINK" ];
+            RestrictAddressFamilies = [
+              "AF_UNIX"
+              "AF_NETLINK"
+            ]
+            ++ lib.optionals hasFeeds [
+              "AF_INET"
+              "AF_INET6"
+            ];
             RestrictNamespaces = true;
             RestrictRealtime = true;
             RestrictSUIDSGID = true;

@@ -24,6 +24,9 @@ Verbs:
                                   print events under PATH, as inotifywait does (no preload needed)
   doctor [PID|COMMAND-NAME]       check the daemon, socket and library, or why a process is (not)
                                   served; each failure with its fix
+  feed [--heartbeat 5s] [--coalesce 100ms] PATH...
+                                  on a file server: print a JSON line per changed directory under
+                                  PATH, for a client daemon's [[feed]] (no daemon needed)
 
 Options (any verb):
   --socket PATH   the daemon's socket (default: $FAKENOTIFY_SOCKET, then /run/fakenotify/fakenotify.sock,
@@ -82,6 +85,7 @@ fn verb_help(verb: &str) -> Option<&'static str> {
         "stop" => "stop [--json]: stop the daemon cleanly. Needs uid 0 or the daemon's uid.\n",
         "watch" => WATCH_HELP,
         "doctor" => DOCTOR_HELP,
+        "feed" => crate::feed::FEED_HELP,
         _ => return None,
     })
 }
@@ -145,6 +149,13 @@ fn run(verb: &str, args: Vec<OsString>) -> Result<(), Failure> {
     if args.contains(["-h", "--help"]) {
         print!("{help}");
         return Ok(());
+    }
+    if verb == "feed" {
+        return match crate::feed::run(args.finish()) {
+            Ok(()) | Err(crate::feed::FeedError::Closed) => Ok(()),
+            Err(crate::feed::FeedError::Usage(message)) => Err(usage(message)),
+            Err(error) => Err(runtime(format!("feed: {error}"))),
+        };
     }
     let json = args.contains("--json");
     let socket_flag: Option<PathBuf> = args

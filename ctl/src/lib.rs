@@ -10,6 +10,8 @@ pub mod cli;
 pub mod doctor;
 pub mod duration;
 pub mod event_format;
+pub mod feed;
+pub mod feed_coalesce;
 pub mod json_check;
 pub mod message;
 pub mod pattern;

@@ -90,6 +90,44 @@ pub struct SlowScan {
     pub waiting: u64,
 }
 
+pub use feed_info::FeedInfo;
+
+/// Apart only for the lint: nanoserde's derive for an `Option` field spells out a `?`.
+mod feed_info {
+    #![allow(clippy::question_mark)]
+
+    use nanoserde::{DeJson, SerJson};
+
+    /// A `[[feed]]` of the daemon: its command's life and what its lines caused.
+    #[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
+    pub struct FeedInfo {
+        pub command: String,
+        pub remote: String,
+        pub local: String,
+        /// `running`, `stopping` (killed for being quiet) or `backoff` (waiting to restart).
+        pub state: String,
+        /// Lines or heartbeats within its `heartbeat_timeout`: objects under `local` are on the
+        /// safety interval.
+        pub healthy: bool,
+        /// 0 when no child runs.
+        pub pid: u32,
+        pub lines: u64,
+        pub bad_lines: u64,
+        /// Times the command was started, the first included.
+        pub starts: u64,
+        /// Since the last heartbeat line; none before the first.
+        pub last_heartbeat_ms: Option<u64>,
+        /// Out-of-turn polls its lines (and catch-ups) caused.
+        pub polls_caused: u64,
+        /// Objects whose scheduled polls wait for the safety interval.
+        pub long_interval: u64,
+        /// The first 16 of their paths, sorted.
+        #[nserde(default)]
+        pub long_interval_paths: Vec<String>,
+        pub safety_interval_ms: u64,
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, SerJson, DeJson)]
 pub struct ErrorCount {
     pub kind: String,
@@ -160,6 +198,9 @@ pub struct Status {
     pub errors: Vec<ErrorCount>,
     /// Mounts whose scanner has been busy with one poll for over a second.
     pub slow_scans: Vec<SlowScan>,
+    /// The `[[feed]]`s (admins only; others see none). Absent from older daemons' replies.
+    #[nserde(default)]
+    pub feeds: Vec<FeedInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, SerJson, DeJson)]
@@ -217,6 +258,21 @@ mod tests {
         }
         let json = status.serialize_json();
         assert_eq!(Status::deserialize_json(&json).ok(), Some(status));
+    }
+
+    #[test]
+    fn a_status_without_feeds_from_an_older_daemon_decodes() {
+        let status = Status {
+            feeds: vec![FeedInfo { command: "ssh nas".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let json = status.serialize_json();
+        let start = json.find(",\"feeds\":").expect("feeds serialised");
+        let older = format!("{}}}", &json[..start]);
+        let decoded = Status::deserialize_json(&older).expect("decodes");
+        assert!(decoded.feeds.is_empty());
+        let back = Status::deserialize_json(&json).expect("decodes");
+        assert_eq!(back.feeds[0].last_heartbeat_ms, None);
     }
 
     #[test]

@@ -324,6 +324,43 @@ pub fn status_text(s: &Status) -> String {
             out.push_str(&format!("  device {device}: {job} {path} for {since}{more}\n"));
         }
     }
+    if !s.feeds.is_empty() {
+        out.push_str(&format!(
+            "\n{:<28} {:<9} {:>8} {:>8} {:>6} {:>9} {:>7} {:>7}  COMMAND\n",
+            "FEED (LOCAL)", "STATE", "PID", "LINES", "BAD", "HEARTBEAT", "POLLS", "LONG"
+        ));
+        for f in &s.feeds {
+            let state = if f.healthy { format!("{}+", f.state) } else { f.state.clone() };
+            let pid = if f.pid == 0 { "-".to_owned() } else { f.pid.to_string() };
+            let beat = match f.last_heartbeat_ms {
+                Some(ms) => format!("{}s ago", ms / 1000),
+                None => "never".to_owned(),
+            };
+            out.push_str(&format!(
+                "{:<28} {:<9} {:>8} {:>8} {:>6} {:>9} {:>7} {:>7}  {}\n",
+                escape(&f.local),
+                state,
+                pid,
+                f.lines,
+                f.bad_lines,
+                beat,
+                f.polls_caused,
+                f.long_interval,
+                escape(&f.command)
+            ));
+        }
+        for f in s.feeds.iter().filter(|f| !f.long_interval_paths.is_empty()) {
+            let shown: Vec<String> =
+                f.long_interval_paths.iter().take(3).map(|p| escape(p)).collect();
+            let more = f.long_interval.saturating_sub(shown.len() as u64);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            out.push_str(&format!("  long interval: {}{more}\n", shown.join(", ")));
+        }
+        out.push_str(&format!(
+            "  (+: healthy; LONG: objects polled only every safety interval, {})\n",
+            s.feeds.iter().map(|f| interval(f.safety_interval_ms)).collect::<Vec<_>>().join(", ")
+        ));
+    }
     if !s.errors.is_empty() {
         out.push_str("\nerrors:\n");
         for e in &s.errors {

@@ -1,5 +1,5 @@
-//! The daemon's configuration file: `[daemon]` settings and one `[[watch]]` table per policy,
-//! read into typed values with the built-in defaults filled in. Every error is one line naming
+//! The daemon's configuration file: `[daemon]` settings, one `[[watch]]` table per policy and
+//! one `[[feed]]` table per feed from a file server, read into typed values with the built-in defaults filled in. Every error is one line naming
 //! the file, the key (`watch[1].poll_interval`) or the line, and the cause, because `start` and
 //! reload print it as it is. The TOML is read by nanoserde 0.2.1, whose table scoping is wrong
 //! and whose lexer has sharp edges; `read_toml` and `split_tables` make up for them.
@@ -58,6 +58,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// The `[[watch]]` policies in file order; no two have the same path.
     pub watches: Vec<WatchPolicy>,
+    /// The `[[feed]]` tables in file order; no two have the same `local`.
+    pub feeds: Vec<FeedConfig>,
 }
 
 /// The `[daemon]` table.
@@ -169,6 +171,30 @@ pub struct WatchPolicy {
     /// `max_poll_interval`: a directory unchanged for several polls is polled less and less
     /// often, up to this; `None` means `daemon.default_max_poll_interval`.
     pub max_poll_interval: Option<Duration>,
+}
+
+/// How long a feed may be quiet before it counts as broken, unless `heartbeat_timeout` says:
+/// three of `fakenotify-ctl feed`'s default heartbeat periods (5 s).
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often objects under a healthy feed are polled, unless `safety_interval` says.
+pub const DEFAULT_SAFETY_INTERVAL: Duration = Duration::from_secs(600);
+
+const FEED_KEYS: [&str; 5] = ["command", "remote", "local", "safety_interval", "heartbeat_timeout"];
+
+/// One `[[feed]]` table: a command whose standard output names directories that changed on a
+/// file server (`fakenotify-ctl feed` there, over ssh or through an MQTT subscriber).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedConfig {
+    /// `command`: the argv, run without a shell; required, not empty.
+    pub command: Vec<String>,
+    /// `remote`: the path prefix the feed's lines name; absolute.
+    pub remote: PathBuf,
+    /// `local`: where `remote` is mounted here; absolute.
+    pub local: PathBuf,
+    /// `safety_interval`: how often objects under `local` are polled while the feed is healthy.
+    pub safety_interval: Duration,
+    /// `heartbeat_timeout`: quiet this long (no line, no heartbeat), the feed counts as broken.
+    pub heartbeat_timeout: Duration,
 }
 
 /// Why a name is not one of an enum's values; `Display` gives the valid ones.
@@ -361,7 +387,18 @@ impl Config {
             }
             watches.push(watch);
         }
-        Ok(Config { daemon, watches })
+        let mut feeds: Vec<FeedConfig> = Vec::with_capacity(tables.feeds.len());
+        for (index, table) in tables.feeds.iter().enumerate() {
+            let feed = feed_config(index, table)?;
+            if let Some(first) = feeds.iter().position(|f| f.local == feed.local) {
+                return Err(ConfigError::at_key(
+                    format!("feed[{index}].local"),
+                    format!("{:?} already has a feed, feed[{first}]", feed.local),
+                ));
+            }
+            feeds.push(feed);
+        }
+        Ok(Config { daemon, watches, feeds })
     }
 
     /// Reads and parses the file at `path`; every error names it.
@@ -455,6 +492,78 @@ fn watch_policy(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<WatchPoli
         }
     }
     Ok(watch)
+}
+
+fn feed_config(index: usize, table: &BTreeMap<&str, &Toml>) -> Result<FeedConfig, ConfigError> {
+    let key = |name: &str| format!("feed[{index}].{}", key_text(name));
+    let mut feed = FeedConfig {
+        command: Vec::new(),
+        remote: PathBuf::new(),
+        local: PathBuf::new(),
+        safety_interval: DEFAULT_SAFETY_INTERVAL,
+        heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+    };
+    for (&name, &value) in table {
+        let set = match name {
+            "command" => argv(value).map(|argv| feed.command = argv),
+            "remote" => watch_path(value).map(|path| feed.remote = path),
+            "local" => watch_path(value).map(|path| feed.local = path),
+            "safety_interval" => duration(value).and_then(|d| {
+                if d < Duration::from_secs(1) {
+                    return Err("at least 1s (it is the polling while the feed is healthy)".into());
+                }
+                feed.safety_interval = d;
+                Ok(())
+            }),
+            "heartbeat_timeout" => duration(value).and_then(|d| {
+                if d < Duration::from_millis(100) {
+                    return Err("at least 100ms".into());
+                }
+                feed.heartbeat_timeout = d;
+                Ok(())
+            }),
+            _ if WATCH_KEYS.contains(&name) => {
+                Err("unknown key (it belongs in a [[watch]] table)".to_owned())
+            }
+            _ if DAEMON_KEYS.contains(&name) => {
+                Err("unknown key (it belongs under [daemon])".to_owned())
+            }
+            _ => Err("unknown key".to_owned()),
+        };
+        set.map_err(|cause| ConfigError::at_key(key(name), cause))?;
+    }
+    for (name, missing) in [
+        ("command", feed.command.is_empty()),
+        ("remote", feed.remote.as_os_str().is_empty()),
+        ("local", feed.local.as_os_str().is_empty()),
+    ] {
+        if missing {
+            return Err(ConfigError::at_key(
+                key(name),
+                "missing (each [[feed]] needs command, remote and local)",
+            ));
+        }
+    }
+    Ok(feed)
+}
+
+/// An argv: a non-empty array of strings, the first not empty, none holding NUL.
+fn argv(value: &Toml) -> Result<Vec<String>, String> {
+    let expected = "expected an array of strings, the program first: [\"ssh\", \"nas\", ...]";
+    let Toml::SimpleArray(items) = value else { return Err(expected.to_owned()) };
+    let mut argv = Vec::with_capacity(items.len());
+    for item in items {
+        let Toml::Str(text) = item else { return Err(expected.to_owned()) };
+        if text.contains('\0') {
+            return Err(format!("{text:?}: holds a NUL"));
+        }
+        argv.push(text.clone());
+    }
+    match argv.first() {
+        None => Err(format!("empty; {expected}")),
+        Some(program) if program.is_empty() => Err("the program (first element) is empty".into()),
+        Some(_) => Ok(argv),
+    }
 }
 
 fn string(value: &Toml) -> Result<&str, String> {
@@ -570,6 +679,7 @@ fn key_text(name: &str) -> String {
 struct Tables<'a> {
     daemon: BTreeMap<&'a str, &'a Toml>,
     watches: Vec<BTreeMap<&'a str, &'a Toml>>,
+    feeds: Vec<BTreeMap<&'a str, &'a Toml>>,
 }
 
 /// Sorts nanoserde's output back into the tables that the text wrote.
@@ -584,10 +694,14 @@ struct Tables<'a> {
 /// key among them was then written in the watch, and is reported there).
 fn split_tables(document: &BTreeMap<String, Toml>) -> Result<Tables<'_>, ConfigError> {
     let unknown_table = |name: &str| {
-        ConfigError::at_key(key_text(name), "unknown table (expected [daemon] or [[watch]])")
+        ConfigError::at_key(
+            key_text(name),
+            "unknown table (expected [daemon], [[watch]] or [[feed]])",
+        )
     };
     let mut prelude: &[BTreeMap<String, Toml>] = &[];
     let mut watches: &[BTreeMap<String, Toml>] = &[];
+    let mut feeds: &[BTreeMap<String, Toml>] = &[];
     for (name, value) in document {
         // Behind the prelude (see `read_toml`), only `[[array]]` tables reach the top level.
         let Toml::Array(entries) = value else {
@@ -596,6 +710,7 @@ fn split_tables(document: &BTreeMap<String, Toml>) -> Result<Tables<'_>, ConfigE
         match name.as_str() {
             PRELUDE if entries.len() == 1 => prelude = entries,
             "watch" => watches = entries,
+            "feed" => feeds = entries,
             "daemon" => {
                 return Err(ConfigError::at_key("daemon", "write [daemon], with single brackets"))
             }
@@ -603,13 +718,20 @@ fn split_tables(document: &BTreeMap<String, Toml>) -> Result<Tables<'_>, ConfigE
         }
     }
 
-    let mut tables = Tables { daemon: BTreeMap::new(), watches: Vec::with_capacity(watches.len()) };
+    let mut tables = Tables {
+        daemon: BTreeMap::new(),
+        watches: Vec::with_capacity(watches.len()),
+        feeds: Vec::with_capacity(feeds.len()),
+    };
     // The keys before the first `[[watch]]`: `[daemon]`'s and any outside a table.
     for (key, value) in prelude.iter().flatten() {
         match key.split_once('.') {
             Some(("daemon", name)) => insert_daemon_key(&mut tables.daemon, name, value)?,
             Some(("watch", _)) => {
                 return Err(ConfigError::at_key("watch", "write [[watch]], with double brackets"));
+            }
+            Some(("feed", _)) => {
+                return Err(ConfigError::at_key("feed", "write [[feed]], with double brackets"));
             }
             Some((table, _)) => return Err(unknown_table(table)),
             None => {
@@ -619,6 +741,8 @@ fn split_tables(document: &BTreeMap<String, Toml>) -> Result<Tables<'_>, ConfigE
                     "unknown key (it belongs under [daemon])"
                 } else if WATCH_KEYS.contains(&key.as_str()) {
                     "unknown key (it belongs in a [[watch]] table)"
+                } else if FEED_KEYS.contains(&key.as_str()) {
+                    "unknown key (it belongs in a [[feed]] table)"
                 } else {
                     "unknown key"
                 };
@@ -626,26 +750,28 @@ fn split_tables(document: &BTreeMap<String, Toml>) -> Result<Tables<'_>, ConfigE
             }
         }
     }
-    for entry in watches {
-        if let Some(table) = foreign_prefix(entry) {
-            return Err(unknown_table(table));
-        }
-        let opened_before_daemon = entry.keys().any(|key| !key.starts_with("daemon."));
-        let mut watch = BTreeMap::new();
-        for (key, value) in entry {
-            match key.strip_prefix("daemon.") {
-                Some(name) if opened_before_daemon => {
-                    insert_daemon_key(&mut tables.daemon, name, value)?
-                }
-                Some(name) => {
-                    watch.insert(name, value);
-                }
-                None => {
-                    watch.insert(key.as_str(), value);
+    for (entries, out) in [(watches, &mut tables.watches), (feeds, &mut tables.feeds)] {
+        for entry in entries {
+            if let Some(table) = foreign_prefix(entry) {
+                return Err(unknown_table(table));
+            }
+            let opened_before_daemon = entry.keys().any(|key| !key.starts_with("daemon."));
+            let mut keys = BTreeMap::new();
+            for (key, value) in entry {
+                match key.strip_prefix("daemon.") {
+                    Some(name) if opened_before_daemon => {
+                        insert_daemon_key(&mut tables.daemon, name, value)?
+                    }
+                    Some(name) => {
+                        keys.insert(name, value);
+                    }
+                    None => {
+                        keys.insert(key.as_str(), value);
+                    }
                 }
             }
+            out.push(keys);
         }
-        tables.watches.push(watch);
     }
     Ok(tables)
 }
@@ -983,6 +1109,7 @@ mode = "inotify"
                 watch("/mnt/nas/media", Some(secs(5)), true),
                 watch("/mnt/nas/downloads", Some(secs(2)), false),
             ],
+            feeds: vec![],
         }
     }
 
@@ -1054,6 +1181,7 @@ mode = "inotify"
                     max_poll_interval: None,
                 },
             ],
+            feeds: vec![],
         };
         assert_eq!(parse(FULL_EXAMPLE), expected);
     }
@@ -1073,6 +1201,7 @@ mode = "inotify"
                     ..watch("/mnt/nas/downloads", Some(secs(2)), false)
                 },
             ],
+            feeds: vec![],
         };
         assert_eq!(parse(DEPLOY_EXAMPLE), expected);
         // The example documents the defaults: its [daemon] table changes nothing else.
@@ -1209,20 +1338,20 @@ mode = "inotify"
         assert_eq!(error("colour = 1\n[daemon]\n"), "colour: unknown key");
         assert_eq!(
             error("[deamon]\nsocket = \"/s\"\n"),
-            "deamon: unknown table (expected [daemon] or [[watch]])"
+            "deamon: unknown table (expected [daemon], [[watch]] or [[feed]])"
         );
         assert_eq!(
             error("[daemon]\n[limits]\nmax_user_watches = 5\n[[watch]]\npath = \"/a\"\n"),
-            "limits: unknown table (expected [daemon] or [[watch]])"
+            "limits: unknown table (expected [daemon], [[watch]] or [[feed]])"
         );
         // An unknown table without keys only shows as nanoserde's prefix on the next watch.
         assert_eq!(
             error("[extra]\n[[watch]]\npath = \"/a\"\n"),
-            "extra: unknown table (expected [daemon] or [[watch]])"
+            "extra: unknown table (expected [daemon], [[watch]] or [[feed]])"
         );
         assert_eq!(
             error("[[watches]]\npath = \"/a\"\n"),
-            "watches: unknown table (expected [daemon] or [[watch]])"
+            "watches: unknown table (expected [daemon], [[watch]] or [[feed]])"
         );
         assert_eq!(
             error("[watch]\npath = \"/a\"\n"),
@@ -1234,7 +1363,7 @@ mode = "inotify"
         );
         assert_eq!(
             error("[[fakenotify-prelude]]\nx = 1\n"),
-            "fakenotify-prelude: unknown table (expected [daemon] or [[watch]])"
+            "fakenotify-prelude: unknown table (expected [daemon], [[watch]] or [[feed]])"
         );
         // nanoserde 0.2.1 panics on this text; behind the prelude it is a plain error.
         assert_eq!(
@@ -1589,5 +1718,107 @@ mode = "inotify"
             assert!(message.starts_with(cause), "{text}: {message}");
             assert_eq!(message.lines().count(), 1, "{message}");
         }
+    }
+    const FEED_EXAMPLE: &str = r#"[daemon]
+default_poll_interval = "60s"
+
+[[watch]]
+path = "/mnt/media"
+
+[[feed]]
+command = ["ssh", "nas", "fakenotify-ctl", "feed", "/volume1/media"]
+remote = "/volume1/media"
+local = "/mnt/media/"
+safety_interval = "10m"
+
+[[feed]]
+command = ["mosquitto_sub", "-t", "nas/feed"]
+remote = "/volume2"
+local = "/mnt/other"
+heartbeat_timeout = "30s"
+"#;
+
+    #[test]
+    fn reads_feed_tables() {
+        let config = parse(FEED_EXAMPLE);
+        assert_eq!(config.watches, vec![watch("/mnt/media", None, true)]);
+        assert_eq!(config.daemon.default_poll_interval, secs(60));
+        assert_eq!(
+            config.feeds,
+            vec![
+                FeedConfig {
+                    command: ["ssh", "nas", "fakenotify-ctl", "feed", "/volume1/media"]
+                        .map(String::from)
+                        .to_vec(),
+                    remote: PathBuf::from("/volume1/media"),
+                    local: PathBuf::from("/mnt/media"),
+                    safety_interval: secs(600),
+                    heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+                },
+                FeedConfig {
+                    command: ["mosquitto_sub", "-t", "nas/feed"].map(String::from).to_vec(),
+                    remote: PathBuf::from("/volume2"),
+                    local: PathBuf::from("/mnt/other"),
+                    safety_interval: DEFAULT_SAFETY_INTERVAL,
+                    heartbeat_timeout: secs(30),
+                },
+            ]
+        );
+        // A feed before [daemon] and the watches: the tables are still told apart.
+        let reordered = "[[feed]]\ncommand = [\"f\"]\nremote = \"/r\"\nlocal = \"/l\"\n\n[daemon]\nlog_level = \"debug\"\n\n[[watch]]\npath = \"/l\"\n";
+        let config = parse(reordered);
+        assert_eq!(config.feeds.len(), 1);
+        assert_eq!(config.feeds[0].local, PathBuf::from("/l"));
+        assert_eq!(config.daemon.log_level, LogLevel::Debug);
+        assert_eq!(config.watches, vec![watch("/l", None, true)]);
+    }
+
+    #[test]
+    fn bad_feed_tables_name_their_key() {
+        let feed = |body: &str| format!("[[feed]]\n{body}\n");
+        let ok = "command = [\"f\"]\nremote = \"/r\"\nlocal = \"/l\"";
+        for (body, expected) in [
+            ("remote = \"/r\"\nlocal = \"/l\"".to_owned(), "feed[0].command: missing"),
+            ("command = [\"f\"]\nlocal = \"/l\"".to_owned(), "feed[0].remote: missing"),
+            ("command = [\"f\"]\nremote = \"/r\"".to_owned(), "feed[0].local: missing"),
+            (format!("{ok}\nx = 1"), "feed[0].x: unknown key"),
+            (
+                format!("{ok}\npath = \"/p\""),
+                "feed[0].path: unknown key (it belongs in a [[watch]]",
+            ),
+            (format!("{ok}\nsafety_interval = \"10\""), "feed[0].safety_interval: "),
+            (format!("{ok}\nsafety_interval = \"10ms\""), "feed[0].safety_interval: at least 1s"),
+            (format!("{ok}\nheartbeat_timeout = \"1ms\""), "feed[0].heartbeat_timeout: at least"),
+            (
+                "command = \"ssh nas\"\nremote = \"/r\"\nlocal = \"/l\"".to_owned(),
+                "feed[0].command: expected an array",
+            ),
+            ("command = []\nremote = \"/r\"\nlocal = \"/l\"".to_owned(), "feed[0].command: "),
+            (
+                "command = [1]\nremote = \"/r\"\nlocal = \"/l\"".to_owned(),
+                "feed[0].command: expected an array",
+            ),
+            (
+                "command = [\"\"]\nremote = \"/r\"\nlocal = \"/l\"".to_owned(),
+                "line 2, column 12: empty string",
+            ),
+            (
+                "command = [\"f\"]\nremote = \"r\"\nlocal = \"/l\"".to_owned(),
+                "feed[0].remote: \"r\": must be an absolute path",
+            ),
+            (
+                "command = [\"f\"]\nremote = \"/r\"\nlocal = \"l\"".to_owned(),
+                "feed[0].local: \"l\": must be an absolute path",
+            ),
+        ] {
+            let message = error(&feed(&body));
+            assert!(message.starts_with(expected), "{message:?} for {body:?}");
+        }
+        let twice = format!("{}{}", feed(ok), feed(ok));
+        assert!(error(&twice).starts_with("feed[1].local: \"/l\" already has a feed, feed[0]"));
+        assert!(
+            error("feed = 1\n").contains("[[feed]]") || error("feed = 1\n").contains("unknown key")
+        );
+        assert!(error("[feed]\ncommand = [\"f\"]\n").contains("[[feed]]"));
     }
 }

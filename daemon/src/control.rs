@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fakenotify_ctl::message::{
-    Budgets, ErrorCount, InstanceInfo, MountInfo, PolicyInfo, Response, SlowScan, Status, UserUse,
+    Budgets, ErrorCount, FeedInfo, InstanceInfo, MountInfo, PolicyInfo, Response, SlowScan, Status,
+    UserUse,
 };
 use fakenotify_proto::control::{ControlRequest, WireMode};
 
@@ -349,6 +350,30 @@ impl Server {
             all_users: viewer.is_none(),
             users,
             budgets,
+            feeds: if viewer.is_none() { self.feed_infos() } else { Vec::new() },
         }
+    }
+
+    fn feed_infos(&self) -> Vec<FeedInfo> {
+        self.feeds
+            .status(now(), &self.objects)
+            .into_iter()
+            .map(|f| FeedInfo {
+                command: f.command,
+                remote: f.remote,
+                local: f.local,
+                state: f.state.into(),
+                healthy: f.healthy,
+                pid: f.pid.unwrap_or(0),
+                lines: f.lines,
+                bad_lines: f.bad_lines,
+                starts: f.starts,
+                last_heartbeat_ms: f.heartbeat_age.map(millis),
+                polls_caused: f.polls_caused,
+                long_interval: f.long_interval as u64,
+                long_interval_paths: f.long_interval_paths,
+                safety_interval_ms: millis(f.safety_interval),
+            })
+            .collect()
     }
 }

@@ -29,6 +29,7 @@ use crate::budget::{self, QueueMeters};
 use crate::config::{Config, DaemonSettings, Mode, WatchPolicy};
 use crate::diff::Change;
 use crate::fanout;
+use crate::feeds::Feeds;
 use crate::fstype;
 use crate::grant;
 use crate::instance::{Flush, Instance, QueuedEvent};
@@ -65,6 +66,8 @@ const SCANNED: u64 = 7 << TOKEN_SHIFT;
 const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 /// An instance's own inotify fd (`InstanceKernel`).
 const INSTANCE_KERNEL: u64 = 9 << TOKEN_SHIFT;
+/// A `[[feed]]`'s stdout, stderr or pidfd (`feeds.rs`).
+const FEED: u64 = 10 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
@@ -178,6 +181,8 @@ pub struct Server {
     next_ticket: u64,
     /// Entries of all polled listings as last counted, and when that count was made.
     pub(crate) entries_total: Option<(Duration, u64)>,
+    /// The `[[feed]]` commands and the polls their lines ask for.
+    pub(crate) feeds: Feeds,
 }
 
 /// The jobs stuck on one worker, for `status`.
@@ -288,6 +293,7 @@ impl Server {
             defaults: PolicyDefaults::of(&config.daemon),
         };
         let queues = QueueMeters::new(&config.daemon.limits);
+        let feeds = Feeds::new(&config.feeds, FEED);
         Ok(Server {
             epoll,
             listener,
@@ -331,6 +337,7 @@ impl Server {
             joins: HashMap::new(),
             policy_changes: HashMap::new(),
             next_ticket: 1,
+            feeds,
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
@@ -371,9 +378,11 @@ impl Server {
                     SCANNED => self.on_scanned(),
                     CHANNEL => self.serve_channel(token & ID_MASK),
                     INSTANCE_KERNEL => self.forward_instance_kernel(token & ID_MASK),
+                    FEED => self.feeds.on_ready(self.epoll.as_fd(), token, now()),
                     _ => {}
                 }
             }
+            self.step_feeds();
             self.flush_dirty();
             self.report_status();
         }
@@ -495,6 +504,7 @@ impl Server {
                 warn_missing_policies(&resolved);
                 self.set_policies(resolved);
                 self.queues.set_limits(&config.daemon.limits);
+                self.feeds.reconfigure(&config.feeds);
                 self.settings = config.daemon;
                 let message = format!(
                     "reloaded {}: {} watch policies{summary}",
@@ -575,6 +585,7 @@ impl Server {
             self.schedule.next_deadline(),
             self.next_idle_deadline(),
             self.peer_log.next_summary().map(|at| Duration::from_secs(at.as_secs() + 1)),
+            self.feeds.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -1818,6 +1829,7 @@ impl Server {
         self.close_idle_connections();
         self.sweep_peer_log();
         let start = now();
+        self.feeds.prune(start);
         self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
         // Due within their slack: back on the schedule after this round.
         let mut not_yet = Vec::new();
@@ -1829,6 +1841,11 @@ impl Server {
             }
             if deadline > start + schedule::slack(object.governance.interval) {
                 not_yet.push((deadline, slot));
+                continue;
+            }
+            // Under a healthy feed, only every safety interval; asked again at its own.
+            if self.feeds.defers(slot, &object.path, start) {
+                self.schedule.at(slot, start + object.governance.interval);
                 continue;
             }
             if state.scan.is_none() {
@@ -2041,6 +2058,13 @@ impl Server {
         };
         for source in self.settle(id, changes) {
             self.poll_out_of_turn(source);
+        }
+    }
+
+    /// Feeds: their supervision, and the out-of-turn polls their lines ask for.
+    fn step_feeds(&mut self) {
+        for id in self.feeds.step(self.epoll.as_fd(), now(), &self.objects) {
+            self.poll_out_of_turn(id);
         }
     }
 

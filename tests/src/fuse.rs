@@ -75,6 +75,17 @@ impl FuseMount {
         FuseMount::up(dir, vec![backing], mount, None, None)
     }
 
+    /// A second bindfs mount of `backing` (another mount's backing directory): two client
+    /// "hosts" of one file server. Its own `backing` is `backing`, which it does not remove.
+    pub fn bindfs_of(backing: &Path) -> FuseMount {
+        const INSTALL: &str = "Debian/Ubuntu: apt-get install bindfs fuse3";
+        require(&["bindfs"], INSTALL);
+        let dir = TempDir::new("fuse");
+        let [mount] = subdirectories(&dir, ["mount"]);
+        run(Command::new("bindfs").arg(backing).arg(&mount), INSTALL);
+        FuseMount::up(dir, vec![backing.to_path_buf()], mount, None, None)
+    }
+
     /// `rclone mount` of a local directory (the `:local:` backend, no configuration file),
     /// with caches short enough that a change behind the mount shows in a listing within
     /// about 100 ms: `--dir-cache-time 100ms` (5 min by default, which hides changes from

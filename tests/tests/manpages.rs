@@ -69,7 +69,10 @@ fn the_man_pages_name_every_option_of_the_help() {
     let ctl = artifacts().fakenotify_ctl();
     let daemon = artifacts().fakenotifyd();
     for (page, helps) in [
-        ("fakenotify-ctl.1", vec![help(ctl.clone(), "watch"), help(ctl, "add")]),
+        (
+            "fakenotify-ctl.1",
+            vec![help(ctl.clone(), "watch"), help(ctl.clone(), "add"), help(ctl, "feed")],
+        ),
         ("fakenotifyd.8", vec![help(daemon, "start")]),
     ] {
         let text = roff(page);
