@@ -115,6 +115,9 @@ const TRIM_AFTER: u64 = 1 << 20;
 /// Request connections open at once; past it the oldest is closed. A client's request takes
 /// milliseconds, so only idle or hostile peers are ever evicted.
 const MAX_CONNECTIONS: usize = 256;
+/// `inotify_add_watch` requests of one uid that may wait on workers at once; past it they get
+/// ENOSPC. An application adds its watches one at a time per thread.
+const MAX_PENDING_PER_UID: usize = 64;
 /// A request connection that has not finished within this time is closed.
 const CONNECTION_IDLE: Duration = Duration::from_secs(3);
 
@@ -1228,6 +1231,20 @@ impl Server {
         worker: u64,
         reply_to: ReplyTo,
     ) -> Option<Reply> {
+        // What waits costs memory and a worker's time: each uid has a bound, as for watches.
+        let waiting = self.pending.iter().filter(|(_, p)| p.uid == uid && !p.cancelled).count();
+        if waiting >= MAX_PENDING_PER_UID {
+            self.warn_peer(
+                uid,
+                "pending",
+                format_args!(
+                    "uid {uid}: {waiting} inotify_add_watch requests wait on slow mounts; \
+                     refusing more with ENOSPC"
+                ),
+            );
+            self.stats.error("limit: pending requests per uid");
+            return Some(reply(Errno::NOSPC));
+        }
         let request = self.pending.insert(PendingAdd {
             key,
             uid,

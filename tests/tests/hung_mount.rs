@@ -254,3 +254,48 @@ fn a_request_abandoned_on_a_hung_mount_leaves_no_watch() {
     }
     drop(app);
 }
+
+/// Requests waiting on a hung mount are bounded per uid: past 64 at once, the next gets ENOSPC
+/// at once, and the daemon serves everyone else as before.
+#[test]
+fn requests_waiting_on_a_hung_mount_are_bounded_per_uid() {
+    use fakenotify_proto::record::Record;
+    use fakenotify_tests::raw_client;
+    use std::os::fd::AsFd;
+
+    let hung = FuseMount::new();
+    std::fs::create_dir(hung.backing("dir")).expect("mkdir");
+    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
+    let channel = raw_client::connect(daemon.socket());
+    let app = raw_client::register(&channel).expect("register an instance");
+    let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
+
+    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut waiting = Vec::new();
+    let mut refused = 0;
+    for _ in 0..70 {
+        let conn = raw_client::connect(daemon.socket());
+        raw_client::send_record(
+            &conn,
+            Record::AddWatch { mask: IN_CREATE },
+            &[app.as_fd(), object.as_fd()],
+        )
+        .expect("send AddWatch");
+        let first = raw_client::first_reply(&conn);
+        if first.is_in_progress() {
+            waiting.push(conn);
+        } else {
+            assert_eq!(first.errno, libc::ENOSPC, "past the bound: {first:?}");
+            refused += 1;
+        }
+    }
+    assert_eq!((waiting.len(), refused), (64, 6), "64 wait, the rest are refused");
+    let (_, took) = daemon.full_status();
+    assert!(took < Duration::from_secs(1), "status took {took:?}");
+    drop(frozen);
+    for conn in &waiting {
+        let reply = raw_client::read_reply(conn);
+        assert_eq!(reply.errno, 0, "a waiting request completes after SIGCONT: {reply:?}");
+    }
+}
