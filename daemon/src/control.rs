@@ -137,7 +137,7 @@ impl Server {
         let count = self.policies.list.len();
         let mut objects = vec![0u64; count + 1];
         let mut backed_off = vec![0u64; count + 1];
-        for (_, object) in self.objects.iter() {
+        for (_, object) in self.registry.iter() {
             let index = object.governance.policy.unwrap_or(count);
             objects[index] += 1;
             if let Source::Polled(state) = &object.source {
@@ -212,7 +212,7 @@ impl Server {
     /// polls bypass the attribute cache.
     fn mount_infos(&self) -> Vec<MountInfo> {
         let mut caches: HashMap<u64, (bool, bool)> = HashMap::new();
-        for (_, object) in self.objects.iter().filter(|(_, o)| o.is_polled()) {
+        for (_, object) in self.registry.iter().filter(|(_, o)| o.is_polled()) {
             let seen = caches.entry(object.id.0).or_default();
             if object.governance.force_sync {
                 seen.0 = true;
@@ -271,7 +271,7 @@ impl Server {
             .values()
             .filter(|i| own(i.uid))
             .flat_map(|i| i.watches.values())
-            .filter_map(|w| self.objects.get(w.object).map(|o| o.path.as_str()))
+            .filter_map(|w| self.registry.get(w.object).map(|o| o.path.as_str()))
             .collect();
         let limits = &self.settings.limits;
         let budgets = Budgets {
@@ -303,7 +303,7 @@ impl Server {
         // The reply must fit one record: the busiest instances are listed, all are counted.
         instances.sort_by_key(|i| std::cmp::Reverse(i.watches));
         instances.truncate(MAX_LISTED_INSTANCES);
-        let polled = self.objects.iter().filter(|(_, o)| o.is_polled()).count() as u64;
+        let polled = self.registry.iter().filter(|(_, o)| o.is_polled()).count() as u64;
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -356,7 +356,7 @@ impl Server {
 
     fn feed_infos(&self) -> Vec<FeedInfo> {
         self.feeds
-            .status(now(), &self.objects)
+            .status(now(), self.registry.objects())
             .into_iter()
             .map(|f| FeedInfo {
                 command: f.command,

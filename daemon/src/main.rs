@@ -32,6 +32,7 @@ mod pending;
 mod place;
 mod policy;
 mod poller;
+mod registry;
 mod restart;
 mod runtime_library;
 mod saved_state;

@@ -31,7 +31,7 @@ impl Server {
         }
         let mut state = SavedState::default();
         let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
-        for (_, object) in self.objects.iter() {
+        for (_, object) in self.registry.iter() {
             let Source::Polled(polled) = &object.source else { continue };
             state.objects.push(SavedObject { id: object.id, is_dir: object.is_dir });
             fds.push(polled.fd.as_fd());
@@ -47,7 +47,7 @@ impl Server {
             });
             fds.push(instance.socket.as_fd());
             for (&wd, watch) in &instance.watches {
-                let Some(object) = self.objects.get(watch.object).filter(|o| o.is_polled()) else {
+                let Some(object) = self.registry.get(watch.object).filter(|o| o.is_polled()) else {
                     continue;
                 };
                 let mask = object.subscribers.iter().find(|s| s.instance == key && s.wd == wd);
@@ -132,7 +132,7 @@ impl Server {
             let Some(&id) = objects.get(&saved.object) else { continue };
             let Some(instance) = self.instances.get_mut(&saved.key) else { continue };
             instance.add_watch(saved.wd, id);
-            if let Some(object) = self.objects.get_mut(id) {
+            if let Some(object) = self.registry.get_mut(id) {
                 object.subscribers.push(Subscriber {
                     instance: saved.key,
                     wd: saved.wd,
@@ -142,7 +142,7 @@ impl Server {
             }
         }
         for &id in objects.values() {
-            if self.objects.get(id).is_some_and(|o| o.subscribers.is_empty()) {
+            if self.registry.get(id).is_some_and(|o| o.subscribers.is_empty()) {
                 self.drop_object(id);
             }
         }

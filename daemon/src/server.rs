@@ -45,6 +45,7 @@ use crate::pending::{PendingAdd, PendingPolicy, PolicyChange, ReplyTo, Stage};
 use crate::place::{self, PlaceJob, Placed};
 use crate::policy::{self, Origin, Policies, PolicyDefaults, ReloadPlan};
 use crate::poller::{self, PollOutcome};
+use crate::registry::Registry;
 use crate::scan::{ScanCounters, ScanIo};
 use crate::scanner::{Done, Job, ResolveJob, ScanJob, ScanResult, Scanners, PATHS_WORKER};
 use crate::schedule::{self, PollSchedule, Slot};
@@ -132,9 +133,8 @@ pub struct Server {
     connections: Slab<Connection>,
     /// Keyed by the inode of the application's end of the pair.
     pub(crate) instances: HashMap<u64, Instance>,
-    pub(crate) objects: Slab<WatchedObject>,
-    by_identity: HashMap<policy::Identity, usize>,
-    by_kernel_wd: HashMap<i32, usize>,
+    /// The watched objects, by identity and by kernel wd.
+    pub(crate) registry: Registry,
     schedule: PollSchedule,
     pub(crate) policies: Policies,
     pub(crate) settings: DaemonSettings,
@@ -306,9 +306,7 @@ impl Server {
             kernel,
             connections: Slab::default(),
             instances: HashMap::new(),
-            objects: Slab::default(),
-            by_identity: HashMap::new(),
-            by_kernel_wd: HashMap::new(),
+            registry: Registry::default(),
             schedule: PollSchedule::default(),
             policies: unresolved.clone(),
             settings: config.daemon,
@@ -393,7 +391,7 @@ impl Server {
         info!(
             "stopping: {} instances, {} watched objects",
             self.instances.len(),
-            self.objects.len()
+            self.registry.len()
         );
         Ok(())
     }
@@ -568,7 +566,7 @@ impl Server {
     /// Applies the current policies to every watched object; intervals take effect at its next
     /// poll. Each polled object keeps its ancestry, so this makes no filesystem call.
     fn regovern(&mut self) {
-        for (_, object) in self.objects.iter_mut() {
+        for (_, object) in self.registry.iter_mut() {
             // Kernel watches have no interval to change.
             let Source::Polled(state) = &object.source else { continue };
             let mode = object.governance.mode;
@@ -1007,7 +1005,7 @@ impl Server {
             return;
         }
         let Some(id) = instance.watches.get(&wd).map(|w| w.object) else { return };
-        let Some(object) = self.objects.get(id) else { return };
+        let Some(object) = self.registry.get(id) else { return };
         let reports_close = object
             .subscribers
             .iter()
@@ -1142,8 +1140,8 @@ impl Server {
             return reply(Errno::NOTDIR);
         }
         let identity = (st.st_dev, st.st_ino);
-        let mut existing = self.by_identity.get(&identity).copied();
-        if existing.is_some_and(|id| self.objects.get(id).is_some_and(WatchedObject::is_polled))
+        let mut existing = self.registry.find(identity);
+        if existing.is_some_and(|id| self.registry.get(id).is_some_and(WatchedObject::is_polled))
             && place::fd_is_stale(object_fd.as_fd(), identity.1, true)
         {
             // A path the server no longer has, opened through a dentry the kernel still
@@ -1179,7 +1177,8 @@ impl Server {
             self.stats.error("limit: max_user_watches");
             return reply(Errno::NOSPC);
         }
-        if let Some(id) = existing.filter(|&id| self.objects.get(id).is_some_and(|o| o.is_polled()))
+        if let Some(id) =
+            existing.filter(|&id| self.registry.get(id).is_some_and(|o| o.is_polled()))
         {
             if let Err(errno) = self.polled_budget(uid, id, Object::Joined) {
                 return reply(errno);
@@ -1198,7 +1197,7 @@ impl Server {
                 }
             }
         };
-        if !joined && self.objects.get(id).is_some_and(|o| o.is_polled()) {
+        if !joined && self.registry.get(id).is_some_and(|o| o.is_polled()) {
             // A new polled object: its fd and listing are known only now; over the uid's
             // budget it goes again at once.
             if let Err(errno) = self.polled_budget(uid, id, Object::New) {
@@ -1209,7 +1208,7 @@ impl Server {
         let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
         let wd = instance.allocate_wd();
         instance.add_watch(wd, id);
-        if let Some(object) = self.objects.get_mut(id) {
+        if let Some(object) = self.registry.get_mut(id) {
             object.subscribers.push(Subscriber { instance: key, wd, mask });
             debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
         }
@@ -1286,8 +1285,8 @@ impl Server {
             self.answer_add(request, reply(Errno::NOTDIR));
             return;
         }
-        let existing = self.by_identity.get(&placed.identity).copied();
-        let polled = existing.filter(|&id| self.objects.get(id).is_some_and(|o| o.is_polled()));
+        let existing = self.registry.find(placed.identity);
+        let polled = existing.filter(|&id| self.registry.get(id).is_some_and(|o| o.is_polled()));
         if polled.is_some() && placed.stale {
             {
                 self.answer_add(request, reply(Errno::NOENT));
@@ -1363,10 +1362,7 @@ impl Server {
                 return;
             }
         };
-        let parent = parent.filter(|parent| {
-            let id = self.by_identity.get(parent);
-            id.and_then(|&id| self.objects.get(id)).is_some_and(|o| o.is_polled())
-        });
+        let parent = parent.filter(|&parent| self.registry.find_polled(parent).is_some());
         let with_stats = mask & STAT_EVENTS != 0;
         let look = poller::Look {
             ino: identity.1,
@@ -1394,8 +1390,7 @@ impl Server {
             subscribers: Vec::new(),
             source: Source::Polled(state),
         };
-        let id = self.objects.insert(object);
-        self.by_identity.insert(identity, id);
+        let id = self.registry.insert(object);
         self.mounts.attach(identity.0, remote.unwrap_or("local"));
         if let Some(pending) = self.pending.get_mut(request) {
             pending.stage = Stage::Joining(id);
@@ -1440,7 +1435,7 @@ impl Server {
                 continue;
             }
             let (key, uid, mask) = (pending.key, pending.uid, pending.mask);
-            let answer = match self.objects.get(id) {
+            let answer = match self.registry.get(id) {
                 Some(object) if object.is_polled() => self.subscribe(key, uid, mask, id),
                 _ => Joined { reply: reply(Errno::NOENT), new_wd: false },
             };
@@ -1456,14 +1451,14 @@ impl Server {
     /// its watch there (IN_MASK_ADD, IN_MASK_CREATE as inotify(7) says).
     fn subscribe(&mut self, key: u64, uid: u32, mask: u32, id: usize) -> Joined {
         let refused = |errno| Joined { reply: reply(errno), new_wd: false };
-        let new_object = self.objects.get(id).is_some_and(|o| o.subscribers.is_empty());
+        let new_object = self.registry.get(id).is_some_and(|o| o.subscribers.is_empty());
         let Some(instance) = self.instances.get(&key) else { return refused(Errno::INVAL) };
         if let Some(wd) = instance.wd_for(id) {
             if mask & IN_MASK_CREATE != 0 {
                 return refused(Errno::EXIST);
             }
             if let Some(sub) = self
-                .objects
+                .registry
                 .get_mut(id)
                 .and_then(|o| o.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd))
             {
@@ -1480,7 +1475,7 @@ impl Server {
         let Some(instance) = self.instances.get_mut(&key) else { return refused(Errno::INVAL) };
         let wd = instance.allocate_wd();
         instance.add_watch(wd, id);
-        if let Some(object) = self.objects.get_mut(id) {
+        if let Some(object) = self.registry.get_mut(id) {
             object.subscribers.push(Subscriber { instance: key, wd, mask });
             debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
         }
@@ -1492,7 +1487,7 @@ impl Server {
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.remove_watch(wd);
         }
-        if let Some(object) = self.objects.get_mut(id) {
+        if let Some(object) = self.registry.get_mut(id) {
             object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
         }
         self.drop_if_unwatched(id);
@@ -1500,7 +1495,7 @@ impl Server {
 
     /// Drops the object `id` if no watch and no request holds it.
     fn drop_if_unwatched(&mut self, id: usize) {
-        let unwatched = self.objects.get(id).is_some_and(|o| o.subscribers.is_empty());
+        let unwatched = self.registry.get(id).is_some_and(|o| o.subscribers.is_empty());
         let waited_for = self.joins.contains_key(&id)
             || self.pending.iter().any(|(_, p)| p.stage == Stage::Joining(id) && !p.cancelled);
         if unwatched && !waited_for {
@@ -1583,7 +1578,7 @@ impl Server {
             return reply(Errno::EXIST);
         }
         self.poll_before_joining(id, mask);
-        if let Some(object) = self.objects.get_mut(id) {
+        if let Some(object) = self.registry.get_mut(id) {
             if let Some(sub) =
                 object.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd)
             {
@@ -1598,7 +1593,7 @@ impl Server {
     /// to the current subscribers under their current masks, as the kernel would have
     /// delivered them; the poll also takes attributes if the new mask needs them.
     fn poll_before_joining(&mut self, id: usize, mask: u32) {
-        let Some(object) = self.objects.get(id) else { return };
+        let Some(object) = self.registry.get(id) else { return };
         if object.is_polled() {
             let want_stats = mask & STAT_EVENTS != 0 && !object.needs_stats();
             self.poll_object(id, want_stats);
@@ -1671,10 +1666,7 @@ impl Server {
                 Ok(kwd) => {
                     object.source = Source::Kernel { wd: kwd };
                     debug!("{}: kernel watch (local filesystem)", object.path);
-                    let id = self.objects.insert(object);
-                    self.by_identity.insert(identity, id);
-                    self.by_kernel_wd.insert(kwd, id);
-                    return Ok(id);
+                    return Ok(self.registry.insert(object));
                 }
                 Err(errno) => {
                     warn!("{}: kernel watch failed ({errno}); polling instead", object.path)
@@ -1705,17 +1697,13 @@ impl Server {
             state.parent = rustix::fs::statat(fd, c"..", rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                 .ok()
                 .map(|st| (st.st_dev, st.st_ino))
-                .filter(|parent| {
-                    let id = self.by_identity.get(parent);
-                    id.and_then(|&id| self.objects.get(id)).is_some_and(|o| o.is_polled())
-                });
+                .filter(|&parent| self.registry.find_polled(parent).is_some());
         }
         object.source = Source::Polled(state);
         self.mounts.attach(identity.0, remote.unwrap_or("local"));
         let interval = object.governance.interval;
         debug!("{}: polled every {interval:?} ({})", object.path, remote.unwrap_or("policy"));
-        let id = self.objects.insert(object);
-        self.by_identity.insert(identity, id);
+        let id = self.registry.insert(object);
         self.schedule_first_poll(Slot { object: id, generation });
         Ok(id)
     }
@@ -1723,7 +1711,7 @@ impl Server {
     /// Widens a kernel watch to the union of its subscribers' masks, through the fd of the
     /// request that changed them. Narrowing needs no syscall: events are filtered per subscriber.
     fn refresh_kernel_mask(&mut self, id: usize, fd: &OwnedFd) {
-        let Some(object) = self.objects.get(id) else { return };
+        let Some(object) = self.registry.get(id) else { return };
         if let Source::Kernel { wd } = object.source {
             if let Err(errno) = self.kernel.watch(fd.as_fd(), object.union_mask()) {
                 warn!("{}: updating kernel watch {wd}: {errno}", object.path);
@@ -1755,13 +1743,13 @@ impl Server {
             instance.push(QueuedEvent { wd, mask: IN_IGNORED, cookie: 0, name: Box::default() });
             self.dirty.insert(key);
         }
-        let Some(object) = self.objects.get_mut(id) else { return };
+        let Some(object) = self.registry.get_mut(id) else { return };
         object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
         self.drop_if_unwatched(id);
     }
 
     pub(crate) fn drop_object(&mut self, id: usize) {
-        let Some(object) = self.objects.remove(id) else { return };
+        let Some(object) = self.registry.remove(id) else { return };
         // Requests waiting to join it learn that it is gone; those whose poll is in flight learn
         // it when the poll comes back for an object that is no longer there.
         for request in self.joins.remove(&id).unwrap_or_default() {
@@ -1769,12 +1757,8 @@ impl Server {
         }
         // Held halves for this object have nobody to go to; those for others go out now.
         self.release_held(id);
-        self.by_identity.remove(&object.id);
         match object.source {
-            Source::Kernel { wd } => {
-                self.by_kernel_wd.remove(&wd);
-                self.kernel.unwatch(wd);
-            }
+            Source::Kernel { wd } => self.kernel.unwatch(wd),
             Source::Polled(_) => self.mounts.detach(object.id.0),
         }
         debug!("{}: no longer watched", object.path);
@@ -1798,7 +1782,7 @@ impl Server {
         // Closing the socket right after removes it from the epoll set anyway.
         let _ = epoll::delete(&self.epoll, &instance.socket);
         for (wd, watch) in &instance.watches {
-            if let Some(object) = self.objects.get_mut(watch.object) {
+            if let Some(object) = self.registry.get_mut(watch.object) {
                 object.subscribers.retain(|s| !(s.instance == key && s.wd == *wd));
                 self.drop_if_unwatched(watch.object);
             }
@@ -1847,11 +1831,11 @@ impl Server {
         self.sweep_peer_log();
         let start = now();
         self.feeds.prune(start);
-        self.pacing.refresh(start, self.objects.iter().map(|(_, o)| o));
+        self.pacing.refresh(start, self.registry.iter().map(|(_, o)| o));
         // Due within their slack: back on the schedule after this round.
         let mut not_yet = Vec::new();
         while let Some((deadline, slot)) = self.schedule.pop_due(start + schedule::MAX_SLACK) {
-            let Some(object) = self.objects.get_mut(slot.object) else { continue };
+            let Some(object) = self.registry.get_mut(slot.object) else { continue };
             let Source::Polled(state) = &object.source else { continue };
             if state.generation != slot.generation {
                 continue;
@@ -1890,7 +1874,7 @@ impl Server {
         let joiners = self.joins.remove(&id).unwrap_or_default();
         let want_stats =
             joiners.iter().filter_map(|&r| self.pending.get(r)).any(|p| p.mask & STAT_EVENTS != 0);
-        let Some(object) = self.objects.get_mut(id) else { return };
+        let Some(object) = self.registry.get_mut(id) else { return };
         let dev = object.id.0;
         let look = poller::Look::of(object, self.mounts.listing(dev), want_stats);
         let Source::Polled(state) = &mut object.source else { return };
@@ -1952,7 +1936,7 @@ impl Server {
     fn on_polled(&mut self, mut result: ScanResult) {
         let id = result.object;
         let joiners = std::mem::take(&mut result.joiners);
-        let current = self.objects.get(id).and_then(|o| match &o.source {
+        let current = self.registry.get(id).and_then(|o| match &o.source {
             Source::Polled(state) => Some(state.generation),
             Source::Kernel { .. } => None,
         });
@@ -1963,7 +1947,7 @@ impl Server {
             }
             return;
         }
-        let Some(object) = self.objects.get_mut(id) else { return };
+        let Some(object) = self.registry.get_mut(id) else { return };
         let Source::Polled(state) = &mut object.source else { return };
         state.dispatched = None;
         let first = result.first;
@@ -2028,7 +2012,7 @@ impl Server {
         let serving = Serving {
             instances: self.instances.len(),
             watches: self.instances.values().map(Instance::watch_count).sum(),
-            polled: self.objects.iter().filter(|(_, o)| o.is_polled()).count(),
+            polled: self.registry.iter().filter(|(_, o)| o.is_polled()).count(),
             polls: self.stats.polls,
         };
         if let Some(line) = self.status_line.due(at, serving) {
@@ -2039,7 +2023,7 @@ impl Server {
     /// Takes what a poll of `id` told of its mount; the mount's turn to listing every poll is
     /// logged, once.
     fn observe_mount(&mut self, id: usize, observed: Observed) {
-        let Some(object) = self.objects.get(id) else { return };
+        let Some(object) = self.registry.get(id) else { return };
         if let Some(mount) = self.mounts.observe(object.id.0, observed) {
             let place = mount.mount_point.as_deref().unwrap_or(&object.path);
             warn!(
@@ -2054,7 +2038,7 @@ impl Server {
     fn take_outcome(&mut self, id: usize, path: &str, outcome: PollOutcome) {
         if !matches!(outcome, PollOutcome::Gone) {
             if let Some(WatchedObject { source: Source::Polled(state), .. }) =
-                self.objects.get_mut(id)
+                self.registry.get_mut(id)
             {
                 state.misses = 0;
                 state.missing_since = None;
@@ -2080,7 +2064,7 @@ impl Server {
 
     /// Feeds: their supervision, and the out-of-turn polls their lines ask for.
     fn step_feeds(&mut self) {
-        for id in self.feeds.step(self.epoll.as_fd(), now(), &self.objects) {
+        for id in self.feeds.step(self.epoll.as_fd(), now(), self.registry.objects()) {
             self.poll_out_of_turn(id);
         }
     }
@@ -2088,7 +2072,7 @@ impl Server {
     /// Polls `id` now unless a poll of it is in flight already.
     fn poll_out_of_turn(&mut self, id: usize) {
         let idle = matches!(
-            self.objects.get(id).map(|o| &o.source),
+            self.registry.get(id).map(|o| &o.source),
             Some(Source::Polled(state)) if state.scan.is_some()
         );
         if idle {
@@ -2119,7 +2103,7 @@ impl Server {
                 (entry.job, entry.what, entry.running) = (job, what, running);
             }
         };
-        for (_, object) in self.objects.iter() {
+        for (_, object) in self.registry.iter() {
             if let Source::Polled(PollState { dispatched: Some(at), .. }) = &object.source {
                 note(object.id.0, "poll", object.path.clone(), *at);
             }
@@ -2140,7 +2124,7 @@ impl Server {
     /// budget group needs it).
     fn schedule_first_poll(&mut self, slot: Slot) {
         let fraction = self.schedule.spread_fraction();
-        if let Some(object) = self.objects.get(slot.object) {
+        if let Some(object) = self.registry.get(slot.object) {
             let first = self.pacing.first_poll(object, now(), fraction);
             self.schedule.at(slot, first);
         }
@@ -2149,7 +2133,7 @@ impl Server {
     /// Polls `id` at once, on the event loop's thread: used when a subscriber that needs
     /// attributes joins, to deliver pending changes and take a baseline with attributes.
     fn poll_object(&mut self, id: usize, want_stats: bool) {
-        let Some(object) = self.objects.get_mut(id) else { return };
+        let Some(object) = self.registry.get_mut(id) else { return };
         let listing = self.mounts.listing(object.id.0);
         let (outcome, observed) =
             poller::poll(object, listing, want_stats, &mut self.scan_io, &mut self.counters);
@@ -2165,14 +2149,9 @@ impl Server {
             // The common poll: nothing found, nothing held. No walk over the other objects.
             return Vec::new();
         }
-        let Some(object) = self.objects.get(id) else { return Vec::new() };
+        let Some(object) = self.registry.get(id) else { return Vec::new() };
         let dev = object.id.0;
-        let others: Vec<usize> = self
-            .objects
-            .iter()
-            .filter(|(other, o)| *other != id && o.id.0 == dev && o.is_dir && o.is_polled())
-            .map(|(other, _)| other)
-            .collect();
+        let others = self.registry.polled_dirs_on(dev, id);
         let created: HashSet<u64> = changes
             .iter()
             .filter(|c| c.mask & IN_CREATE != 0 && c.ino != 0)
@@ -2182,7 +2161,7 @@ impl Server {
         if !created.is_empty() {
             for &other in &others {
                 let Some(Source::Polled(PollState { scan: Some(state), .. })) =
-                    self.objects.get(other).map(|o| &o.source)
+                    self.registry.get(other).map(|o| &o.source)
                 else {
                     continue;
                 };
@@ -2218,7 +2197,7 @@ impl Server {
 
     /// Whether a polled object's fd no longer reaches an inode of its identity.
     fn is_stale(&self, id: usize) -> bool {
-        let Some(object) = self.objects.get(id) else { return false };
+        let Some(object) = self.registry.get(id) else { return false };
         let Source::Polled(state) = &object.source else { return false };
         place::fd_is_stale(state.fd.as_fd(), object.id.1, object.governance.force_sync)
     }
@@ -2232,20 +2211,20 @@ impl Server {
     /// settle it) or such a listing may be in flight, up to `MAX_MISSES` polls in a row and at
     /// least `MIN_MISSING`.
     fn may_have_moved(&mut self, id: usize) -> bool {
-        let Some(object) = self.objects.get(id) else { return false };
+        let Some(object) = self.registry.get(id) else { return false };
         if !object.is_dir || !object.is_polled() {
             return false;
         }
         let identity = object.id;
         let holders: Vec<usize> =
-            self.listed_in(identity).into_iter().map(|(holder, _)| holder).collect();
-        let in_flight = self.objects.iter().any(|(other, o)| {
+            self.registry.listed_in(identity).into_iter().map(|(holder, _)| holder).collect();
+        let in_flight = self.registry.iter().any(|(other, o)| {
             other != id
                 && o.id.0 == identity.0
                 && o.is_dir
                 && matches!(&o.source, Source::Polled(PollState { scan: None, .. }))
         });
-        let Some(Source::Polled(state)) = self.objects.get_mut(id).map(|o| &mut o.source) else {
+        let Some(Source::Polled(state)) = self.registry.get_mut(id).map(|o| &mut o.source) else {
             return false;
         };
         state.misses = state.misses.saturating_add(1);
@@ -2261,7 +2240,7 @@ impl Server {
             let misses = state.misses;
             debug!(
                 "{}: not found in {misses} polls ({} listings hold its inode)",
-                object_path(&self.objects, id),
+                object_path(self.registry.objects(), id),
                 holders.len()
             );
         }
@@ -2279,12 +2258,15 @@ impl Server {
     /// of changes its listing already showed. After a paired IN_MOVED_TO the client moves what
     /// it knew of the subtree, and the directory's changes apply to that afterwards.
     fn follow_moved_directory(&mut self, parent: usize, change: &Change) -> Option<usize> {
-        let parent_object = self.objects.get(parent)?;
-        let &child = self.by_identity.get(&(parent_object.id.0, change.ino))?;
+        let parent_object = self.registry.get(parent)?;
+        let child = self.registry.find((parent_object.id.0, change.ino))?;
         if self.reopen_under(child, parent, &change.name) != Ok(true) {
             return None;
         }
-        debug!("{}: watch follows the renamed directory", object_path(&self.objects, child));
+        debug!(
+            "{}: watch follows the renamed directory",
+            object_path(self.registry.objects(), child)
+        );
         self.reopen_below(child);
         Some(child)
     }
@@ -2295,7 +2277,7 @@ impl Server {
     /// dangling, which may come before or long after the parent is found.
     fn reopen_below(&mut self, root: usize) {
         let children: Vec<(usize, policy::Identity)> = self
-            .objects
+            .registry
             .iter()
             .filter_map(|(id, o)| match &o.source {
                 Source::Polled(PollState { parent: Some(parent), .. }) => Some((id, *parent)),
@@ -2304,7 +2286,7 @@ impl Server {
             .collect();
         let mut found = vec![root];
         while let Some(parent) = found.pop() {
-            let Some(parent_object) = self.objects.get(parent) else { continue };
+            let Some(parent_object) = self.registry.get(parent) else { continue };
             let Source::Polled(PollState { scan: Some(state), .. }) = &parent_object.source else {
                 continue;
             };
@@ -2313,7 +2295,7 @@ impl Server {
                 .iter()
                 .filter(|(_, p)| *p == key)
                 .filter_map(|&(child, _)| {
-                    let ino = self.objects.get(child)?.id.1;
+                    let ino = self.registry.get(child)?.id.1;
                     Some((child, state.snapshot.dir_name(ino)?.to_vec()))
                 })
                 .collect();
@@ -2332,21 +2314,21 @@ impl Server {
     /// listing that holds its inode, reopening that directory first the same way if it
     /// dangles too (`depth` levels up at most). Returns whether it was found.
     fn refind(&mut self, id: usize, depth: u32) -> bool {
-        let Some(object) = self.objects.get(id) else { return false };
+        let Some(object) = self.registry.get(id) else { return false };
         if !object.is_dir || depth == 0 || !object.is_polled() {
             return false;
         }
         let Source::Polled(state) = &object.source else { return false };
-        let mut candidates = self.listed_in(object.id);
+        let mut candidates = self.registry.listed_in(object.id);
         // Its own parent's listing first: another listing that holds the inode number may
         // hold a directory that reused it. Others only when the parent, still watched, no
         // longer lists it (it moved, and the move was not paired); none when the parent is
         // gone, as it is when a tree is removed and its inode numbers taken again.
         if let Some(identity) = state.parent {
-            match self.by_identity.get(&identity) {
+            match self.registry.find(identity) {
                 None => candidates.clear(),
-                Some(known) if candidates.iter().any(|(parent, _)| parent == known) => {
-                    candidates.retain(|(parent, _)| parent == known)
+                Some(known) if candidates.iter().any(|(parent, _)| *parent == known) => {
+                    candidates.retain(|(parent, _)| *parent == known)
                 }
                 Some(_) => {}
             }
@@ -2361,15 +2343,15 @@ impl Server {
             if found == Ok(true) {
                 debug!(
                     "{}: watch found its directory again after a rename above it",
-                    object_path(&self.objects, id)
+                    object_path(self.registry.objects(), id)
                 );
                 self.reopen_below(id);
                 return true;
             }
             debug!(
                 "{}: not under {}/{} ({})",
-                object_path(&self.objects, id),
-                object_path(&self.objects, parent),
+                object_path(self.registry.objects(), id),
+                object_path(self.registry.objects(), parent),
                 String::from_utf8_lossy(&name),
                 found.map_or_else(|e| e.to_string(), |_| "another inode".into())
             );
@@ -2377,30 +2359,13 @@ impl Server {
         false
     }
 
-    /// The polled directories whose last listing holds the directory `identity`, and its name
-    /// in each.
-    fn listed_in(&self, identity: policy::Identity) -> Vec<(usize, Vec<u8>)> {
-        self.objects
-            .iter()
-            .filter_map(|(parent, o)| {
-                let Source::Polled(PollState { scan: Some(state), .. }) = &o.source else {
-                    return None;
-                };
-                if o.id.0 != identity.0 || !o.is_dir {
-                    return None;
-                }
-                Some((parent, state.snapshot.dir_name(identity.1)?.to_vec()))
-            })
-            .collect()
-    }
-
     /// Reopens the polled directory `child` as `name` under the polled directory `parent`.
     /// `Ok(false)` when that name is another inode; an error is `openat`'s.
     fn reopen_under(&mut self, child: usize, parent: usize, name: &[u8]) -> Result<bool, Errno> {
-        let Some(parent_object) = self.objects.get(parent) else { return Ok(false) };
+        let Some(parent_object) = self.registry.get(parent) else { return Ok(false) };
         let Source::Polled(parent_state) = &parent_object.source else { return Ok(false) };
         let Ok(c_name) = std::ffi::CString::new(name) else { return Ok(false) };
-        let Some(identity) = self.objects.get(child).map(|o| o.id) else { return Ok(false) };
+        let Some(identity) = self.registry.get(child).map(|o| o.id) else { return Ok(false) };
         let flags = rustix::fs::OFlags::RDONLY
             | rustix::fs::OFlags::DIRECTORY
             | rustix::fs::OFlags::CLOEXEC;
@@ -2415,7 +2380,7 @@ impl Server {
         }
         let path = format!("{}/{}", parent_object.path, String::from_utf8_lossy(name));
         let parent_identity = parent_object.id;
-        let Some(object) = self.objects.get_mut(child) else { return Ok(false) };
+        let Some(object) = self.registry.get_mut(child) else { return Ok(false) };
         let Source::Polled(state) = &mut object.source else { return Ok(false) };
         state.fd = fd;
         state.parent = Some(parent_identity);
@@ -2437,7 +2402,7 @@ impl Server {
     /// The one fan-out path: queues each of `events` of object `id` for the subscribers that
     /// want it (`fanout`), and ends the IN_ONESHOT watches that got theirs.
     fn fan_out(&mut self, id: usize, events: &[fanout::Event<'_>]) {
-        let Some(object) = self.objects.get(id) else { return };
+        let Some(object) = self.registry.get(id) else { return };
         let own_closes = &mut self.own_closes;
         let fanned = fanout::fan_out(&object.subscribers, events, |instance, wd| {
             own_closes.remove(&(instance, wd))
@@ -2470,7 +2435,7 @@ impl Server {
     /// The watched object disappeared: IN_DELETE for what it held, IN_DELETE_SELF, IN_IGNORED.
     fn object_gone(&mut self, id: usize) {
         self.release_held(id);
-        let Some(object) = self.objects.get(id) else { return };
+        let Some(object) = self.registry.get(id) else { return };
         let mut changes = Vec::new();
         if let Source::Polled(PollState { scan: Some(state), .. }) = &object.source {
             for entry in state.snapshot.entries() {
@@ -2490,7 +2455,7 @@ impl Server {
         debug!("{}: gone", object.path);
         self.deliver(id, &changes);
         let subscribers: Vec<Subscriber> =
-            self.objects.get(id).map(|o| o.subscribers.clone()).unwrap_or_default();
+            self.registry.get(id).map(|o| o.subscribers.clone()).unwrap_or_default();
         for sub in subscribers {
             self.unsubscribe(sub.instance, sub.wd, id);
         }
@@ -2508,15 +2473,12 @@ impl Server {
                 self.overflow_kernel_subscribers();
                 continue;
             }
-            let Some(&id) = self.by_kernel_wd.get(&kwd) else { continue };
+            let Some(id) = self.registry.by_kernel_wd(kwd) else { continue };
             if mask & IN_IGNORED != 0 {
                 // The kernel dropped the watch (object deleted or unmounted).
-                self.by_kernel_wd.remove(&kwd);
-                if let Some(object) = self.objects.get_mut(id) {
-                    object.source = Source::Kernel { wd: -1 };
-                }
+                self.registry.kernel_watch_gone(kwd);
                 let subscribers: Vec<Subscriber> =
-                    self.objects.get(id).map(|o| o.subscribers.clone()).unwrap_or_default();
+                    self.registry.get(id).map(|o| o.subscribers.clone()).unwrap_or_default();
                 for sub in subscribers {
                     self.unsubscribe(sub.instance, sub.wd, id);
                 }
@@ -2557,7 +2519,7 @@ impl Server {
 
     fn overflow_kernel_subscribers(&mut self) {
         let keys: BTreeSet<u64> = self
-            .objects
+            .registry
             .iter()
             .filter(|(_, o)| !o.is_polled())
             .flat_map(|(_, o)| o.subscribers.iter().map(|s| s.instance))

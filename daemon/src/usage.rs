@@ -39,7 +39,7 @@ impl Server {
     /// Entries of the last listing of object `id` (0 for a file, a kernel watch, or a poll in
     /// flight).
     pub(crate) fn listed_entries(&self, id: usize) -> u64 {
-        match self.objects.get(id).map(|o| &o.source) {
+        match self.registry.get(id).map(|o| &o.source) {
             Some(Source::Polled(PollState { scan: Some(state), .. })) => {
                 state.snapshot.len() as u64
             }
@@ -53,7 +53,7 @@ impl Server {
             use_.instances += 1;
             use_.watches += instance.watches.len() as u64;
             for watch in instance.watches.values() {
-                if self.objects.get(watch.object).is_some_and(|o| o.is_polled()) {
+                if self.registry.get(watch.object).is_some_and(|o| o.is_polled()) {
                     use_.polled += 1;
                     use_.entries += self.listed_entries(watch.object);
                 }
@@ -86,7 +86,7 @@ impl Server {
             }
             _ => {
                 let total = self
-                    .objects
+                    .registry
                     .iter()
                     .filter(|&(other, _)| other != id)
                     .map(|(other, _)| other)
