@@ -21,7 +21,8 @@ impl Signals {
         // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is a valid, initialised sigset_t owned by this frame; the calls only
-        // write into it and into the thread's mask, and the daemon has one thread.
+        // write into it and into the thread's mask; `main` calls this before it starts any other
+        // thread, and threads inherit the mask.
         let fd = unsafe {
             libc::sigemptyset(&mut set);
             for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
