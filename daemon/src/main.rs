@@ -10,6 +10,7 @@
 mod log;
 mod budget;
 mod config;
+mod connections;
 mod control;
 mod diff;
 mod fanout;

@@ -27,6 +27,7 @@ use rustix::time::{
 
 use crate::budget::{self, QueueMeters};
 use crate::config::{Config, DaemonSettings, Mode, WatchPolicy};
+use crate::connections::{Accepted, Connections, CONNECTION_IDLE, MAX_CONNECTIONS};
 use crate::diff::Change;
 use crate::fanout;
 use crate::feeds::Feeds;
@@ -100,27 +101,12 @@ struct Joined {
     new_wd: bool,
 }
 
-/// A short-lived request connection and the credentials of its peer.
-struct Connection {
-    fd: OwnedFd,
-    uid: u32,
-    pid: i32,
-    opened: Duration,
-    /// Its request waits for a worker (`pending`): no idle timeout, no further reads.
-    waiting: bool,
-}
-
 /// Queue bytes freed by closing instances after which the heap is trimmed ([`give_memory_back`]).
 const TRIM_AFTER: u64 = 1 << 20;
 
-/// Request connections open at once; past it the oldest is closed. A client's request takes
-/// milliseconds, so only idle or hostile peers are ever evicted.
-const MAX_CONNECTIONS: usize = 256;
 /// `inotify_add_watch` requests of one uid that may wait on workers at once; past it they get
 /// ENOSPC. An application adds its watches one at a time per thread.
 const MAX_PENDING_PER_UID: usize = 64;
-/// A request connection that has not finished within this time is closed.
-const CONNECTION_IDLE: Duration = Duration::from_secs(3);
 
 pub struct Server {
     pub(crate) epoll: OwnedFd,
@@ -130,7 +116,7 @@ pub struct Server {
     armed: Option<Duration>,
     signals: Signals,
     kernel: KernelWatches,
-    connections: Slab<Connection>,
+    connections: Connections,
     /// Keyed by the inode of the application's end of the pair.
     pub(crate) instances: HashMap<u64, Instance>,
     /// The watched objects, by identity and by kernel wd.
@@ -155,8 +141,6 @@ pub struct Server {
     scanners: Scanners,
     /// Receive buffer for request records, kept so a request costs no 60 KiB clear.
     recv_buf: Vec<u8>,
-    /// Held open so that, out of fds, a connection can still be accepted and closed.
-    spare_fd: Option<OwnedFd>,
     /// Watches `(instance, wd)` whose next nameless IN_CLOSE_NOWRITE is the close of the fd
     /// that proved read access for them (`expect_own_close`).
     own_closes: HashSet<(u64, i32)>,
@@ -304,7 +288,7 @@ impl Server {
             armed: None,
             signals,
             kernel,
-            connections: Slab::default(),
+            connections: Connections::default(),
             instances: HashMap::new(),
             registry: Registry::default(),
             schedule: PollSchedule::default(),
@@ -322,7 +306,6 @@ impl Server {
             status_line: StatusLine::default(),
             scanners,
             recv_buf: Vec::new(),
-            spare_fd: spare_fd(),
             own_closes: HashSet::new(),
             event_buf: vec![0; 64 * 1024],
             running: true,
@@ -584,7 +567,7 @@ impl Server {
     fn arm_timer(&mut self) {
         let next = [
             self.schedule.next_deadline(),
-            self.next_idle_deadline(),
+            self.connections.next_idle_deadline(),
             self.peer_log.next_summary().map(|at| Duration::from_secs(at.as_secs() + 1)),
             self.feeds.next_deadline(),
         ]
@@ -613,72 +596,41 @@ impl Server {
     }
 
     fn accept(&mut self) {
-        loop {
-            if self.connections.len() >= MAX_CONNECTIONS {
-                self.close_oldest_connection("too many open request connections");
+        if self.connections.len() >= MAX_CONNECTIONS {
+            self.close_oldest_connection("too many open request connections");
+        }
+        let listener = self.listener.path.display();
+        let id = match self.connections.accept(self.listener.fd.as_fd(), now()) {
+            Accepted::New(id) => id,
+            Accepted::Drained => return,
+            Accepted::OutOfFds(errno) => {
+                // Refused rather than spin on a listener that stays readable.
+                warn!("accept on {listener}: {errno}; refusing a connection");
+                self.stats.error("accept: out of file descriptors");
+                return self.close_oldest_connection("out of file descriptors");
             }
-            let fd = match rustix::net::accept_with(
-                &self.listener.fd,
-                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
-            ) {
-                Ok(fd) => fd,
-                Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
-                Err(Errno::AGAIN) => return,
-                Err(errno @ (Errno::MFILE | Errno::NFILE)) => {
-                    // Out of fds: refuse this peer rather than spin on a listener that stays
-                    // readable. The spare fd makes room to accept and close it.
-                    warn!(
-                        "accept on {}: {errno}; refusing a connection",
-                        self.listener.path.display()
-                    );
-                    self.stats.error("accept: out of file descriptors");
-                    self.spare_fd = None;
-                    let refused = rustix::net::accept(&self.listener.fd);
-                    drop(refused);
-                    self.spare_fd = spare_fd();
-                    self.close_oldest_connection("out of file descriptors");
-                    return;
-                }
-                Err(errno) => {
-                    warn!("accept on {}: {errno}", self.listener.path.display());
-                    return;
-                }
-            };
-            let (uid, pid) = match wire::peer_cred(fd.as_fd()) {
-                Ok(cred) => cred,
-                Err(errno) => {
-                    warn!("SO_PEERCRED: {errno}; closing the connection");
-                    continue;
-                }
-            };
-            let id =
-                self.connections.insert(Connection { fd, uid, pid, opened: now(), waiting: false });
-            let Some(conn) = self.connections.get(id) else { continue };
-            if let Err(errno) = epoll::add(
-                &self.epoll,
-                &conn.fd,
-                EventData::new_u64(CONNECTION | id as u64),
-                EventFlags::IN,
-            ) {
-                warn!("epoll_ctl for a connection: {errno}");
-                self.connections.remove(id);
-            }
-            // A client sends its request right after connecting: it is usually there already,
-            // and answering now saves a trip through epoll_wait.
-            self.serve_connection(id);
-            // One per wake-up: the listener is level-triggered and reports the next one, and a
-            // lone request costs no extra accept that finds nothing.
+            Accepted::Failed(op, errno) => return warn!("{op} on {listener}: {errno}"),
+        };
+        let Some(conn) = self.connections.get(id) else { return };
+        if let Err(errno) = epoll::add(
+            &self.epoll,
+            &conn.fd,
+            EventData::new_u64(CONNECTION | id as u64),
+            EventFlags::IN,
+        ) {
+            warn!("epoll_ctl for a connection: {errno}");
+            self.connections.remove(id);
             return;
         }
+        // A client sends its request right after connecting: it is usually there already,
+        // and answering now saves a trip through epoll_wait. One per wake-up: the listener is
+        // level-triggered and reports the next one, and a lone request costs no extra accept
+        // that finds nothing.
+        self.serve_connection(id);
     }
 
     fn close_oldest_connection(&mut self, why: &str) {
-        let oldest = self
-            .connections
-            .iter()
-            .min_by_key(|(_, c)| (!c.waiting, c.opened))
-            .map(|(id, c)| (id, c.uid, c.pid));
-        if let Some((id, uid, pid)) = oldest {
+        if let Some((id, uid, pid)) = self.connections.to_evict() {
             self.warn_peer(
                 uid,
                 "oldest connection",
@@ -717,14 +669,7 @@ impl Server {
 
     /// Closes request connections that have not finished a request in `CONNECTION_IDLE`.
     fn close_idle_connections(&mut self) {
-        let cutoff = now().saturating_sub(CONNECTION_IDLE);
-        let idle: Vec<(usize, u32, i32)> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.opened <= cutoff && !c.waiting)
-            .map(|(id, c)| (id, c.uid, c.pid))
-            .collect();
-        for (id, uid, pid) in idle {
+        for (id, uid, pid) in self.connections.idle(now()) {
             self.warn_peer(
                 uid,
                 "idle",
@@ -736,19 +681,6 @@ impl Server {
             self.stats.error("connection closed: idle");
             self.close_connection(id);
         }
-    }
-
-    /// When the oldest request connection times out.
-    /// Rounded up to the next whole second, so that a stream of short requests does not re-arm
-    /// the timer for each connection.
-    fn next_idle_deadline(&self) -> Option<Duration> {
-        let oldest = self
-            .connections
-            .iter()
-            .filter(|(_, c)| !c.waiting)
-            .map(|(_, c)| c.opened + CONNECTION_IDLE)
-            .min()?;
-        Some(Duration::from_secs(oldest.as_secs() + 1))
     }
 
     fn close_connection(&mut self, id: usize) {
@@ -2573,15 +2505,6 @@ fn detach(record: Record<'_>) -> Record<'static> {
         Record::Reply(reply) => Record::Reply(reply),
         Record::Control(_) | Record::ControlReply(_) => Record::Control(&[]),
     }
-}
-
-fn spare_fd() -> Option<OwnedFd> {
-    rustix::fs::open(
-        "/",
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()
 }
 
 fn warn_missing_policies(policies: &Policies) {
