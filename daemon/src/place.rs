@@ -10,9 +10,12 @@ use rustix::io::Errno;
 
 use crate::fstype;
 use crate::grant;
+use crate::mounts::Reading;
 use crate::policy::{self, Identity};
-use crate::poller;
-use crate::scan::{self, ScanCounters};
+use crate::poller::{self, Look};
+use crate::registry::{is_watched, Watched};
+use crate::scan::{self, ScanCounters, ScanIo};
+use crate::watch::{ScanState, STAT_EVENTS};
 
 /// One `inotify_add_watch` handed to a worker: the client's fd, moved, so that its last close
 /// (a FUSE `FLUSH` for a file opened for reading) happens on the worker too.
@@ -21,6 +24,10 @@ pub struct PlaceJob {
     pub request: usize,
     pub fd: OwnedFd,
     pub uid: u32,
+    /// The request's mask: whether a first listing takes attributes.
+    pub mask: u32,
+    /// What the registry holds: an object not in it is listed here at once.
+    pub watched: Watched,
 }
 
 /// What a worker found out about the object of a request.
@@ -40,10 +47,16 @@ pub struct Placed {
     pub parent: Option<Identity>,
     /// For people: status and log lines.
     pub path: String,
+    /// The object's first listing, taken here when it was not watched yet; an error of it is
+    /// `Placed::first_failed`.
+    pub first: Option<ScanState>,
+    pub first_failed: Option<(&'static str, Errno)>,
+    /// What that listing cost.
+    pub counters: ScanCounters,
 }
 
-/// Checks and examines the object fd of `job`.
-pub fn place(job: PlaceJob) -> Result<Placed, Errno> {
+/// Checks and examines the object fd of `job`; lists it too if it is new.
+pub fn place(job: PlaceJob, io: &mut ScanIo) -> Result<Placed, Errno> {
     let granted = grant::check(job.fd, job.uid)?;
     let fd = granted.fd.as_fd();
     let st = match rustix::fs::fstat(fd) {
@@ -70,7 +83,35 @@ pub fn place(job: PlaceJob) -> Result<Placed, Errno> {
     } else {
         None
     };
-    Ok(Placed { identity, is_dir, remote, stale, ancestry, kept, parent, path: fd_path(fd) })
+    let mut counters = ScanCounters::default();
+    let (mut first, mut first_failed) = (None, None);
+    if !stale && !is_watched(&job.watched, identity) {
+        let look = Look {
+            ino: identity.1,
+            is_dir,
+            needs_stats: job.mask & STAT_EVENTS != 0,
+            force_sync: true,
+            reading: Reading::EveryPoll,
+        };
+        match poller::first_state(kept.as_fd(), look, io, &mut counters) {
+            Ok(state) => first = Some(state),
+            Err(failed) => first_failed = Some(failed),
+        }
+    }
+    let path = fd_path(fd);
+    Ok(Placed {
+        identity,
+        is_dir,
+        remote,
+        stale,
+        ancestry,
+        kept,
+        parent,
+        path,
+        first,
+        first_failed,
+        counters,
+    })
 }
 
 /// The path of `fd` as this process sees it, or its identity when the kernel cannot say.

@@ -3,17 +3,29 @@
 //! shared inotify fd. Pure bookkeeping: no system call is made here; the objects keep the fds
 //! they are polled through, and the event loop alone touches this.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::policy::Identity;
 use crate::slab::Slab;
 use crate::watch::{PollState, Source, WatchedObject};
+
+/// The identities the registry holds, shared read-only with the workers: one that examines the
+/// object of an `inotify_add_watch` lists it at once when it is new, rather than hand it back
+/// for a second job. A stale answer costs only a listing thrown away.
+pub type Watched = Arc<Mutex<HashSet<Identity>>>;
+
+/// Whether `identity` is watched, by the shared set.
+pub fn is_watched(watched: &Watched, identity: Identity) -> bool {
+    watched.lock().unwrap_or_else(PoisonError::into_inner).contains(&identity)
+}
 
 #[derive(Default)]
 pub struct Registry {
     objects: Slab<WatchedObject>,
     by_identity: HashMap<Identity, usize>,
     by_kernel_wd: HashMap<i32, usize>,
+    watched: Watched,
 }
 
 impl Registry {
@@ -26,6 +38,7 @@ impl Registry {
         };
         let id = self.objects.insert(object);
         self.by_identity.insert(identity, id);
+        self.watched.lock().unwrap_or_else(PoisonError::into_inner).insert(identity);
         if let Some(wd) = kernel_wd {
             self.by_kernel_wd.insert(wd, id);
         }
@@ -37,6 +50,7 @@ impl Registry {
         let object = self.objects.remove(id)?;
         if self.by_identity.get(&object.id) == Some(&id) {
             self.by_identity.remove(&object.id);
+            self.watched.lock().unwrap_or_else(PoisonError::into_inner).remove(&object.id);
         }
         if let Source::Kernel { wd } = object.source {
             self.by_kernel_wd.remove(&wd);
@@ -67,6 +81,11 @@ impl Registry {
     /// The objects, for code that reads them all at once (status, pacing, feeds).
     pub fn objects(&self) -> &Slab<WatchedObject> {
         &self.objects
+    }
+
+    /// The set of watched identities, for a worker.
+    pub fn watched(&self) -> Watched {
+        Arc::clone(&self.watched)
     }
 
     /// The object watched for `identity`.
@@ -147,8 +166,10 @@ mod tests {
         assert_eq!(registry.by_kernel_wd(7), Some(a));
         assert_eq!(registry.by_kernel_wd(-1), None, "no kernel watch is no index entry");
         assert_eq!(registry.find_polled((1, 10)), None);
+        assert!(is_watched(&registry.watched(), (1, 10)));
         assert!(registry.remove(a).is_some());
         assert_eq!((registry.find((1, 10)), registry.by_kernel_wd(7)), (None, None));
+        assert!(!is_watched(&registry.watched(), (1, 10)), "the workers' set follows");
         assert_eq!(registry.len(), 1);
     }
 

@@ -214,7 +214,9 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
     while let Some(job) = next_job(jobs) {
         let done = match job {
             Job::Poll(job) => Done::Poll(run_poll(job, &mut io)),
-            Job::Place(job) => Done::Placed { request: job.request, placed: place::place(job) },
+            Job::Place(job) => {
+                Done::Placed { request: job.request, placed: place::place(job, &mut io) }
+            }
             Job::Resolve(mut job) => {
                 job.policies = resolve(job.policies);
                 Done::Resolved(job)

@@ -1186,7 +1186,9 @@ impl Server {
             stage: Stage::Placing,
             cancelled: false,
         });
-        if self.scanners.dispatch(worker, Job::Place(PlaceJob { request, fd, uid })).is_err() {
+        let watched = self.registry.watched();
+        let job = PlaceJob { request, fd, uid, mask, watched };
+        if self.scanners.dispatch(worker, Job::Place(job)).is_err() {
             self.pending.remove(request);
             return Some(reply(Errno::NOMEM));
         }
@@ -1220,10 +1222,8 @@ impl Server {
         let existing = self.registry.find(placed.identity);
         let polled = existing.filter(|&id| self.registry.get(id).is_some_and(|o| o.is_polled()));
         if polled.is_some() && placed.stale {
-            {
-                self.answer_add(request, reply(Errno::NOENT));
-                return;
-            }
+            self.answer_add(request, reply(Errno::NOENT));
+            return;
         }
         let governance = self.policies.govern(&placed.ancestry);
         let poll = match governance.mode {
@@ -1257,17 +1257,13 @@ impl Server {
         match polled {
             Some(id) => {
                 if rewatch && mask & IN_MASK_CREATE != 0 {
-                    {
-                        self.answer_add(request, reply(Errno::EXIST));
-                        return;
-                    }
+                    self.answer_add(request, reply(Errno::EXIST));
+                    return;
                 }
                 if !rewatch {
                     if let Err(errno) = self.polled_budget(uid, id, Object::Joined) {
-                        {
-                            self.answer_add(request, reply(errno));
-                            return;
-                        }
+                        self.answer_add(request, reply(errno));
+                        return;
                     }
                 }
                 self.join_after_poll(request, id);
@@ -1288,13 +1284,39 @@ impl Server {
         let generation = self.next_generation;
         self.next_generation += 1;
         let Placed { identity, is_dir, remote, kept, parent, path, ancestry, .. } = placed;
-        let Ok(fd) = kept.try_clone() else {
-            {
-                self.answer_add(request, reply(Errno::MFILE));
-                return;
-            }
-        };
+        let (first, first_failed) = (placed.first, placed.first_failed);
+        self.counters.add(&placed.counters);
+        if let Some((op, errno)) = first_failed {
+            warn!("{path}: {op}: {errno}");
+            let errno = if poller::is_gone(errno) { Errno::NOENT } else { errno };
+            self.answer_add(request, reply(errno));
+            return;
+        }
         let parent = parent.filter(|&parent| self.registry.find_polled(parent).is_some());
+        if let Some(scan) = first {
+            // Listed by the worker that examined it: the request joins at once.
+            let mut state = PollState::new(kept, scan, generation, ancestry);
+            state.parent = parent;
+            let object = WatchedObject {
+                id: identity,
+                is_dir,
+                path,
+                governance,
+                subscribers: Vec::new(),
+                source: Source::Polled(state),
+            };
+            let id = self.registry.insert(object);
+            self.mounts.attach(identity.0, remote.unwrap_or("local"));
+            self.schedule_first_poll(Slot { object: id, generation });
+            if let Some(pending) = self.pending.get_mut(request) {
+                pending.stage = Stage::Joining(id);
+            }
+            return self.finish_joins(id, vec![request]);
+        }
+        let Ok(fd) = kept.try_clone() else {
+            self.answer_add(request, reply(Errno::MFILE));
+            return;
+        };
         let with_stats = mask & STAT_EVENTS != 0;
         let look = poller::Look {
             ino: identity.1,
