@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::event::epoll::{self, EventData, EventFlags};
-use rustix::fs::FileType;
+use rustix::fs::{AtFlags, FileType, StatxFlags};
 
 use crate::instance::Instance;
+use crate::intake::Reach;
 use crate::saved_state::{SavedInstance, SavedObject, SavedState, SavedWatch, HEADER, STORE_NAME};
 use crate::sd_notify;
 use crate::server::{Server, INSTANCE};
@@ -77,14 +78,16 @@ impl Server {
         let mut record = None;
         let mut by_identity: HashMap<(u64, u64), OwnedFd> = HashMap::new();
         for fd in fds {
-            let Ok(st) = rustix::fs::fstat(&fd) else { continue };
-            if record.is_none() && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
+            // From the kernel's inode, never from the server: a stored fd may lie on a mount
+            // that hangs now.
+            let Ok(st) = cached_identity(fd.as_fd()) else { continue };
+            if record.is_none() && st.kind == FileType::RegularFile {
                 if let Some(text) = read_record(&fd) {
                     record = Some(text);
                     continue;
                 }
             }
-            by_identity.insert((st.st_dev, st.st_ino), fd);
+            by_identity.insert(st.identity, fd);
         }
         let Some(text) = record else {
             return warn!(
@@ -100,7 +103,14 @@ impl Server {
             let Some(fd) = by_identity.remove(&saved.id) else { continue };
             let mask =
                 state.watches.iter().filter(|w| w.object == saved.id).fold(0, |m, w| m | w.mask);
-            match self.create_object(&fd, saved.is_dir, saved.id, mask) {
+            let created = match self.intake.reach(fd.as_fd()) {
+                Reach::Local => self.create_object(&fd, saved.is_dir, saved.id, mask),
+                // Listed on its worker: a hung mount must not keep the daemon from starting.
+                Reach::Remote { .. } => {
+                    Ok(self.restore_remote_object(fd, saved.is_dir, saved.id, mask))
+                }
+            };
+            match created {
                 Ok(id) => {
                     objects.insert(saved.id, id);
                 }
@@ -148,6 +158,27 @@ impl Server {
         }
         info!("restart: resumed {} instances and {watches} watches", self.instances.len());
     }
+}
+
+/// What the kernel knows of an fd's inode, asked with `AT_STATX_DONT_SYNC`: FUSE, NFS, SMB and
+/// Ceph answer from the inode they hold, without a request to the server.
+struct CachedIdentity {
+    identity: (u64, u64),
+    kind: FileType,
+}
+
+fn cached_identity(fd: BorrowedFd<'_>) -> rustix::io::Result<CachedIdentity> {
+    let st = rustix::fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE | StatxFlags::INO,
+    )?;
+    let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+    Ok(CachedIdentity {
+        identity: (dev, st.stx_ino),
+        kind: FileType::from_raw_mode(u32::from(st.stx_mode)),
+    })
 }
 
 fn write_record(text: &str) -> rustix::io::Result<OwnedFd> {

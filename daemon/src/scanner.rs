@@ -70,6 +70,9 @@ pub struct ScanJob {
     pub state: Option<ScanState>,
     /// Requests waiting for this poll before they join the object (`Server::joins`).
     pub joiners: Vec<usize>,
+    /// Find the object's ancestry too (`policy::ancestry`): an object restored from the fd
+    /// store, whose ancestry was not saved.
+    pub find_ancestry: bool,
 }
 
 /// A finished poll: the state back, what it found, what it cost.
@@ -82,6 +85,8 @@ pub struct ScanResult {
     /// None only when a first listing failed (`outcome` says why).
     pub state: Option<ScanState>,
     pub joiners: Vec<usize>,
+    /// The ancestry, when the job asked for it and it could be found.
+    pub ancestry: Option<Vec<crate::policy::Identity>>,
     pub outcome: PollOutcome,
     /// What the poll tells of its mount.
     pub observed: Observed,
@@ -233,6 +238,11 @@ fn run_poll(mut job: ScanJob, io: &mut ScanIo) -> ScanResult {
     let began = Instant::now();
     let mut observed = Observed::default();
     let first = job.state.is_none();
+    let ancestry = job.find_ancestry.then(|| {
+        crate::policy::identity(job.fd.as_fd())
+            .ok()
+            .map(|id| crate::policy::ancestry(job.fd.as_fd(), id, job.look.is_dir))
+    });
     let outcome = match job.state.as_mut() {
         Some(state) => {
             poller::poll_state(job.fd.as_fd(), state, job.look, io, &mut counters, &mut observed)
@@ -252,6 +262,7 @@ fn run_poll(mut job: ScanJob, io: &mut ScanIo) -> ScanResult {
         first,
         state: job.state,
         joiners: job.joiners,
+        ancestry: ancestry.flatten(),
         outcome,
         observed,
         counters,

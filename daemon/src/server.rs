@@ -158,7 +158,7 @@ pub struct Server {
     /// Bytes of queues freed by closed instances since the heap was last trimmed.
     freed_since_trim: u64,
     /// Which received fds are served on the loop and which on a worker.
-    intake: Intake,
+    pub(crate) intake: Intake,
     /// `inotify_add_watch` requests waiting for a worker.
     pub(crate) pending: Slab<PendingAdd>,
     /// Requests waiting for the next poll of an object before they join it, by object.
@@ -1358,6 +1358,7 @@ impl Server {
             look,
             state: None,
             joiners: vec![request],
+            find_ancestry: false,
         };
         if let Err(job) = self.scanners.dispatch(identity.0, Job::Poll(job)) {
             let Job::Poll(job) = *job else { return };
@@ -1366,6 +1367,69 @@ impl Server {
             }
             self.drop_if_unwatched(id);
         }
+    }
+
+    /// A polled object restored from the fd store on a remote mount: in the registry at once,
+    /// so that its watches are restored with it, and listed for the first time on its worker,
+    /// which finds its ancestry (for policies) too. Until then it matches policies by itself.
+    pub(crate) fn restore_remote_object(
+        &mut self,
+        fd: OwnedFd,
+        is_dir: bool,
+        identity: policy::Identity,
+        mask: u32,
+    ) -> usize {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let governance = self.policies.govern(&[identity]);
+        let with_stats = mask & STAT_EVENTS != 0;
+        let look = poller::Look {
+            ino: identity.1,
+            is_dir,
+            needs_stats: with_stats,
+            force_sync: governance.force_sync,
+            reading: crate::mounts::Reading::EveryPoll,
+        };
+        let dup = fd.try_clone();
+        let path = place::fd_path(fd.as_fd());
+        let state = PollState {
+            fd,
+            scan: None,
+            dispatched: Some(now()),
+            generation,
+            pace: crate::watch::Pace::estimate(0, with_stats),
+            misses: 0,
+            missing_since: None,
+            parent: None,
+            ancestry: Vec::new(),
+        };
+        let object = WatchedObject {
+            id: identity,
+            is_dir,
+            path,
+            governance,
+            subscribers: Vec::new(),
+            source: Source::Polled(state),
+        };
+        let id = self.registry.insert(object);
+        self.mounts.attach(identity.0, "remote");
+        let job = dup.map(|fd| ScanJob {
+            object: id,
+            generation,
+            scheduled: false,
+            urgent: true,
+            fd,
+            look,
+            state: None,
+            joiners: Vec::new(),
+            find_ancestry: true,
+        });
+        let dispatched =
+            job.is_ok_and(|job| self.scanners.dispatch(identity.0, Job::Poll(job)).is_ok());
+        if !dispatched {
+            warn!("restart: {}: no worker to list it", object_path(self.registry.objects(), id));
+        }
+        id
     }
 
     /// Request `request` joins the polled object `id` after its next poll: changes made so far
@@ -1855,6 +1919,7 @@ impl Server {
             look,
             state: Some(scan),
             joiners,
+            find_ancestry: false,
         };
         state.dispatched = Some(now());
         if let Err(job) = self.scanners.dispatch(dev, Job::Poll(job)) {
@@ -1918,8 +1983,19 @@ impl Server {
             for request in joiners {
                 self.answer_add(request, reply(errno));
             }
+            if self.registry.get(id).is_some_and(|o| !o.subscribers.is_empty()) {
+                // A restored object that cannot be listed any more: its watches end.
+                return self.object_gone(id);
+            }
             return self.drop_if_unwatched(id);
         };
+        if let Some(ancestry) = result.ancestry.take() {
+            state.parent = ancestry.get(1).copied();
+            let mode = object.governance.mode;
+            object.governance = self.policies.govern(&ancestry);
+            object.governance.mode = mode;
+            state.ancestry = ancestry;
+        }
         if first {
             state.pace =
                 crate::watch::Pace::estimate(scan.snapshot.len(), scan.snapshot.has_stats());

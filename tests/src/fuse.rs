@@ -15,6 +15,32 @@ use crate::sshd::{Sshd, SSH_PACKAGES};
 use crate::temp::TempDir;
 use crate::WAIT;
 
+/// A stopped FUSE server ([`FuseMount::freeze`]), continued on drop.
+pub struct Frozen(i32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process `FuseMount::freeze` stopped.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// The bindfs process serving `mount` (bindfs puts itself in the background), found by its
+/// command line.
+fn bindfs_pid(mount: &Path) -> i32 {
+    let wanted = mount.to_str().expect("UTF-8 temp path");
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> =
+            cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.first().is_some_and(|a| a.ends_with("bindfs")) && args.iter().any(|a| a == wanted) {
+            return pid;
+        }
+    }
+    panic!("no bindfs process serves {wanted}");
+}
+
 /// `statfs` type of FUSE mounts.
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 /// `statfs` type of tmpfs.
@@ -162,6 +188,16 @@ impl FuseMount {
     /// a hung server would be.
     pub fn server_pid(&self) -> Option<i32> {
         self.server.as_ref().map(|server| server.pid() as i32)
+    }
+
+    /// Stops the process serving the mount (SIGSTOP), as a server that goes away: every call
+    /// on the mount that needs it waits until the returned guard is dropped (SIGCONT, also
+    /// when the test fails, so the mount can be unmounted).
+    pub fn freeze(&self) -> Frozen {
+        let pid = self.server_pid().unwrap_or_else(|| bindfs_pid(&self.mount));
+        // SAFETY: kill(2) on the FUSE server this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP {pid}");
+        Frozen(pid)
     }
 
     /// Starts `command`, a FUSE server that stays in the foreground, and waits for its mount.

@@ -2,44 +2,9 @@
 //! hold up events of other mounts or the control socket; `status` names it while it hangs, and
 //! its events resume when it answers again.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fakenotify_tests::*;
-
-/// The bindfs process serving `mount`, found by its command line.
-fn bindfs_pid(mount: &Path) -> i32 {
-    let wanted = mount.to_str().expect("UTF-8 temp path");
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if args.first().is_some_and(|a| a.ends_with("bindfs")) && args.iter().any(|a| a == wanted) {
-            return pid;
-        }
-    }
-    panic!("no bindfs process serves {wanted}");
-}
-
-/// A stopped process, continued again on drop (also when the test fails), so the mount can be
-/// unmounted.
-struct Frozen(i32);
-
-impl Frozen {
-    fn stop(pid: i32) -> Frozen {
-        // SAFETY: kill(2) on a process this test started (through bindfs).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP {pid}");
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 #[test]
 fn a_hung_mount_does_not_stop_events_of_other_mounts() {
@@ -55,7 +20,7 @@ fn a_hung_mount_does_not_stop_events_of_other_mounts() {
     write(&hung.backing("before"), b"");
     client.expect_event("before", |e| e.matches(IN_CREATE, "before"));
 
-    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    let frozen = hung.freeze();
     write(&hung.backing("during"), b"");
     // Long enough for a poll of the frozen mount to be stuck in its scanner.
     std::thread::sleep(Duration::from_millis(1500));
@@ -141,7 +106,7 @@ fn requests_that_touch_a_hung_mount_wait_alone() {
         Client::inotify_client(Libc::Glibc, &[&specs[0], &specs[1]], Some(&daemon), true);
     let hung_wd = watcher.wd_of(&hung.mount);
 
-    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    let frozen = hung.freeze();
     // Past the kernel's attribute and entry caches of the mount (a second), so that every
     // call there waits for the server.
     std::thread::sleep(Duration::from_millis(1500));
@@ -225,7 +190,7 @@ fn a_request_abandoned_on_a_hung_mount_leaves_no_watch() {
     let app = raw_client::register(&channel).expect("register an instance");
     let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
 
-    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    let frozen = hung.freeze();
     std::thread::sleep(Duration::from_millis(1500));
     let short = raw_client::connect(daemon.socket());
     let mask = IN_CREATE;
@@ -270,7 +235,7 @@ fn requests_waiting_on_a_hung_mount_are_bounded_per_uid() {
     let app = raw_client::register(&channel).expect("register an instance");
     let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
 
-    let frozen = Frozen::stop(bindfs_pid(&hung.mount));
+    let frozen = hung.freeze();
     std::thread::sleep(Duration::from_millis(1500));
     let mut waiting = Vec::new();
     let mut refused = 0;

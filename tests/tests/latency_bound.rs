@@ -107,17 +107,7 @@ fn a_server_stopped_with_statx_calls_in_flight_stalls_only_its_device() {
     let alive_events = watch(&daemon, std::slice::from_ref(&alive.mount), IN_CREATE);
     // Polls of 101 statx at 1 ms, back to back: stopped now, the server holds many requests.
     std::thread::sleep(Duration::from_secs(1));
-    let server = slow.server_pid().expect("delayfs runs as our child");
-    // SAFETY: kill(2) on the delayfs server this test started.
-    assert_eq!(unsafe { libc::kill(server, libc::SIGSTOP) }, 0, "SIGSTOP delayfs");
-    struct Continue(i32);
-    impl Drop for Continue {
-        fn drop(&mut self) {
-            // SAFETY: as above; continues the server also when the test fails.
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
-    }
-    let frozen = Continue(server);
+    let frozen = slow.freeze();
     std::fs::write(slow.backing("d03/during"), b"data").expect("write");
     std::thread::sleep(Duration::from_millis(1500));
 

@@ -208,3 +208,83 @@ fn the_service_manager_hears_what_the_daemon_serves() {
     }
     panic!("no STATUS= line named the client's instance; heard {heard:?}");
 }
+
+/// A restart while a watched mount hangs: the new daemon does not wait for that mount before
+/// it serves (the stored fds are told apart from the kernel's inodes, and restored objects on
+/// remote mounts are listed on their workers). Once the mount answers, the restored watch
+/// reports again with its wd.
+#[test]
+fn a_restart_while_a_watched_mount_hangs_serves_everyone_else() {
+    let fuse = FuseMount::new();
+    let local = TempDir::new("local");
+    let dir = TempDir::new("restart");
+    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let socket = dir.join("fakenotify.sock");
+
+    let mut first = start(&dir, &notify_path, &[]);
+    wait_ready(&notify);
+    let spec = format!("IN_CREATE:{}", fuse.mount.display());
+    let program = artifacts().inotify_client(Libc::Glibc);
+    let mut client = Client::spawn_with_socket(&program, &["-n", &spec], &socket, true);
+    client.expect_line("READY", |l| l.text == "READY");
+    write(&fuse.backing("before"), b"");
+    let before = client.expect_event("before", |e| e.matches(IN_CREATE, "before"));
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) };
+    let mut stored = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some((text, fds)) = receive(&notify, Duration::from_millis(200)) {
+            if !text.starts_with("STATUS=") {
+                stored.extend(fds);
+            }
+        }
+        if first.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+    }
+    assert!(first.0.wait().expect("wait for the first daemon").success());
+
+    let frozen = fuse.freeze();
+    // Past the kernel's attribute cache of the mount, so that every call there would wait.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let _second = start(&dir, &notify_path, &stored);
+    drop(stored);
+    wait_ready(&notify);
+    let local_spec = format!("IN_CREATE:{}", local.path().display());
+    let mut other = Client::spawn_with_socket(&program, &["-n", &local_spec], &socket, true);
+    other.expect_line("READY", |l| l.text == "READY");
+    assert!(other.lines().iter().any(|l| l.text.ends_with(" socket")), "served by the daemon");
+    write(&local.join("local-file"), b"");
+    other.expect_event("a local create while the mount hangs", |e| {
+        e.matches(IN_CREATE, "local-file")
+    });
+
+    // While the mount hung, the restored object's first listing waited on its worker: it is
+    // taken once the mount answers, and changes come after it.
+    drop(frozen);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = run_ctl(&socket, &["status", "--json"], false);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let status: fakenotify_ctl::message::Status =
+            nanoserde::DeJson::deserialize_json(&text).expect("status JSON");
+        if status.slow_scans.is_empty() && status.objects_polled == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restored object was never listed: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    write(&fuse.backing("after"), b"");
+    let log = || std::fs::read_to_string(dir.join("daemon-3.log")).unwrap_or_default();
+    let after = client.wait_for(WAIT, |l| {
+        EventLine::parse(&l.text).is_some_and(|e| e.matches(IN_CREATE, "after"))
+    });
+    let after = after.and_then(|l| EventLine::parse(&l.text));
+    let after = after.unwrap_or_else(|| panic!("no event after SIGCONT; log:\n{}", log()));
+    assert_eq!(after.wd, before.wd, "the watch keeps its wd across the restart");
+}
