@@ -259,7 +259,7 @@ impl Feeds {
         epoll: BorrowedFd<'_>,
         now: Duration,
         objects: &Slab<WatchedObject>,
-    ) -> Vec<usize> {
+    ) -> Vec<(usize, usize)> {
         if self.feeds.is_empty() {
             return Vec::new();
         }
@@ -316,6 +316,12 @@ impl Feeds {
         }
     }
 
+    /// A poll `step` handed out that the device's `max_ops` budget holds back: it is asked
+    /// again at `turn`, so that what a feed causes stays inside the budget like any poll.
+    pub fn held_back(&mut self, id: usize, feed: usize, turn: Duration) {
+        self.schedule(id, PendingPoll { feed, at: turn, settle_after: false });
+    }
+
     /// Keeps the earlier of two pending polls of one object (a hint's over a settling one).
     fn schedule(&mut self, id: usize, poll: PendingPoll) {
         if let Some(old) = self.pending.get(&id).copied() {
@@ -328,7 +334,8 @@ impl Feeds {
         self.by_time.insert((poll.at, id), ());
     }
 
-    fn due_polls(&mut self, now: Duration, objects: &Slab<WatchedObject>) -> Vec<usize> {
+    /// The polls due now, each as `(object, feed)`.
+    fn due_polls(&mut self, now: Duration, objects: &Slab<WatchedObject>) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         self.refill(now);
         let mut retry = Vec::new();
@@ -356,7 +363,7 @@ impl Feeds {
             );
             self.polls_caused[poll.feed] += 1;
             self.last_hint_poll.insert(id, now);
-            out.push(id);
+            out.push((id, poll.feed));
             if poll.settle_after {
                 retry.push((
                     id,

@@ -2092,9 +2092,16 @@ impl Server {
         }
     }
 
-    /// Feeds: their supervision, and the out-of-turn polls their lines ask for.
+    /// Feeds: their supervision, and the out-of-turn polls their lines and catch-ups ask for,
+    /// inside each device's `max_ops` budget like any poll.
     fn step_feeds(&mut self) {
-        for id in self.feeds.step(self.epoll.as_fd(), now(), self.registry.objects()) {
+        let now = now();
+        for (id, feed) in self.feeds.step(self.epoll.as_fd(), now, self.registry.objects()) {
+            let Some(object) = self.registry.get_mut(id) else { continue };
+            if let Some(turn) = self.pacing.hold(object, now) {
+                self.feeds.held_back(id, feed, turn);
+                continue;
+            }
             self.poll_out_of_turn(id);
         }
     }
