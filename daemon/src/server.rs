@@ -1807,6 +1807,31 @@ impl Server {
         }
         self.dirty.remove(&key);
         self.own_closes.retain(|&(instance, _)| instance != key);
+        // Its requests still waiting on a short connection get their answer now: the
+        // instance is gone, as if its fd had been closed before the call.
+        let orphaned: Vec<usize> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.key == key && !p.cancelled)
+            .map(|(request, _)| request)
+            .collect();
+        for request in orphaned {
+            if let Some(pending) = self.pending.get_mut(request) {
+                if let ReplyTo::Connection(id) = pending.reply_to {
+                    pending.cancelled = true;
+                    if let Some(conn) = self.connections.get_mut(id) {
+                        conn.waiting = false;
+                        conn.opened = now();
+                        // The connection is closed next anyway if the peer is gone.
+                        let _ = wire::send_record(
+                            conn.fd.as_fd(),
+                            &Record::Reply(reply(Errno::BADF)),
+                            &[],
+                        );
+                    }
+                }
+            }
+        }
         self.cancel_pending(|_, instance| instance == key);
         debug!("instance {key}: closed by pid {}", instance.pid);
         drop(instance);

@@ -264,3 +264,37 @@ fn requests_waiting_on_a_hung_mount_are_bounded_per_uid() {
         assert_eq!(reply.errno, 0, "a waiting request completes after SIGCONT: {reply:?}");
     }
 }
+
+/// A request waiting on a hung mount whose instance is closed meanwhile is answered at once
+/// (EBADF, as for a call on an fd closed before it), so no thread stays blocked for nothing.
+#[test]
+fn a_waiting_request_whose_instance_closes_is_answered_at_once() {
+    use fakenotify_proto::record::Record;
+    use fakenotify_tests::raw_client;
+    use std::os::fd::AsFd;
+
+    let hung = FuseMount::new();
+    std::fs::create_dir(hung.backing("dir")).expect("mkdir");
+    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
+    let channel = raw_client::connect(daemon.socket());
+    let app = raw_client::register(&channel).expect("register an instance");
+    let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
+
+    let frozen = hung.freeze();
+    std::thread::sleep(Duration::from_millis(1500));
+    let short = raw_client::connect(daemon.socket());
+    raw_client::send_record(
+        &short,
+        Record::AddWatch { mask: IN_CREATE },
+        &[app.as_fd(), object.as_fd()],
+    )
+    .expect("send AddWatch");
+    assert!(raw_client::first_reply(&short).is_in_progress());
+    drop(app);
+    drop(channel);
+    let began = Instant::now();
+    let answer = raw_client::read_reply(&short);
+    assert_eq!(answer.errno, libc::EBADF, "the instance is gone: {answer:?}");
+    assert!(began.elapsed() < Duration::from_secs(2), "answered after {:?}", began.elapsed());
+    drop(frozen);
+}
