@@ -73,6 +73,9 @@ const FEED: u64 = 10 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
+/// The largest directory that moved in unpaired whose poll runs on the event loop before its
+/// event goes out (`settle`); a larger one is polled on its worker.
+const INLINE_POLL_MAX: u64 = 1000;
 /// How many dangling ancestors a directory found missing may reopen to find itself again.
 const REFIND_DEPTH: u32 = 16;
 /// Polls in a row that may miss a directory before it counts as gone whatever the listings say,
@@ -2247,8 +2250,12 @@ impl Server {
                         d.change.mask & IN_MOVED_FROM != 0 && d.change.pair == change.pair
                     });
                 if let Some(child) = self.follow_moved_directory(delivery.object, change) {
-                    if !paired {
+                    if !paired && self.listed_entries(child) <= INLINE_POLL_MAX {
                         self.poll_object(child, false);
+                    } else if !paired {
+                        // Too large to list on the loop: its poll runs on its worker, and a
+                        // client that lists it may hear of some entries twice.
+                        self.poll_out_of_turn(child);
                     }
                 }
             }
