@@ -840,17 +840,7 @@ impl Server {
             Ok(received) => received,
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.drop_channel(key),
-            Err(error) => {
-                self.warn_peer(
-                    uid,
-                    "protocol",
-                    format_args!(
-                        "instance {key} (pid {pid} uid {uid}): {error}; closing its request channel"
-                    ),
-                );
-                self.stats.error("protocol");
-                return self.drop_channel(key);
-            }
+            Err(error) => return self.channel_misbehaved(key, uid, pid, &error),
         };
         let answer = match received.channel_record() {
             Ok(record) => {
@@ -859,17 +849,7 @@ impl Server {
                 self.watch_request(key, uid, record, object, ReplyTo::Channel(key))
                     .unwrap_or(Reply::IN_PROGRESS)
             }
-            Err(error) => {
-                self.warn_peer(
-                    uid,
-                    "protocol",
-                    format_args!(
-                        "instance {key} (pid {pid} uid {uid}): {error}; closing its request channel"
-                    ),
-                );
-                self.stats.error("protocol");
-                return self.drop_channel(key);
-            }
+            Err(error) => return self.channel_misbehaved(key, uid, pid, &error),
         };
         // As in `serve_connection`: queued events first, the carried fds closed after the reply.
         self.flush_dirty();
@@ -948,6 +928,20 @@ impl Server {
         if matches!(object.source, Source::Kernel { .. }) && reports_close {
             self.own_closes.insert((key, wd));
         }
+    }
+
+    /// A malformed record on instance `key`'s channel: logged (rate-limited) and the channel
+    /// dropped; the instance and its watches stay.
+    fn channel_misbehaved(&mut self, key: u64, uid: u32, pid: i32, error: &dyn std::fmt::Display) {
+        self.warn_peer(
+            uid,
+            "protocol",
+            format_args!(
+                "instance {key} (pid {pid} uid {uid}): {error}; closing its request channel"
+            ),
+        );
+        self.stats.error("protocol");
+        self.drop_channel(key);
     }
 
     fn drop_channel(&mut self, key: u64) {

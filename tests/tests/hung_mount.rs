@@ -2,8 +2,12 @@
 //! hold up events of other mounts or the control socket; `status` names it while it hangs, and
 //! its events resume when it answers again.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use fakenotify_proto::record::{Record, Reply};
+use fakenotify_tests::fuse::Frozen;
+use fakenotify_tests::raw_client;
 use fakenotify_tests::*;
 
 #[test]
@@ -176,39 +180,72 @@ fn requests_that_touch_a_hung_mount_wait_alone() {
     }
 }
 
+/// A raw protocol client's instance and a directory it opened on a bindfs mount, with the
+/// mount then frozen past the kernel's caches: every request about the directory waits.
+struct RawOnHung {
+    // Dropped in order: the mount is continued before it is unmounted.
+    frozen: Option<Frozen>,
+    _mount: FuseMount,
+    daemon: Daemon,
+    channel: Option<OwnedFd>,
+    app: Option<OwnedFd>,
+    object: std::fs::File,
+}
+
+impl RawOnHung {
+    fn new() -> RawOnHung {
+        let hung = FuseMount::new();
+        std::fs::create_dir(hung.backing("dir")).expect("mkdir");
+        let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
+        let channel = raw_client::connect(daemon.socket());
+        let app = raw_client::register(&channel).expect("register an instance");
+        let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
+        let frozen = hung.freeze();
+        std::thread::sleep(Duration::from_millis(1500));
+        RawOnHung {
+            frozen: Some(frozen),
+            _mount: hung,
+            daemon,
+            channel: Some(channel),
+            app: Some(app),
+            object,
+        }
+    }
+
+    /// Sends an AddWatch for the directory on a new short connection; returns the connection
+    /// and the daemon's first reply.
+    fn add_watch(&self) -> (OwnedFd, Reply) {
+        let conn = raw_client::connect(self.daemon.socket());
+        let app = self.app.as_ref().expect("the instance is open");
+        raw_client::send_record(
+            &conn,
+            Record::AddWatch { mask: IN_CREATE },
+            &[app.as_fd(), self.object.as_fd()],
+        )
+        .expect("send AddWatch");
+        let first = raw_client::first_reply(&conn);
+        (conn, first)
+    }
+
+    fn thaw(&mut self) {
+        self.frozen = None;
+    }
+}
+
 /// A request whose client went away while it waited on a hung mount is dropped: once the mount
 /// answers, no watch remains of it.
 #[test]
 fn a_request_abandoned_on_a_hung_mount_leaves_no_watch() {
-    use fakenotify_tests::raw_client;
-    use std::os::fd::AsFd;
-
-    let hung = FuseMount::new();
-    std::fs::create_dir(hung.backing("dir")).expect("mkdir");
-    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
-    let channel = raw_client::connect(daemon.socket());
-    let app = raw_client::register(&channel).expect("register an instance");
-    let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
-
-    let frozen = hung.freeze();
-    std::thread::sleep(Duration::from_millis(1500));
-    let short = raw_client::connect(daemon.socket());
-    let mask = IN_CREATE;
-    raw_client::send_record(
-        &short,
-        fakenotify_proto::record::Record::AddWatch { mask },
-        &[app.as_fd(), object.as_fd()],
-    )
-    .expect("send AddWatch");
-    let first = raw_client::first_reply(&short);
+    let mut raw = RawOnHung::new();
+    let (short, first) = raw.add_watch();
     assert!(first.is_in_progress(), "the daemon says the answer comes later: {first:?}");
     drop(short);
     std::thread::sleep(Duration::from_millis(200));
 
-    drop(frozen);
+    raw.thaw();
     let deadline = Instant::now() + WAIT;
     loop {
-        let (s, _) = daemon.full_status();
+        let (s, _) = raw.daemon.full_status();
         if s.slow_scans.is_empty() {
             assert_eq!(s.watches, 0, "the abandoned request left a watch: {s:?}");
             assert_eq!(s.objects_polled, 0, "the abandoned request left an object: {s:?}");
@@ -217,37 +254,17 @@ fn a_request_abandoned_on_a_hung_mount_leaves_no_watch() {
         assert!(Instant::now() < deadline, "work is still reported stuck after SIGCONT");
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(app);
 }
 
 /// Requests waiting on a hung mount are bounded per uid: past 64 at once, the next gets ENOSPC
 /// at once, and the daemon serves everyone else as before.
 #[test]
 fn requests_waiting_on_a_hung_mount_are_bounded_per_uid() {
-    use fakenotify_proto::record::Record;
-    use fakenotify_tests::raw_client;
-    use std::os::fd::AsFd;
-
-    let hung = FuseMount::new();
-    std::fs::create_dir(hung.backing("dir")).expect("mkdir");
-    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
-    let channel = raw_client::connect(daemon.socket());
-    let app = raw_client::register(&channel).expect("register an instance");
-    let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
-
-    let frozen = hung.freeze();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut raw = RawOnHung::new();
     let mut waiting = Vec::new();
     let mut refused = 0;
     for _ in 0..70 {
-        let conn = raw_client::connect(daemon.socket());
-        raw_client::send_record(
-            &conn,
-            Record::AddWatch { mask: IN_CREATE },
-            &[app.as_fd(), object.as_fd()],
-        )
-        .expect("send AddWatch");
-        let first = raw_client::first_reply(&conn);
+        let (conn, first) = raw.add_watch();
         if first.is_in_progress() {
             waiting.push(conn);
         } else {
@@ -256,9 +273,9 @@ fn requests_waiting_on_a_hung_mount_are_bounded_per_uid() {
         }
     }
     assert_eq!((waiting.len(), refused), (64, 6), "64 wait, the rest are refused");
-    let (_, took) = daemon.full_status();
+    let (_, took) = raw.daemon.full_status();
     assert!(took < Duration::from_secs(1), "status took {took:?}");
-    drop(frozen);
+    raw.thaw();
     for conn in &waiting {
         let reply = raw_client::read_reply(conn);
         assert_eq!(reply.errno, 0, "a waiting request completes after SIGCONT: {reply:?}");
@@ -269,32 +286,13 @@ fn requests_waiting_on_a_hung_mount_are_bounded_per_uid() {
 /// (EBADF, as for a call on an fd closed before it), so no thread stays blocked for nothing.
 #[test]
 fn a_waiting_request_whose_instance_closes_is_answered_at_once() {
-    use fakenotify_proto::record::Record;
-    use fakenotify_tests::raw_client;
-    use std::os::fd::AsFd;
-
-    let hung = FuseMount::new();
-    std::fs::create_dir(hung.backing("dir")).expect("mkdir");
-    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
-    let channel = raw_client::connect(daemon.socket());
-    let app = raw_client::register(&channel).expect("register an instance");
-    let object = std::fs::File::open(hung.mounted("dir")).expect("open the directory");
-
-    let frozen = hung.freeze();
-    std::thread::sleep(Duration::from_millis(1500));
-    let short = raw_client::connect(daemon.socket());
-    raw_client::send_record(
-        &short,
-        Record::AddWatch { mask: IN_CREATE },
-        &[app.as_fd(), object.as_fd()],
-    )
-    .expect("send AddWatch");
-    assert!(raw_client::first_reply(&short).is_in_progress());
-    drop(app);
-    drop(channel);
+    let mut raw = RawOnHung::new();
+    let (short, first) = raw.add_watch();
+    assert!(first.is_in_progress(), "{first:?}");
+    raw.app = None;
+    raw.channel = None;
     let began = Instant::now();
     let answer = raw_client::read_reply(&short);
     assert_eq!(answer.errno, libc::EBADF, "the instance is gone: {answer:?}");
     assert!(began.elapsed() < Duration::from_secs(2), "answered after {:?}", began.elapsed());
-    drop(frozen);
 }

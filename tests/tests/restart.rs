@@ -111,6 +111,29 @@ fn wait_ready(notify: &UnixDatagram) {
     panic!("the daemon sent no READY=1");
 }
 
+/// Stops `daemon` with SIGTERM, as the service manager does, and returns the fds it stored.
+fn stop_and_store(daemon: &mut Managed, notify: &UnixDatagram) -> Vec<OwnedFd> {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let mut stored = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some((text, fds)) = receive(notify, Duration::from_millis(200)) {
+            if text.starts_with("STATUS=") {
+                continue;
+            }
+            assert!(text.contains("FDSTORE=1") && text.contains("FDNAME=fakenotify"), "{text}");
+            stored.extend(fds);
+        }
+        if daemon.0.try_wait().expect("wait").is_some() {
+            break;
+        }
+    }
+    let exit = daemon.0.wait().expect("wait for the daemon");
+    assert!(exit.success(), "SIGTERM ends the daemon with 0: {exit}");
+    stored
+}
+
 #[test]
 fn a_restart_keeps_the_clients_fd_and_wd() {
     let fuse = FuseMount::new();
@@ -133,24 +156,7 @@ fn a_restart_keeps_the_clients_fd_and_wd() {
     write(&fuse.backing("before"), b"");
     let before = client.expect_event("before", |e| e.matches(IN_CREATE, "before"));
 
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) };
-    let mut stored = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some((text, fds)) = receive(&notify, Duration::from_millis(200)) {
-            if text.starts_with("STATUS=") {
-                continue;
-            }
-            assert!(text.contains("FDSTORE=1") && text.contains("FDNAME=fakenotify"), "{text}");
-            stored.extend(fds);
-        }
-        if first.0.try_wait().expect("wait").is_some() {
-            break;
-        }
-    }
-    let exit = first.0.wait().expect("wait for the first daemon");
-    assert!(exit.success(), "SIGTERM ends the daemon with 0: {exit}");
+    let stored = stop_and_store(&mut first, &notify);
     assert!(
         stored.len() >= 3,
         "state record, instance socket and object fd stored: {}",
@@ -232,21 +238,7 @@ fn a_restart_while_a_watched_mount_hangs_serves_everyone_else() {
     write(&fuse.backing("before"), b"");
     let before = client.expect_event("before", |e| e.matches(IN_CREATE, "before"));
 
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(first.0.id() as i32, libc::SIGTERM) };
-    let mut stored = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some((text, fds)) = receive(&notify, Duration::from_millis(200)) {
-            if !text.starts_with("STATUS=") {
-                stored.extend(fds);
-            }
-        }
-        if first.0.try_wait().expect("wait").is_some() {
-            break;
-        }
-    }
-    assert!(first.0.wait().expect("wait for the first daemon").success());
+    let stored = stop_and_store(&mut first, &notify);
 
     let frozen = fuse.freeze();
     // Past the kernel's attribute cache of the mount, so that every call there would wait.
