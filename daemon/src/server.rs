@@ -1294,16 +1294,7 @@ impl Server {
             // Listed by the worker that examined it: the request joins at once.
             let mut state = PollState::new(kept, scan, generation, ancestry);
             state.parent = parent;
-            let object = WatchedObject {
-                id: identity,
-                is_dir,
-                path,
-                governance,
-                subscribers: Vec::new(),
-                source: Source::Polled(state),
-            };
-            let id = self.registry.insert(object);
-            self.mounts.attach(identity.0, remote.unwrap_or("local"));
+            let id = self.insert_polled(identity, is_dir, path, governance, state, remote);
             self.schedule_first_poll(Slot { object: id, generation });
             if let Some(pending) = self.pending.get_mut(request) {
                 pending.stage = Stage::Joining(id);
@@ -1322,27 +1313,10 @@ impl Server {
             force_sync: governance.force_sync,
             reading: crate::mounts::Reading::EveryPoll,
         };
-        let state = PollState {
-            fd: kept,
-            scan: None,
-            dispatched: Some(now()),
-            generation,
-            pace: crate::watch::Pace::estimate(0, with_stats),
-            misses: 0,
-            missing_since: None,
-            parent,
-            ancestry,
-        };
-        let object = WatchedObject {
-            id: identity,
-            is_dir,
-            path,
-            governance,
-            subscribers: Vec::new(),
-            source: Source::Polled(state),
-        };
-        let id = self.registry.insert(object);
-        self.mounts.attach(identity.0, remote.unwrap_or("local"));
+        let mut state = PollState::unlisted(kept, generation, with_stats, now());
+        state.parent = parent;
+        state.ancestry = ancestry;
+        let id = self.insert_polled(identity, is_dir, path, governance, state, remote);
         if let Some(pending) = self.pending.get_mut(request) {
             pending.stage = Stage::Joining(id);
         }
@@ -1389,27 +1363,8 @@ impl Server {
         };
         let dup = fd.try_clone();
         let path = place::fd_path(fd.as_fd());
-        let state = PollState {
-            fd,
-            scan: None,
-            dispatched: Some(now()),
-            generation,
-            pace: crate::watch::Pace::estimate(0, with_stats),
-            misses: 0,
-            missing_since: None,
-            parent: None,
-            ancestry: Vec::new(),
-        };
-        let object = WatchedObject {
-            id: identity,
-            is_dir,
-            path,
-            governance,
-            subscribers: Vec::new(),
-            source: Source::Polled(state),
-        };
-        let id = self.registry.insert(object);
-        self.mounts.attach(identity.0, "remote");
+        let state = PollState::unlisted(fd, generation, with_stats, now());
+        let id = self.insert_polled(identity, is_dir, path, governance, state, Some("remote"));
         let job = dup.map(|fd| ScanJob {
             object: id,
             generation,
@@ -1426,6 +1381,30 @@ impl Server {
         if !dispatched {
             warn!("restart: {}: no worker to list it", object_path(self.registry.objects(), id));
         }
+        id
+    }
+
+    /// Puts a polled object in the registry and counts it on its mount (`remote`: what `statfs`
+    /// named, where known).
+    fn insert_polled(
+        &mut self,
+        identity: policy::Identity,
+        is_dir: bool,
+        path: String,
+        governance: policy::Governance,
+        state: PollState,
+        remote: Option<&'static str>,
+    ) -> usize {
+        let object = WatchedObject {
+            id: identity,
+            is_dir,
+            path,
+            governance,
+            subscribers: Vec::new(),
+            source: Source::Polled(state),
+        };
+        let id = self.registry.insert(object);
+        self.mounts.attach(identity.0, remote.unwrap_or("local"));
         id
     }
 

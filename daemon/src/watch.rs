@@ -2,6 +2,7 @@
 //! with its subscribers and its source of events (a kernel watch, or a polled snapshot).
 
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use fakenotify_proto::inotify::{
     IN_ALL_EVENTS, IN_ATTRIB, IN_CLOSE_WRITE, IN_IGNORED, IN_MASK_ADD, IN_MODIFY, IN_Q_OVERFLOW,
@@ -84,13 +85,13 @@ pub struct PollState {
     /// `None` while a scanner thread polls the object.
     pub scan: Option<ScanState>,
     /// When the poll in flight was handed to the scanner.
-    pub dispatched: Option<std::time::Duration>,
+    pub dispatched: Option<Duration>,
     pub generation: u64,
     pub pace: Pace,
     /// Polls in a row that could not find the object (a directory may only have moved).
     pub misses: u8,
     /// When the first of those polls ran.
-    pub missing_since: Option<std::time::Duration>,
+    pub missing_since: Option<Duration>,
     /// For a directory: the identity of the polled directory whose listing held it when it
     /// was last reached (by identity, as that directory's object may be dropped and made
     /// again). A dangling fd is looked for there first: another listing that holds the inode
@@ -103,6 +104,21 @@ pub struct PollState {
 }
 
 impl PollState {
+    /// The state of an object whose first listing is on its way (`dispatched` at `now`).
+    pub fn unlisted(fd: OwnedFd, generation: u64, with_stats: bool, now: Duration) -> PollState {
+        PollState {
+            fd,
+            scan: None,
+            dispatched: Some(now),
+            generation,
+            pace: Pace::estimate(0, with_stats),
+            misses: 0,
+            missing_since: None,
+            parent: None,
+            ancestry: Vec::new(),
+        }
+    }
+
     /// The state of an object whose first scan is `scan`.
     pub fn new(
         fd: OwnedFd,
