@@ -242,7 +242,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     };
     log::set_level(level_flag.or(level_env).unwrap_or(config.daemon.log_level));
     raise_fd_limit();
-    heap::one_arena();
+    heap::configure();
     let socket = socket_flag
         .or_else(|| config.daemon.socket.clone())
         .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))
