@@ -18,6 +18,7 @@ use std::time::Instant;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
+use crate::heap;
 use crate::mounts::Observed;
 use crate::poller::{self, PollOutcome};
 use crate::scan::{ScanCounters, ScanIo};
@@ -143,6 +144,7 @@ fn next_job(jobs: &Jobs) -> Option<ScanJob> {
 
 fn scan_loop(jobs: &Jobs, results: &Results) {
     let mut io = ScanIo::new();
+    let mut trimmer = heap::Trimmer::new(Instant::now());
     while let Some(mut job) = next_job(jobs) {
         let mut counters = ScanCounters::default();
         let began = Instant::now();
@@ -168,5 +170,6 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
         lock(&results.list).push(result);
         // The loop takes the list on any wake-up; a full counter still wakes it.
         let _ = rustix::io::write(&results.wake, &1u64.to_ne_bytes());
+        trimmer.after_poll();
     }
 }
