@@ -212,8 +212,16 @@ impl Delayfs {
 }
 
 impl Drop for Delayfs {
+    /// Unmounts, and ends the server if it is still there 10 s later: a mount namespace made
+    /// meanwhile (by a test running beside the bench) keeps a copy of the mount, and with it
+    /// the server's connection, after our unmount.
     fn drop(&mut self) {
         let _ = Command::new("fusermount3").arg("-u").arg(&self.mount).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.server.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.server.kill();
         let _ = self.server.wait();
     }
 }
