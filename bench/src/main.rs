@@ -463,7 +463,10 @@ fn measure_column(
         for _ in 0..floor_passes {
             let (time, seen) = floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?;
             if scale {
-                sampled = Some(seen);
+                // A held directory's rewound listing may lack names renamed since its open
+                // (delayfs answers it from what it read at opendir): the largest pass is the
+                // sample.
+                sampled = Some(sampled.unwrap_or(0).max(seen));
                 into.push(time.mul_f64(view.listed_entries() as f64 / seen.max(1) as f64));
             } else {
                 into.push(time);
