@@ -45,7 +45,8 @@ demo:
     scripts/demo.sh
 
 # Benchmark: FakeNotify's polls against the syscall floor and notify's PollWatcher, one table
-# (10k and 100k trees on local disk and behind bindfs; `just bench --huge` adds 1m; needs root)
+# (10k and 100k trees on local disk and behind bindfs, 100k behind delayfs at 0.2 and 1 ms per
+# request; about 25 minutes; `just bench --help` for the options; needs root)
 bench *args:
     cargo build --release -p fakenotifyd -p fakenotify-bench
     cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}

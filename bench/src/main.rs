@@ -30,15 +30,22 @@ const USAGE: &str = "\
 fakenotify-bench: FakeNotify's polls against the syscall floor and notify's PollWatcher
 
 Usage: fakenotify-bench [--sizes 10k,100k] [--huge] [--no-fuse] [--delays 0.2,1]
-                        [--delayed-size 10k] [--add-watch-only] [--work DIR]
+                        [--delayed-size 100k] [--floor-sample 2k|full] [--add-watch-only]
+                        [--work DIR]
 
   --sizes LIST         tree sizes in entries (default 10k,100k; none: delayed columns only)
   --huge               add the 1m tree (slow behind bindfs: minutes)
   --no-fuse            local disk only (no bindfs and no delayed columns)
   --delays LIST        milliseconds per request of the delayed mounts (default 0.2,1; none: no
                        delayed columns)
-  --delayed-size SIZE  the tree behind the delayed mounts (default 10k; 100k takes about
-                       half an hour at 1 ms, as the sequential floor alone is 100 s a pass)
+  --delayed-size SIZE  the tree behind the delayed mounts (default 100k: about 15 minutes
+                       for both delays on a 2-core machine)
+  --floor-sample SIZE  on the delayed mounts, the sequential floor (FORCE_SYNC) runs over the
+                       first directories holding SIZE entries and its time is scaled to the
+                       whole tree by entries, marked est. (default 2k; one statx after another
+                       is linear in entries, and 100k entries at 1 ms are 2 minutes a pass);
+                       full: over the whole tree (at 1 ms about 16 minutes more per delay). The
+                       cached floor and PollWatcher always run over the whole tree.
   --add-watch-only     only the inotify_add_watch latencies (on the first size of 10k or more)
   --work DIR           where trees, mounts and sockets go (default $TMPDIR/fakenotify-bench)
 
@@ -64,6 +71,8 @@ struct Options {
     /// Milliseconds per request of each delayed mount.
     delays: Vec<f64>,
     delayed_size: usize,
+    /// Entries of the delayed trees' floor sample; `None`: the whole tree.
+    floor_sample: Option<usize>,
     add_watch_only: bool,
     work: PathBuf,
 }
@@ -86,7 +95,8 @@ fn options() -> Result<Options, String> {
         sizes: vec![10_000, 100_000],
         fuse: true,
         delays: vec![0.2, 1.0],
-        delayed_size: 10_000,
+        delayed_size: 100_000,
+        floor_sample: Some(2_000),
         add_watch_only: false,
         work: std::env::temp_dir().join("fakenotify-bench"),
     };
@@ -123,6 +133,14 @@ fn options() -> Result<Options, String> {
             "--delayed-size" => {
                 let size = args.next().ok_or("--delayed-size needs a size")?;
                 options.delayed_size = parse_size(&size).ok_or(format!("bad size {size:?}"))?;
+            }
+            "--floor-sample" => {
+                let size = args.next().ok_or("--floor-sample needs a size or full")?;
+                options.floor_sample = if size == "full" {
+                    None
+                } else {
+                    Some(parse_size(&size).ok_or(format!("bad size {size:?}"))?)
+                };
             }
             "--add-watch-only" => options.add_watch_only = true,
             "--work" => options.work = args.next().ok_or("--work needs a directory")?.into(),
@@ -194,8 +212,16 @@ impl Delayfs {
 }
 
 impl Drop for Delayfs {
+    /// Unmounts, and ends the server if it is still there 10 s later: a mount namespace made
+    /// meanwhile (by a test running beside the bench) keeps a copy of the mount, and with it
+    /// the server's connection, after our unmount.
     fn drop(&mut self) {
         let _ = Command::new("fusermount3").arg("-u").arg(&self.mount).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.server.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.server.kill();
         let _ = self.server.wait();
     }
 }
@@ -275,7 +301,10 @@ struct MaskFigures {
     changed: Duration,
     statx_per_poll: f64,
     getdents_per_poll: f64,
+    /// Resident memory growth per listed entry right after every watch was added.
     bytes_per_entry: f64,
+    /// The same after the unchanged and changed passes: what the polls keep.
+    bytes_per_entry_polled: f64,
     add_time: Duration,
 }
 
@@ -285,6 +314,8 @@ struct Column {
     entries: usize,
     dirs: usize,
     floor: Duration,
+    /// When the floor was measured on a sample: its entries (the floor is scaled from it).
+    floor_sample: Option<usize>,
     floor_cached: Duration,
     modify: MaskFigures,
     create: MaskFigures,
@@ -388,12 +419,14 @@ fn measure_mask(
         changer.join().map_err(|_| "changer panicked".to_string())??;
         Ok::<_, String>(pass_time(&a, &b, dirs.len()))
     })?;
+    let polled = daemon.rss().saturating_sub(idle);
     Ok(MaskFigures {
         unchanged,
         changed,
         statx_per_poll: statx,
         getdents_per_poll: getdents,
         bytes_per_entry: grown as f64 / view.listed_entries() as f64,
+        bytes_per_entry_polled: polled as f64 / view.listed_entries() as f64,
         add_time,
     })
 }
@@ -404,17 +437,40 @@ fn measure_column(
     backing: &mut Tree,
     label: String,
     floor_passes: usize,
+    floor_sample: Option<usize>,
 ) -> Result<Column, String> {
     eprintln!("bench: {label}: floor");
     let dirs = view.watched_dirs();
     let mut floor = Floor::open(&dirs).map_err(|e| format!("floor: {e}"))?;
+    // The sample for the FORCE_SYNC floor: whole directories below the root, enough of them to
+    // hold `floor_sample` entries. One request after another costs the same per entry however
+    // many there are, so its time scales by entries; the plain statx floor does not sample, as
+    // what the attribute cache answers depends on how long a pass takes.
+    let sample_dirs = floor_sample
+        .map(|n| &view.dirs[..n.div_ceil(tree::FILES_PER_DIR).clamp(1, view.dirs.len())]);
+    let mut sample =
+        sample_dirs.map(Floor::open).transpose().map_err(|e| format!("floor sample: {e}"))?;
+    let mut sampled = None;
     // `floor_passes` passes of each kind before the daemon runs and as many after, the median
     // of them all: the machine's other load drifts, and the floor should see the same as the
     // daemon.
     let mut passes = |force_sync: bool, into: &mut Vec<Duration>| -> Result<(), String> {
+        let (floor, scale) = match (&mut sample, force_sync) {
+            (Some(sample), true) => (sample, true),
+            _ => (&mut floor, false),
+        };
         floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?;
         for _ in 0..floor_passes {
-            into.push(floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?.0);
+            let (time, seen) = floor.pass(force_sync).map_err(|e| format!("floor: {e}"))?;
+            if scale {
+                // A held directory's rewound listing may lack names renamed since its open
+                // (delayfs answers it from what it read at opendir): the largest pass is the
+                // sample.
+                sampled = Some(sampled.unwrap_or(0).max(seen));
+                into.push(time.mul_f64(view.listed_entries() as f64 / seen.max(1) as f64));
+            } else {
+                into.push(time);
+            }
         }
         Ok(())
     };
@@ -431,6 +487,7 @@ fn measure_column(
     passes(true, &mut forced)?;
     passes(false, &mut cached)?;
     drop(floor);
+    drop(sample);
     let median = |mut v: Vec<Duration>| {
         v.sort_unstable();
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
@@ -447,6 +504,7 @@ fn measure_column(
         entries: view.listed_entries(),
         dirs: dirs.len(),
         floor: floor_time,
+        floor_sample: sampled,
         floor_cached,
         modify,
         create,
@@ -549,7 +607,10 @@ fn print_table(columns: &[Column], ctx: &Context, extras: &Extras, bin_dir: &Pat
         println!("{line}");
     };
     row("entries (directories watched)", &|c| format!("{} ({})", c.entries, c.dirs));
-    row("floor: getdents64 + statx (FORCE_SYNC) of every entry", &|c| ms(c.floor));
+    row("floor: getdents64 + statx (FORCE_SYNC) of every entry", &|c| match c.floor_sample {
+        Some(n) => format!("{} (est. from {n} entries)", ms(c.floor)),
+        None => ms(c.floor),
+    });
     row("floor with cached attributes (plain statx)", &|c| ms(c.floor_cached));
     let vs = |d: Duration, c: &Column| {
         let mut s = format!("{} ({:.2}x floor", ms(d), ratio(d, c.floor));
@@ -586,8 +647,11 @@ fn print_table(columns: &[Column], ctx: &Context, extras: &Extras, bin_dir: &Pat
     row("syscalls per poll, create mask, listing every poll, unchanged", &|c| {
         format!("{:.1} statx + {:.2} getdents", c.listed.statx_per_poll, c.listed.getdents_per_poll)
     });
-    row("daemon bytes per entry, IN_MODIFY / create mask", &|c| {
+    row("daemon bytes per entry after the adds, IN_MODIFY / create mask", &|c| {
         format!("{:.0} / {:.0}", c.modify.bytes_per_entry, c.create.bytes_per_entry)
+    });
+    row("daemon bytes per entry while polled (after the passes), IN_MODIFY / create mask", &|c| {
+        format!("{:.0} / {:.0}", c.modify.bytes_per_entry_polled, c.create.bytes_per_entry_polled)
     });
     row("PollWatcher bytes per entry", &|c| {
         c.pollwatcher
@@ -674,7 +738,7 @@ fn run(options: Options) -> Result<(), String> {
         let local = backing.seen_at(&backing.root.clone());
         if !options.add_watch_only {
             let label = format!("{label} local");
-            columns.push(measure_column(&mut ctx, &local, &mut backing, label, 3)?);
+            columns.push(measure_column(&mut ctx, &local, &mut backing, label, 3, None)?);
         }
         let mount = if fuse {
             let mount_dir = options.work.join(format!("mount-{label}"));
@@ -685,7 +749,7 @@ fn run(options: Options) -> Result<(), String> {
         let view = mount.as_ref().map(|m| backing.seen_at(&m.mount));
         if let Some(view) = view.as_ref().filter(|_| !options.add_watch_only) {
             let label = format!("{label} bindfs");
-            columns.push(measure_column(&mut ctx, view, &mut backing, label, 3)?);
+            columns.push(measure_column(&mut ctx, view, &mut backing, label, 3, None)?);
         }
         if Some(size) == add_watch_size {
             measure_add_watch(&ctx, &backing, view.as_ref(), &mut extras)?;
@@ -727,6 +791,16 @@ fn run(options: Options) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(300));
         extras.static_idle_rss = Some((daemon.rss(), daemon.rss_anon()));
     }
+    if let Some(c) = columns.iter().find(|c| c.floor_sample.is_some()) {
+        extras.notes.push(format!(
+            "est.: on the delayed mounts the FORCE_SYNC floor ran over a sample of {} entries \
+             and its time is scaled to the {} entries of the tree (one request after another \
+             costs the same per entry); the daemon, the cached floor and PollWatcher ran over \
+             the whole tree. --floor-sample full measures the floor over the whole tree.",
+            c.floor_sample.unwrap_or(0),
+            c.entries
+        ));
+    }
     print_table(&columns, &ctx, &extras, &bin_dir);
     Ok(())
 }
@@ -747,8 +821,11 @@ fn measure_delayed(
         let mount = Delayfs::new(&backing.root, &options.work.join("mount-delayed"), delay)?;
         let view = backing.seen_at(&mount.mount);
         let column_label = format!("{label} delayfs {delay} ms");
-        // One pass of each floor kind before and after: at 1 ms a pass of 10k entries is 10 s.
-        columns.push(measure_column(ctx, &view, &mut backing, column_label, 1)?);
+        // A whole-tree floor pass of 100k entries at 1 ms is 2 minutes: one of each kind
+        // before and after then, three of a sample.
+        let passes = if options.floor_sample.is_some() { 3 } else { 1 };
+        let sample = options.floor_sample.filter(|&n| n < options.delayed_size);
+        columns.push(measure_column(ctx, &view, &mut backing, column_label, passes, sample)?);
     }
     let _ = std::fs::remove_dir_all(&backing.root);
     Ok(())

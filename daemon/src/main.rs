@@ -19,6 +19,7 @@ mod feed_line;
 mod feeds;
 mod fstype;
 mod grant;
+mod heap;
 mod instance;
 mod intake;
 mod kernel;
@@ -250,6 +251,7 @@ fn start(mut args: pico_args::Arguments) -> Result<(), Failure> {
     };
     log::set_level(level_flag.or(level_env).unwrap_or(config.daemon.log_level));
     raise_fd_limit();
+    heap::configure();
     let socket = socket_flag
         .or_else(|| config.daemon.socket.clone())
         .or_else(|| std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()).map(PathBuf::from))

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
 use rustix::io::Errno;
 
-use crate::snapshot::{EntryStat, Snapshot, SnapshotBuilder};
+use crate::snapshot::{nanos, EntryStat, Snapshot, SnapshotBuilder};
 use crate::statx_batch::{self, StatBatcher};
 
 /// Syscalls made by polls and what they found, for `status` and the bench.
@@ -65,20 +65,8 @@ fn sync_flag(force_sync: bool) -> AtFlags {
     }
 }
 
-fn nanos(ts: rustix::fs::StatxTimestamp) -> i64 {
-    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(ts.tv_nsec))
-}
-
 pub fn entry_stat(st: &Statx) -> EntryStat {
-    EntryStat::new(
-        nanos(st.stx_mtime),
-        nanos(st.stx_ctime),
-        st.stx_size,
-        u32::from(st.stx_mode),
-        st.stx_nlink,
-        st.stx_uid,
-        st.stx_gid,
-    )
+    EntryStat::of(st)
 }
 
 /// How close to the time of the listing a directory's times may be and still let a change made
@@ -198,14 +186,13 @@ pub fn list(
     let flags = AtFlags::SYMLINK_NOFOLLOW | sync_flag(force_sync);
     let stats = io.stats.stat_all(dir, &c_names, flags, STAT_MASK);
     for ((ino, _), (name, stat)) in pending.iter().zip(c_names.iter().zip(stats)) {
-        let st = match stat {
-            Ok(st) => st,
+        let found = match stat {
+            Ok(found) => found,
             Err(Errno::NOENT) => continue,
             Err(e) => return Err(e),
         };
-        let is_dir = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory;
-        let stat = with_stats.then(|| entry_stat(&st));
-        builder.push(name.to_bytes(), *ino, is_dir, stat);
+        let stat = with_stats.then_some(found.stat);
+        builder.push(name.to_bytes(), *ino, found.is_dir, stat);
     }
     Ok(builder.finish())
 }
@@ -230,7 +217,7 @@ pub fn restat(
         known.entries().iter().zip(io.stats.stat_all(dir, &names, flags, STAT_MASK))
     {
         match result {
-            Ok(st) if st.stx_ino == entry.ino => stats.push(entry_stat(&st)),
+            Ok(found) if found.ino == entry.ino => stats.push(found.stat),
             Ok(_) | Err(Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e),
         }

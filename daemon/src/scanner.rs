@@ -21,6 +21,7 @@ use std::time::Instant;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
+use crate::heap;
 use crate::mounts::Observed;
 use crate::place::{self, PlaceJob, Placed};
 use crate::policy::{Policies, Policy};
@@ -216,6 +217,7 @@ fn next_job(jobs: &Jobs) -> Option<Job> {
 
 fn scan_loop(jobs: &Jobs, results: &Results) {
     let mut io = ScanIo::new();
+    let mut trimmer = heap::Trimmer::new(Instant::now());
     while let Some(job) = next_job(jobs) {
         let done = match job {
             Job::Poll(job) => Done::Poll(run_poll(job, &mut io)),
@@ -230,6 +232,7 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
         lock(&results.list).push(done);
         // The loop takes the list on any wake-up; a full counter still wakes it.
         let _ = rustix::io::write(&results.wake, &1u64.to_ne_bytes());
+        trimmer.after_poll();
     }
 }
 

@@ -23,7 +23,25 @@ pub struct EntryStat {
     pub change: u32,
 }
 
+/// A `statx` time in nanoseconds since the epoch, saturating.
+pub fn nanos(ts: rustix::fs::StatxTimestamp) -> i64 {
+    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(i64::from(ts.tv_nsec))
+}
+
 impl EntryStat {
+    /// What is compared of the answer `st` of a `statx`.
+    pub fn of(st: &rustix::fs::Statx) -> EntryStat {
+        EntryStat::new(
+            nanos(st.stx_mtime),
+            nanos(st.stx_ctime),
+            st.stx_size,
+            u32::from(st.stx_mode),
+            st.stx_nlink,
+            st.stx_uid,
+            st.stx_gid,
+        )
+    }
+
     pub fn new(
         mtime_ns: i64,
         ctime_ns: i64,
