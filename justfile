@@ -44,13 +44,22 @@ fmt:
 demo:
     scripts/demo.sh
 
-# Benchmark: FakeNotify's polls against the syscall floor and notify's PollWatcher, one table
-# (10k and 100k trees on local disk and behind bindfs, 100k behind delayfs at 0.2 and 1 ms per
-# request; about 25 minutes; `just bench --help` for the options; needs root)
+# 10k and 100k trees on local disk and behind bindfs, 100k behind delayfs at 0.2 and 1 ms per
+# request, then `just bench-feed`; about 30 minutes; `just bench --help` for the options.
+# Benchmark (as root): polls against the syscall floor and notify's PollWatcher, then feeds
 bench *args:
-    cargo build --release -p fakenotifyd -p fakenotify-bench
+    cargo build --release -p fakenotifyd -p fakenotify-ctl -p fakenotify-bench
     cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}
     {{target}}/release/fakenotify-bench {{args}}
+    case " {{args}} " in *" --help "*|*" -h "*) ;; *) just bench-feed ;; esac
+
+# A 100 000-entry tree behind bindfs watched with IN_MODIFY by two daemons at 5 s, one with a
+# [[feed]] (safety interval 10 min): event latency p50/p99 and statx calls per minute of each.
+# Feeds against polling (as root, bindfs, inotifywait; about 3 minutes)
+bench-feed dirs="500" files="200" seconds="120" spacing="10":
+    cargo build --release -p fakenotifyd -p fakenotify-ctl
+    cargo build --release --manifest-path preload/Cargo.toml --target-dir {{target}}
+    python3 scripts/feed-measure.py --bin {{target}}/release {{dirs}} {{files}} {{seconds}} {{spacing}}
 
 # Optimised build of everything into target/release
 release:
