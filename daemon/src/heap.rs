@@ -2,11 +2,11 @@
 //! always given back.
 //!
 //! A polled directory's snapshot is made on the thread that polls it: the loop takes the
-//! baseline, then the device's scanner thread replaces it at every poll. glibc gives each
+//! baseline, then the device's worker replaces it at every poll. glibc gives each
 //! thread that allocates an arena of its own, and a freed chunk goes back to the arena it came
 //! from, to be reused only by that arena's threads. So after the first round of polls every
 //! baseline lay freed in the main arena, where nothing of the same size is allocated again,
-//! while its replacement grew the scanner's: 100 000 entries in 1 001 directories with the
+//! while its replacement grew the worker's: 100 000 entries in 1 001 directories with the
 //! IN_MODIFY mask grew the daemon by 125 B per entry while polled, against 80 B right after
 //! the adds; 75 B with one arena. Each `statx` helper thread also took an arena of its own
 //! for a few thread-local bytes. The threads that share the arena allocate a few times per
@@ -33,7 +33,7 @@ pub fn configure() {
     }
 }
 
-/// How often a scanner thread gives the heap's free pages back.
+/// How often a worker gives the heap's free pages back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// Gives free heap pages back to the system now and then. A poll frees the listing it

@@ -39,7 +39,6 @@ mod restart;
 mod runtime_library;
 mod saved_state;
 mod scan;
-mod scanner;
 mod schedule;
 mod sd_notify;
 mod server;
@@ -51,6 +50,7 @@ mod statx_batch;
 mod usage;
 mod watch;
 mod wire;
+mod workers;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;

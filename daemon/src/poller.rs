@@ -132,7 +132,7 @@ impl Look {
 pub const VERIFY_EVERY: u8 = 16;
 
 /// One poll of the object behind `fd` against its last state `state`, which it updates, and
-/// what it tells of the mount in `observed`. Needs nothing but its arguments, so a scanner
+/// what it tells of the mount in `observed`. Needs nothing but its arguments, so a worker
 /// thread can run it.
 pub fn poll_state(
     fd: std::os::fd::BorrowedFd<'_>,

@@ -8,7 +8,7 @@
 //! Polls coalesce: when the timer fires, an object due within its slack (1/32 of its interval,
 //! at most `MAX_SLACK`) is polled with the ones due now, as the kernel's timer slack does. Its
 //! next deadline counts from this earlier poll, so no change waits longer than an interval;
-//! the scanner thread and the loop wake once for the group instead of once each, and the
+//! the worker and the loop wake once for the group instead of once each, and the
 //! members stay together from round to round.
 
 use std::cmp::Reverse;

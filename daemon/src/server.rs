@@ -3,7 +3,7 @@
 //! `Server` owns every fd: the listener, request connections, instances, the kernel inotify fd,
 //! the poll timer and the signalfd. `run` is the thin epoll loop that dispatches tokens to the
 //! handlers here, on one thread. Filesystem calls about remote mounts run on the device's worker
-//! thread (`scanner`): polls, first listings, the examination of an `inotify_add_watch`'s object
+//! thread (`workers`): polls, first listings, the examination of an `inotify_add_watch`'s object
 //! and the resolution of policy paths come back to the loop as messages, and a request waits
 //! for its own jobs only (`pending`).
 
@@ -48,7 +48,6 @@ use crate::policy::{self, Origin, Policies, PolicyDefaults, ReloadPlan};
 use crate::poller::{self, PollOutcome};
 use crate::registry::Registry;
 use crate::scan::{ScanCounters, ScanIo};
-use crate::scanner::{Done, Job, ResolveJob, ScanJob, ScanResult, Scanners, PATHS_WORKER};
 use crate::schedule::{self, PollSchedule, Slot};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
@@ -56,6 +55,7 @@ use crate::status_line::{Serving, StatusLine};
 use crate::usage::Object;
 use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
 use crate::wire::{self, RecvError};
+use crate::workers::{Done, Job, PollJob, PollResult, ResolveJob, Workers, PATHS_WORKER};
 
 const TOKEN_SHIFT: u32 = 56;
 const LISTENER: u64 = 1 << TOKEN_SHIFT;
@@ -64,7 +64,7 @@ const SIGNALS: u64 = 3 << TOKEN_SHIFT;
 const KERNEL: u64 = 4 << TOKEN_SHIFT;
 const CONNECTION: u64 = 5 << TOKEN_SHIFT;
 pub(crate) const INSTANCE: u64 = 6 << TOKEN_SHIFT;
-const SCANNED: u64 = 7 << TOKEN_SHIFT;
+const WORKED: u64 = 7 << TOKEN_SHIFT;
 const CHANNEL: u64 = 8 << TOKEN_SHIFT;
 /// An instance's own inotify fd (`InstanceKernel`).
 const INSTANCE_KERNEL: u64 = 9 << TOKEN_SHIFT;
@@ -80,7 +80,7 @@ const INLINE_POLL_MAX: u64 = 1000;
 const REFIND_DEPTH: u32 = 16;
 /// Polls in a row that may miss a directory before it counts as gone whatever the listings say,
 /// unless less than `MIN_MISSING` passed since the first: pairing a rename across directories
-/// takes a poll of each, which the scanner thread of a busy device may run late, so short
+/// takes a poll of each, which the worker of a busy device may run late, so short
 /// intervals get that long.
 const MAX_MISSES: u8 = 5;
 const MIN_MISSING: Duration = Duration::from_secs(2);
@@ -141,7 +141,7 @@ pub struct Server {
     pub(crate) mounts: Mounts,
     /// The service manager's `STATUS=` line.
     status_line: StatusLine,
-    scanners: Scanners,
+    workers: Workers,
     /// Receive buffer for request records, kept so a request costs no 60 KiB clear.
     recv_buf: Vec<u8>,
     /// Watches `(instance, wd)` whose next nameless IN_CLOSE_NOWRITE is the close of the fd
@@ -268,8 +268,8 @@ impl Server {
             .map_err(fail("epoll_ctl signalfd"))?;
         epoll::add(&epoll, kernel.fd(), EventData::new_u64(KERNEL), watch_in)
             .map_err(fail("epoll_ctl inotify"))?;
-        let scanners = Scanners::new().map_err(fail("eventfd"))?;
-        epoll::add(&epoll, scanners.wake_fd(), EventData::new_u64(SCANNED), watch_in)
+        let workers = Workers::new().map_err(fail("eventfd"))?;
+        epoll::add(&epoll, workers.wake_fd(), EventData::new_u64(WORKED), watch_in)
             .map_err(fail("epoll_ctl eventfd"))?;
         let file: Vec<(WatchPolicy, Origin)> =
             config.watches.iter().map(|w| (w.clone(), Origin::File)).collect();
@@ -307,7 +307,7 @@ impl Server {
             moves: MoveTracker::default(),
             mounts: Mounts::default(),
             status_line: StatusLine::default(),
-            scanners,
+            workers,
             recv_buf: Vec::new(),
             own_closes: HashSet::new(),
             event_buf: vec![0; 64 * 1024],
@@ -362,7 +362,7 @@ impl Server {
                     KERNEL => self.forward_kernel_events(),
                     CONNECTION => self.serve_connection((token & ID_MASK) as usize),
                     INSTANCE => self.on_instance_ready(token & ID_MASK, flags),
-                    SCANNED => self.on_scanned(),
+                    WORKED => self.on_worked(),
                     CHANNEL => self.serve_channel(token & ID_MASK),
                     INSTANCE_KERNEL => self.forward_instance_kernel(token & ID_MASK),
                     FEED => self.feeds.on_ready(self.epoll.as_fd(), token, now()),
@@ -436,11 +436,11 @@ impl Server {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         if let Err(job) =
-            self.scanners.dispatch(PATHS_WORKER, Job::Resolve(ResolveJob { ticket, policies }))
+            self.workers.dispatch(PATHS_WORKER, Job::Resolve(ResolveJob { ticket, policies }))
         {
             // No thread: the paths are found here, as before there were workers.
             let Job::Resolve(job) = *job else { return };
-            let resolved = crate::scanner::resolve(job.policies);
+            let resolved = crate::workers::resolve(job.policies);
             let pending = PendingPolicy { change, reply_to, since: now() };
             return self.apply_policy_change(pending, resolved);
         }
@@ -467,14 +467,14 @@ impl Server {
                 tv_sec: left.as_secs() as i64,
                 tv_nsec: i64::from(left.subsec_nanos()),
             };
-            let wake = self.scanners.wake_fd();
+            let wake = self.workers.wake_fd();
             let mut fds = [rustix::event::PollFd::new(&wake, rustix::event::PollFlags::IN)];
             if let Err(errno) = rustix::event::poll(&mut fds, Some(&timeout)) {
                 if errno != Errno::INTR {
                     return;
                 }
             }
-            self.on_scanned();
+            self.on_worked();
         }
     }
 
@@ -1185,7 +1185,7 @@ impl Server {
         });
         let watched = self.registry.watched();
         let job = PlaceJob { request, fd, uid, mask, watched };
-        if self.scanners.dispatch(worker, Job::Place(job)).is_err() {
+        if self.workers.dispatch(worker, Job::Place(job)).is_err() {
             self.pending.remove(request);
             return Some(reply(Errno::NOMEM));
         }
@@ -1320,7 +1320,7 @@ impl Server {
         if let Some(pending) = self.pending.get_mut(request) {
             pending.stage = Stage::Joining(id);
         }
-        let job = ScanJob {
+        let job = PollJob {
             object: id,
             generation,
             scheduled: false,
@@ -1331,7 +1331,7 @@ impl Server {
             joiners: vec![request],
             find_ancestry: false,
         };
-        if let Err(job) = self.scanners.dispatch(identity.0, Job::Poll(job)) {
+        if let Err(job) = self.workers.dispatch(identity.0, Job::Poll(job)) {
             let Job::Poll(job) = *job else { return };
             for request in job.joiners {
                 self.answer_add(request, reply(Errno::NOMEM));
@@ -1365,7 +1365,7 @@ impl Server {
         let path = place::fd_path(fd.as_fd());
         let state = PollState::unlisted(fd, generation, with_stats, now());
         let id = self.insert_polled(identity, is_dir, path, governance, state, Some("remote"));
-        let job = dup.map(|fd| ScanJob {
+        let job = dup.map(|fd| PollJob {
             object: id,
             generation,
             scheduled: false,
@@ -1377,7 +1377,7 @@ impl Server {
             find_ancestry: true,
         });
         let dispatched =
-            job.is_ok_and(|job| self.scanners.dispatch(identity.0, Job::Poll(job)).is_ok());
+            job.is_ok_and(|job| self.workers.dispatch(identity.0, Job::Poll(job)).is_ok());
         if !dispatched {
             warn!("restart: {}: no worker to list it", object_path(self.registry.objects(), id));
         }
@@ -1886,7 +1886,7 @@ impl Server {
         }
     }
 
-    /// Hands a poll of `id` to its device's scanner thread, with the requests waiting to join
+    /// Hands a poll of `id` to its device's worker, with the requests waiting to join
     /// the object. A scheduled poll is rescheduled when its result comes back
     /// ([`Server::on_polled`]).
     fn dispatch(&mut self, id: usize, scheduled: bool) {
@@ -1898,7 +1898,7 @@ impl Server {
         let look = poller::Look::of(object, self.mounts.listing(dev), want_stats);
         let Source::Polled(state) = &mut object.source else { return };
         let Ok(fd) = state.fd.try_clone() else {
-            warn!("poll {}: no fd left to hand to the scanner", object.path);
+            warn!("poll {}: no fd left to hand to the worker", object.path);
             self.stats.error("poll: out of file descriptors");
             let next = now() + object.governance.interval;
             if scheduled {
@@ -1911,7 +1911,7 @@ impl Server {
             return;
         };
         let urgent = !joiners.is_empty();
-        let job = ScanJob {
+        let job = PollJob {
             object: id,
             generation: state.generation,
             scheduled,
@@ -1923,7 +1923,7 @@ impl Server {
             find_ancestry: false,
         };
         state.dispatched = Some(now());
-        if let Err(job) = self.scanners.dispatch(dev, Job::Poll(job)) {
+        if let Err(job) = self.workers.dispatch(dev, Job::Poll(job)) {
             // No thread: the state comes back and the poll is retried at the next interval.
             let Job::Poll(job) = *job else { return };
             state.scan = job.state;
@@ -1937,8 +1937,8 @@ impl Server {
     }
 
     /// Takes back what the workers finished: polls, examined objects, resolved policies.
-    fn on_scanned(&mut self) {
-        for done in self.scanners.drain() {
+    fn on_worked(&mut self) {
+        for done in self.workers.drain() {
             match done {
                 Done::Poll(result) => self.on_polled(result),
                 Done::Placed { request, placed } => self.on_placed(request, placed),
@@ -1953,7 +1953,7 @@ impl Server {
 
     /// Takes back a finished poll: its state, its counters, its changes; then the requests
     /// that waited for it join.
-    fn on_polled(&mut self, mut result: ScanResult) {
+    fn on_polled(&mut self, mut result: PollResult) {
         let id = result.object;
         let joiners = std::mem::take(&mut result.joiners);
         let current = self.registry.get(id).and_then(|o| match &o.source {

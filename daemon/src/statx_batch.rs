@@ -3,14 +3,14 @@
 //! On NFS, SMB, sshfs or rclone each `statx` is a round trip to the server, and a poll that
 //! makes them one after another pays N round trips however idle the server is. Servers answer
 //! many at once (NFS has slots, sshfs pipelines SFTP, FUSE servers are multi-threaded), so a
-//! scanner thread hands a directory's names to a few helper threads of its own, which keep that
+//! worker hands a directory's names to a few helper threads of its own, which keep that
 //! many requests outstanding. Threads rather than io_uring: `IORING_OP_STATX` runs on the
 //! ring's worker threads anyway, and plain threads need no unsafe ring setup in the daemon.
 //!
 //! Where a `statx` is answered at once (local disks, the page cache) handing names over costs
 //! more than it saves, so a batch times its first `statx` and goes on alone below
 //! [`SLOW_STATX`]. The helpers start on the first slow batch and end after [`HELPER_IDLE`]
-//! without one. They are the scanner thread's own, so a hung mount holds up only its own
+//! without one. They are the worker's own, so a hung mount holds up only its own
 //! device, as before; and every request is still counted, so a `max_ops` budget holds whatever
 //! the overlap.
 //!
@@ -127,7 +127,7 @@ fn lock(mutex: &Mutex<Batch>) -> MutexGuard<'_, Batch> {
 /// round trip or two of the mounts that need them.
 pub const HELPER_IDLE: Duration = Duration::from_secs(10);
 
-/// One scanner thread's `statx` helpers, started on need and ending when idle.
+/// One worker's `statx` helpers, started on need and ending when idle.
 pub struct StatBatcher {
     width: usize,
     shared: Option<Arc<Shared>>,

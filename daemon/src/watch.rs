@@ -64,7 +64,7 @@ impl Pace {
 }
 
 /// What a poll compares against: the last state seen of a polled object. It moves to the
-/// device's scanner thread while a poll is in flight.
+/// device's worker while a poll is in flight.
 pub struct ScanState {
     pub snapshot: Snapshot,
     pub stamp: DirStamp,
@@ -82,9 +82,9 @@ pub struct ScanState {
 /// A polled object: the client's fd it is polled through, its last state and its pacing.
 pub struct PollState {
     pub fd: OwnedFd,
-    /// `None` while a scanner thread polls the object.
+    /// `None` while a worker polls the object.
     pub scan: Option<ScanState>,
-    /// When the poll in flight was handed to the scanner.
+    /// When the poll in flight was handed to the worker.
     pub dispatched: Option<Duration>,
     pub generation: u64,
     pub pace: Pace,

@@ -5,13 +5,14 @@
 //! The event loop hands work over as a [`Job`] on the device's queue: a poll (a duplicate of
 //! the object's fd and its last state, moved, not copied; no state for a first listing), the
 //! filesystem half of an `inotify_add_watch` ([`PlaceJob`]), or the resolution of policy
-//! paths. It gets a [`Done`] back on one shared list, woken by an eventfd in its epoll set. The queues are a mutex and a condition
-//! variable each, not `std::sync::mpsc`, whose generic channel flavours cost the static daemon
-//! about as much as the rest of this module's callers. Threads rather than processes: the job needs the fd and the
-//! snapshot, which a thread takes without serialising, and a thread stuck in an uninterruptible
-//! NFS call is no more killable as a process. The loop itself stays single-threaded: it alone
-//! touches watches, instances and subscribers; a worker only makes the calls and hands back
-//! what they answered.
+//! paths. It gets a [`Done`] back on one shared list, woken by an eventfd in its epoll set.
+//!
+//! The queues are a mutex and a condition variable each, not `std::sync::mpsc`, whose generic
+//! channel flavours cost the static daemon about as much as the rest of this module's callers.
+//! Threads rather than processes: the job needs the fd and the snapshot, which a thread takes
+//! without serialising, and a thread stuck in an uninterruptible NFS call is no more killable as
+//! a process. The loop alone touches watches, instances and subscribers; a worker only makes the
+//! calls and hands back what they answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -35,7 +36,7 @@ pub const PATHS_WORKER: u64 = u64::MAX - 1;
 
 /// Work for a device's thread.
 pub enum Job {
-    Poll(ScanJob),
+    Poll(PollJob),
     Place(PlaceJob),
     /// Finds the identity of each policy's path (`Policies::resolve`).
     Resolve(ResolveJob),
@@ -43,7 +44,7 @@ pub enum Job {
 
 /// What a device's thread hands back.
 pub enum Done {
-    Poll(ScanResult),
+    Poll(PollResult),
     Placed { request: usize, placed: Result<Placed, Errno> },
     Resolved(ResolveJob),
 }
@@ -55,8 +56,8 @@ pub struct ResolveJob {
     pub policies: Policies,
 }
 
-/// One poll handed to a scanner thread.
-pub struct ScanJob {
+/// One poll handed to a worker.
+pub struct PollJob {
     pub object: usize,
     pub generation: u64,
     /// Whether the poll came from the schedule (and must be rescheduled) or was asked for
@@ -77,7 +78,7 @@ pub struct ScanJob {
 }
 
 /// A finished poll: the state back, what it found, what it cost.
-pub struct ScanResult {
+pub struct PollResult {
     pub object: usize,
     pub generation: u64,
     pub scheduled: bool,
@@ -95,7 +96,7 @@ pub struct ScanResult {
     pub took: std::time::Duration,
 }
 
-/// The jobs waiting for one scanner thread. A request's jobs (examining an object, a first
+/// The jobs waiting for one worker. A request's jobs (examining an object, a first
 /// listing, the poll a join waits for, policy paths) go before scheduled polls: an application
 /// blocked in `inotify_add_watch` waits for at most the poll in progress, not for every poll due
 /// on a busy device.
@@ -123,7 +124,7 @@ impl Job {
     }
 }
 
-/// What the scanner threads hand back, and the eventfd that tells the loop.
+/// What the device workers hand back, and the eventfd that tells the loop.
 struct Results {
     list: Mutex<Vec<Done>>,
     wake: OwnedFd,
@@ -135,21 +136,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-pub struct Scanners {
+pub struct Workers {
     devices: HashMap<u64, Arc<Jobs>>,
     results: Arc<Results>,
 }
 
-impl Scanners {
-    pub fn new() -> Result<Scanners, Errno> {
+impl Workers {
+    pub fn new() -> Result<Workers, Errno> {
         let wake = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
-        Ok(Scanners {
+        Ok(Workers {
             devices: HashMap::new(),
             results: Arc::new(Results { list: Mutex::new(Vec::new()), wake }),
         })
     }
 
-    /// Readable when results wait in [`Scanners::drain`].
+    /// Readable when results wait in [`Workers::drain`].
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
         self.results.wake.as_fd()
     }
@@ -162,9 +163,9 @@ impl Scanners {
             let (theirs, results) = (Arc::clone(&jobs), Arc::clone(&self.results));
             let spawned = std::thread::Builder::new()
                 .name(format!("scan-{dev:x}"))
-                .spawn(move || scan_loop(&theirs, &results));
+                .spawn(move || work_loop(&theirs, &results));
             if let Err(error) = spawned {
-                warn!("starting a scanner thread for device {dev:#x}: {error}");
+                warn!("starting a worker for device {dev:#x}: {error}");
                 return Err(Box::new(job));
             }
             self.devices.insert(dev, jobs);
@@ -190,7 +191,7 @@ impl Scanners {
     }
 }
 
-impl Drop for Scanners {
+impl Drop for Workers {
     /// Each thread ends once it is between polls; one stuck in a hung mount ends with the
     /// process.
     fn drop(&mut self) {
@@ -215,7 +216,7 @@ fn next_job(jobs: &Jobs) -> Option<Job> {
     }
 }
 
-fn scan_loop(jobs: &Jobs, results: &Results) {
+fn work_loop(jobs: &Jobs, results: &Results) {
     let mut io = ScanIo::new();
     let mut trimmer = heap::Trimmer::new(Instant::now());
     while let Some(job) = next_job(jobs) {
@@ -236,7 +237,7 @@ fn scan_loop(jobs: &Jobs, results: &Results) {
     }
 }
 
-fn run_poll(mut job: ScanJob, io: &mut ScanIo) -> ScanResult {
+fn run_poll(mut job: PollJob, io: &mut ScanIo) -> PollResult {
     let mut counters = ScanCounters::default();
     let began = Instant::now();
     let mut observed = Observed::default();
@@ -258,7 +259,7 @@ fn run_poll(mut job: ScanJob, io: &mut ScanIo) -> ScanResult {
             Err((op, errno)) => PollOutcome::Failed { op, errno },
         },
     };
-    ScanResult {
+    PollResult {
         object: job.object,
         generation: job.generation,
         scheduled: job.scheduled,
