@@ -71,6 +71,8 @@ pub struct Granted {
     /// one) is an `IN_CLOSE_NOWRITE` on the object, which the caller keeps from the new watch:
     /// it holds `fd` until the watch exists, so that close comes after.
     pub opened: bool,
+    /// What `fstat` said of it while checking, for callers that need its identity and type.
+    pub stat: rustix::fs::Stat,
 }
 
 /// Checks what `fd` proves for `peer_uid`.
@@ -86,7 +88,7 @@ pub fn check(fd: OwnedFd, peer_uid: u32) -> Result<Granted, Errno> {
     let received =
         Received { flags, kind, mode: Mode::from_raw_mode(st.st_mode), owner: st.st_uid, has_acl };
     decide(&received, peer_uid)?;
-    Ok(Granted { fd, opened: !flags.contains(OFlags::PATH) })
+    Ok(Granted { fd, opened: !flags.contains(OFlags::PATH), stat: st })
 }
 
 /// An `O_PATH` handle of the object behind `fd`: a copy if it is one, else a reopen through

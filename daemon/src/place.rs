@@ -47,24 +47,22 @@ pub struct Placed {
     pub parent: Option<Identity>,
     /// For people: status and log lines.
     pub path: String,
-    /// The object's first listing, taken here when it was not watched yet; an error of it is
-    /// `Placed::first_failed`.
-    pub first: Option<ScanState>,
-    pub first_failed: Option<(&'static str, Errno)>,
+    /// The object's first listing (or why it failed), taken here when it was not watched yet.
+    pub first: Option<Result<ScanState, (&'static str, Errno)>>,
     /// What that listing cost.
     pub counters: ScanCounters,
 }
 
 /// Checks and examines the object fd of `job`; lists it too if it is new.
 pub fn place(job: PlaceJob, io: &mut ScanIo) -> Result<Placed, Errno> {
-    let granted = grant::check(job.fd, job.uid)?;
-    let fd = granted.fd.as_fd();
-    let st = match rustix::fs::fstat(fd) {
-        Ok(st) => st,
+    let granted = match grant::check(job.fd, job.uid) {
+        Ok(granted) => granted,
         // Gone on the server since the application's path lookup.
         Err(errno) if poller::is_gone(errno) => return Err(Errno::NOENT),
-        Err(_) => return Err(Errno::BADF),
+        Err(errno) => return Err(errno),
     };
+    let fd = granted.fd.as_fd();
+    let st = granted.stat;
     let identity = (st.st_dev, st.st_ino);
     let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
     let stale = fd_is_stale(fd, identity.1, true);
@@ -84,8 +82,7 @@ pub fn place(job: PlaceJob, io: &mut ScanIo) -> Result<Placed, Errno> {
         None
     };
     let mut counters = ScanCounters::default();
-    let (mut first, mut first_failed) = (None, None);
-    if !stale && !is_watched(&job.watched, identity) {
+    let first = (!stale && !is_watched(&job.watched, identity)).then(|| {
         let look = Look {
             ino: identity.1,
             is_dir,
@@ -93,25 +90,10 @@ pub fn place(job: PlaceJob, io: &mut ScanIo) -> Result<Placed, Errno> {
             force_sync: true,
             reading: Reading::EveryPoll,
         };
-        match poller::first_state(kept.as_fd(), look, io, &mut counters) {
-            Ok(state) => first = Some(state),
-            Err(failed) => first_failed = Some(failed),
-        }
-    }
+        poller::first_state(kept.as_fd(), look, io, &mut counters)
+    });
     let path = fd_path(fd);
-    Ok(Placed {
-        identity,
-        is_dir,
-        remote,
-        stale,
-        ancestry,
-        kept,
-        parent,
-        path,
-        first,
-        first_failed,
-        counters,
-    })
+    Ok(Placed { identity, is_dir, remote, stale, ancestry, kept, parent, path, first, counters })
 }
 
 /// The path of `fd` as this process sees it, or its identity when the kernel cannot say.

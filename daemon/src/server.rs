@@ -1126,26 +1126,15 @@ impl Server {
                 }
             }
         };
-        if !joined && self.registry.get(id).is_some_and(|o| o.is_polled()) {
-            // A new polled object: its fd and listing are known only now; over the uid's
-            // budget it goes again at once.
-            if let Err(errno) = self.polled_budget(uid, id, Object::New) {
-                self.drop_object(id);
-                return reply(errno);
-            }
-        }
-        let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
-        let wd = instance.allocate_wd();
-        instance.add_watch(wd, id);
-        if let Some(object) = self.registry.get_mut(id) {
-            object.subscribers.push(Subscriber { instance: key, wd, mask });
-            debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
-        }
-        if joined {
+        let answer = self.subscribe(key, uid, mask, id).reply;
+        if answer.errno != 0 {
+            // A new object over the uid's budget goes again at once.
+            self.drop_if_unwatched(id);
+        } else if joined {
             // A new kernel watch already has this mask.
             self.refresh_kernel_mask(id, object_fd);
         }
-        Reply { errno: 0, value: wd }
+        answer
     }
 
     /// `inotify_add_watch` on an object of a remote mount: what needs its filesystem goes to the
@@ -1281,14 +1270,17 @@ impl Server {
         let generation = self.next_generation;
         self.next_generation += 1;
         let Placed { identity, is_dir, remote, kept, parent, path, ancestry, .. } = placed;
-        let (first, first_failed) = (placed.first, placed.first_failed);
         self.counters.add(&placed.counters);
-        if let Some((op, errno)) = first_failed {
-            warn!("{path}: {op}: {errno}");
-            let errno = if poller::is_gone(errno) { Errno::NOENT } else { errno };
-            self.answer_add(request, reply(errno));
-            return;
-        }
+        let first = match placed.first {
+            Some(Err((op, errno))) => {
+                warn!("{path}: {op}: {errno}");
+                let errno = if poller::is_gone(errno) { Errno::NOENT } else { errno };
+                self.answer_add(request, reply(errno));
+                return;
+            }
+            Some(Ok(scan)) => Some(scan),
+            None => None,
+        };
         let parent = parent.filter(|&parent| self.registry.find_polled(parent).is_some());
         if let Some(scan) = first {
             // Listed by the worker that examined it: the request joins at once.
@@ -1783,32 +1775,17 @@ impl Server {
         }
         self.dirty.remove(&key);
         self.own_closes.retain(|&(instance, _)| instance != key);
-        // Its requests still waiting on a short connection get their answer now: the
-        // instance is gone, as if its fd had been closed before the call.
-        let orphaned: Vec<usize> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.key == key && !p.cancelled)
-            .map(|(request, _)| request)
-            .collect();
-        for request in orphaned {
-            if let Some(pending) = self.pending.get_mut(request) {
-                if let ReplyTo::Connection(id) = pending.reply_to {
-                    pending.cancelled = true;
-                    if let Some(conn) = self.connections.get_mut(id) {
-                        conn.waiting = false;
-                        conn.opened = now();
-                        // The connection is closed next anyway if the peer is gone.
-                        let _ = wire::send_record(
-                            conn.fd.as_fd(),
-                            &Record::Reply(reply(Errno::BADF)),
-                            &[],
-                        );
-                    }
-                }
-            }
+        // Its requests still waiting are dropped; those on a short connection get their answer
+        // now: the instance is gone, as if its fd had been closed before the call.
+        for (_, pending) in self.pending.iter_mut().filter(|(_, p)| p.key == key) {
+            pending.cancelled = true;
+            let ReplyTo::Connection(id) = pending.reply_to else { continue };
+            let Some(conn) = self.connections.get_mut(id) else { continue };
+            conn.waiting = false;
+            conn.opened = now();
+            // The connection is closed next anyway if the peer is gone.
+            let _ = wire::send_record(conn.fd.as_fd(), &Record::Reply(reply(Errno::BADF)), &[]);
         }
-        self.cancel_pending(|_, instance| instance == key);
         debug!("instance {key}: closed by pid {}", instance.pid);
         drop(instance);
         self.freed_since_trim += held;

@@ -57,9 +57,19 @@ fn receive(socket: &UnixDatagram, timeout: Duration) -> Option<(String, Vec<Owne
     Some((String::from_utf8_lossy(&data[..n as usize]).into_owned(), fds))
 }
 
-/// Starts `fakenotifyd start` under the test's "service manager", passing `fds` as systemd
-/// passes its fd store (fds 3.., `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`).
-fn start(dir: &TempDir, notify: &std::path::Path, fds: &[OwnedFd]) -> Managed {
+/// The test's "service manager": a directory holding the daemon's configuration, its socket
+/// (`fakenotify.sock`) and its logs, and the notify socket the daemon reports to.
+fn manager(label: &str) -> (TempDir, UnixDatagram) {
+    let dir = TempDir::new(label);
+    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
+    let notify = UnixDatagram::bind(dir.join("notify.sock")).expect("bind the notify socket");
+    (dir, notify)
+}
+
+/// Starts `fakenotifyd start` under the service manager of `dir` ([`manager`]), passing `fds`
+/// as systemd passes its fd store (fds 3.., `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`).
+fn start(dir: &TempDir, fds: &[OwnedFd]) -> Managed {
+    let notify = dir.join("notify.sock");
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let names = vec!["fakenotify"; raw.len()].join(":");
     let mut command = Command::new("sh");
@@ -71,7 +81,7 @@ fn start(dir: &TempDir, notify: &std::path::Path, fds: &[OwnedFd]) -> Managed {
         .arg(dir.join("fakenotify.sock"))
         .arg("--config")
         .arg(dir.join("config.toml"))
-        .env("NOTIFY_SOCKET", notify)
+        .env("NOTIFY_SOCKET", &notify)
         .env("LISTEN_FDS", raw.len().to_string())
         .env("LISTEN_FDNAMES", names)
         .env_remove("LD_PRELOAD")
@@ -137,13 +147,10 @@ fn stop_and_store(daemon: &mut Managed, notify: &UnixDatagram) -> Vec<OwnedFd> {
 #[test]
 fn a_restart_keeps_the_clients_fd_and_wd() {
     let fuse = FuseMount::new();
-    let dir = TempDir::new("restart");
-    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
-    let notify_path = dir.join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let (dir, notify) = manager("restart");
     let socket = dir.join("fakenotify.sock");
 
-    let mut first = start(&dir, &notify_path, &[]);
+    let mut first = start(&dir, &[]);
     wait_ready(&notify);
     let spec = format!("IN_CREATE:{}", fuse.mount.display());
     let mut client = Client::spawn_with_socket(
@@ -163,7 +170,7 @@ fn a_restart_keeps_the_clients_fd_and_wd() {
         stored.len()
     );
 
-    let _second = start(&dir, &notify_path, &stored);
+    let _second = start(&dir, &stored);
     drop(stored);
     wait_ready(&notify);
     let log = std::fs::read_to_string(dir.join(format!("daemon-{}.log", 3))).unwrap_or_default();
@@ -186,11 +193,8 @@ fn a_restart_keeps_the_clients_fd_and_wd() {
 #[test]
 fn the_service_manager_hears_what_the_daemon_serves() {
     let fuse = FuseMount::new();
-    let dir = TempDir::new("status-line");
-    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
-    let notify_path = dir.join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
-    let _daemon = start(&dir, &notify_path, &[]);
+    let (dir, notify) = manager("status-line");
+    let _daemon = start(&dir, &[]);
     wait_ready(&notify);
     let spec = format!("IN_CREATE:{}", fuse.mount.display());
     let mut client = Client::spawn_with_socket(
@@ -223,13 +227,10 @@ fn the_service_manager_hears_what_the_daemon_serves() {
 fn a_restart_while_a_watched_mount_hangs_serves_everyone_else() {
     let fuse = FuseMount::new();
     let local = TempDir::new("local");
-    let dir = TempDir::new("restart");
-    std::fs::write(dir.join("config.toml"), FAST_CONFIG).expect("config");
-    let notify_path = dir.join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+    let (dir, notify) = manager("restart");
     let socket = dir.join("fakenotify.sock");
 
-    let mut first = start(&dir, &notify_path, &[]);
+    let mut first = start(&dir, &[]);
     wait_ready(&notify);
     let spec = format!("IN_CREATE:{}", fuse.mount.display());
     let program = artifacts().inotify_client(Libc::Glibc);
@@ -244,7 +245,7 @@ fn a_restart_while_a_watched_mount_hangs_serves_everyone_else() {
     // Past the kernel's attribute cache of the mount, so that every call there would wait.
     std::thread::sleep(Duration::from_millis(1500));
 
-    let _second = start(&dir, &notify_path, &stored);
+    let _second = start(&dir, &stored);
     drop(stored);
     wait_ready(&notify);
     let local_spec = format!("IN_CREATE:{}", local.path().display());
