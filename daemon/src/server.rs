@@ -47,8 +47,10 @@ use crate::place::{self, PlaceJob, Placed};
 use crate::policy::{self, Origin, Policies, PolicyDefaults, ReloadPlan};
 use crate::poller::{self, PollOutcome};
 use crate::registry::Registry;
+use crate::relocate;
 use crate::scan::{ScanCounters, ScanIo};
 use crate::schedule::{self, PollSchedule, Slot};
+use crate::settling::{Settling, Step};
 use crate::signals::{Signal, Signals};
 use crate::slab::Slab;
 use crate::status_line::{Serving, StatusLine};
@@ -73,11 +75,6 @@ const FEED: u64 = 10 << TOKEN_SHIFT;
 
 /// A poll running longer than this is reported in `status` as a slow or hung mount.
 const SLOW_SCAN: Duration = Duration::from_secs(1);
-/// The largest directory that moved in unpaired whose poll runs on the event loop before its
-/// event goes out (`settle`); a larger one is polled on its worker.
-const INLINE_POLL_MAX: u64 = 1000;
-/// How many dangling ancestors a directory found missing may reopen to find itself again.
-const REFIND_DEPTH: u32 = 16;
 /// Polls in a row that may miss a directory before it counts as gone whatever the listings say,
 /// unless less than `MIN_MISSING` passed since the first: pairing a rename across directories
 /// takes a poll of each, which the worker of a busy device may run late, so short
@@ -173,12 +170,14 @@ pub struct Server {
     pub(crate) entries_total: Option<(Duration, u64)>,
     /// The `[[feed]]` commands and the polls their lines ask for.
     pub(crate) feeds: Feeds,
+    /// What each device's polls found, on its way to the subscribers, in order.
+    settling: Settling,
 }
 
 /// The jobs stuck on one worker, for `status`.
 pub(crate) struct StuckJobs {
     pub worker: u64,
-    /// What the oldest is: "poll", "add_watch", "policy paths".
+    /// What the oldest is: "poll", "add_watch", "policy paths", "relocation".
     pub job: &'static str,
     /// The object it is about, as its path when it is known.
     pub what: String,
@@ -325,6 +324,7 @@ impl Server {
             policy_changes: HashMap::new(),
             next_ticket: 1,
             feeds,
+            settling: Settling::default(),
         })
         .map(|mut server| {
             server.stats.reset_policies(server.policies.list.len());
@@ -1913,11 +1913,45 @@ impl Server {
         }
     }
 
+    /// A poll of `id` out of turn, its state taken for the worker; None while a poll of it is
+    /// in flight.
+    fn take_poll_job(&mut self, id: usize) -> Option<PollJob> {
+        let object = self.registry.get_mut(id)?;
+        let look = poller::Look::of(object, self.mounts.listing(object.id.0), false);
+        let Source::Polled(state) = &mut object.source else { return None };
+        let fd = state.fd.try_clone().ok()?;
+        let scan = state.scan.take()?;
+        state.dispatched = Some(now());
+        Some(PollJob {
+            object: id,
+            generation: state.generation,
+            scheduled: false,
+            urgent: true,
+            fd,
+            look,
+            state: Some(scan),
+            joiners: Vec::new(),
+            find_ancestry: false,
+        })
+    }
+
     /// Takes back what the workers finished: polls, examined objects, resolved policies.
     fn on_worked(&mut self) {
         for done in self.workers.drain() {
             match done {
-                Done::Poll(result) => self.on_polled(result),
+                Done::Poll(result) => match self.registry.get(result.object) {
+                    Some(object) => {
+                        let dev = object.id.0;
+                        self.settling.push_back(dev, Step::Polled(Box::new(result)));
+                        self.settle_device(dev);
+                    }
+                    // Gone while the poll ran: its requests learn it.
+                    None => {
+                        let steps = self.on_polled(result);
+                        self.take_steps(steps);
+                    }
+                },
+                Done::Relocated { relocated, poll } => self.on_relocated(relocated, poll),
                 Done::Placed { request, placed } => self.on_placed(request, placed),
                 Done::Resolved(job) => {
                     if let Some(pending) = self.policy_changes.remove(&job.ticket) {
@@ -1928,9 +1962,135 @@ impl Server {
         }
     }
 
-    /// Takes back a finished poll: its state, its counters, its changes; then the requests
-    /// that waited for it join.
-    fn on_polled(&mut self, mut result: PollResult) {
+    /// Takes the steps of device `dev` that may be taken now: all of them, unless one needs
+    /// a relocation on the worker ([`Settling`]).
+    fn settle_device(&mut self, dev: u64) {
+        while let Some(step) = self.settling.next(dev) {
+            self.take_step(dev, step);
+        }
+    }
+
+    /// Takes `steps` of an object no longer in the registry, whose device is not known.
+    fn take_steps(&mut self, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Join { object, joiners } => self.finish_joins(object, joiners),
+                Step::PollNow(object) => self.poll_out_of_turn(object),
+                Step::Polled(_) | Step::Deliver { .. } | Step::Followed { .. } => {}
+            }
+        }
+    }
+
+    fn take_step(&mut self, dev: u64, step: Step) {
+        match step {
+            Step::Polled(result) => {
+                let steps = self.on_polled(*result);
+                self.settling.push_front(dev, steps);
+            }
+            Step::Deliver { object, change, paired } => {
+                let moved_dir =
+                    change.mask == IN_MOVED_TO | IN_ISDIR || change.mask == IN_CREATE | IN_ISDIR;
+                if moved_dir && self.start_follow(object, &change, paired) {
+                    self.settling.push_front(dev, vec![Step::Followed { object, change }]);
+                } else {
+                    self.deliver(object, std::slice::from_ref(&change));
+                }
+            }
+            Step::Followed { object, change } => {
+                self.deliver(object, std::slice::from_ref(&change));
+            }
+            Step::PollNow(object) => self.poll_out_of_turn(object),
+            Step::Join { object, joiners } => {
+                self.finish_joins(object, joiners);
+                if self.joins.contains_key(&object) {
+                    // Requests that came while this poll ran wait for one of their own.
+                    self.poll_out_of_turn(object);
+                }
+            }
+        }
+    }
+
+    /// A directory new under `parent` as `change.name` (a move in, or a create) whose inode a
+    /// watch already holds has moved there: its watch follows it, as a kernel watch does, on
+    /// the worker ([`relocate`]). Whether a relocation started, before which the change waits.
+    ///
+    /// Where the move was not paired (a lone IN_MOVED_TO, or an IN_CREATE because another
+    /// rename took the old name within one poll, so that no delete of it was seen), the
+    /// directory is polled there too before the event goes out. A client lists a directory
+    /// that is new to it; had the directory's own poll come after that, it would tell the
+    /// client of changes its listing already showed. After a paired IN_MOVED_TO the client
+    /// moves what it knew of the subtree, and the directory's changes apply to that afterwards.
+    fn start_follow(&mut self, parent: usize, change: &Change, paired: bool) -> bool {
+        let Some(job) = relocate::plan_follow(&self.registry, parent, change.ino, &change.name)
+        else {
+            return false;
+        };
+        let child = job.task.object();
+        let poll = if paired { None } else { self.take_poll_job(child) };
+        self.start_relocation(job, poll)
+    }
+
+    /// Hands `job` to its device's worker; that device's steps wait for it. Whether it went.
+    fn start_relocation(&mut self, job: relocate::RelocateJob, poll: Option<PollJob>) -> bool {
+        let (dev, object) = (job.dev, job.task.object());
+        match self.workers.dispatch(dev, Job::Relocate { job, poll }) {
+            Ok(()) => {
+                self.settling.relocating(dev, object, now());
+                true
+            }
+            Err(job) => {
+                // No thread: the poll's state goes back untouched.
+                if let Job::Relocate { poll: Some(poll), .. } = *job {
+                    let steps = self.on_polled(crate::workers::unrun(poll));
+                    self.settling.push_front(dev, steps);
+                }
+                false
+            }
+        }
+    }
+
+    /// A relocation came back: the directories found take their new fds and paths, and the
+    /// device's steps go on, the poll of a followed directory first.
+    fn on_relocated(&mut self, relocated: relocate::Relocated, poll: Option<PollResult>) {
+        let (dev, object) = (relocated.dev, relocated.task.object());
+        let found_it = relocated.found_it();
+        let task = relocated.task.clone();
+        let same = self.registry.get(object).map(|o| o.id) == relocated.identity;
+        relocate::apply(&mut self.registry, relocated.found);
+        self.settling.relocated(dev);
+        let steps = match task {
+            relocate::Task::Follow { .. } => {
+                if found_it {
+                    let path = object_path(self.registry.objects(), object);
+                    debug!("{path}: watch follows the renamed directory");
+                }
+                match poll {
+                    Some(poll) => vec![Step::Polled(Box::new(poll))],
+                    None => Vec::new(),
+                }
+            }
+            // The directory was dropped meanwhile (its watches ended).
+            relocate::Task::Refind { .. } if !same => Vec::new(),
+            relocate::Task::Refind { .. } if found_it => {
+                let path = object_path(self.registry.objects(), object);
+                debug!("{path}: watch found its directory again after a rename above it");
+                self.settle(object, Vec::new())
+            }
+            relocate::Task::Refind { .. } if self.may_have_moved(object) => {
+                self.settle(object, Vec::new())
+            }
+            relocate::Task::Refind { .. } => {
+                self.object_gone(object);
+                Vec::new()
+            }
+        };
+        self.settling.push_front(dev, steps);
+        self.settle_device(dev);
+    }
+
+    /// Takes back a finished poll: its state, its counters; returns the steps that deliver its
+    /// changes, then the requests that waited for it join.
+    fn on_polled(&mut self, mut result: PollResult) -> Vec<Step> {
         let id = result.object;
         let joiners = std::mem::take(&mut result.joiners);
         let current = self.registry.get(id).and_then(|o| match &o.source {
@@ -1942,10 +2102,10 @@ impl Server {
             for request in joiners {
                 self.answer_add(request, reply(Errno::NOENT));
             }
-            return;
+            return Vec::new();
         }
-        let Some(object) = self.registry.get_mut(id) else { return };
-        let Source::Polled(state) = &mut object.source else { return };
+        let Some(object) = self.registry.get_mut(id) else { return Vec::new() };
+        let Source::Polled(state) = &mut object.source else { return Vec::new() };
         state.dispatched = None;
         let first = result.first;
         let Some(scan) = result.state else {
@@ -1963,9 +2123,11 @@ impl Server {
             }
             if self.registry.get(id).is_some_and(|o| !o.subscribers.is_empty()) {
                 // A restored object that cannot be listed any more: its watches end.
-                return self.object_gone(id);
+                self.object_gone(id);
+            } else {
+                self.drop_if_unwatched(id);
             }
-            return self.drop_if_unwatched(id);
+            return Vec::new();
         };
         if let Some(ancestry) = result.ancestry.take() {
             state.parent = ancestry.get(1).copied();
@@ -2002,12 +2164,9 @@ impl Server {
             self.schedule_first_poll(Slot { object: id, generation: result.generation });
         }
         self.observe_mount(id, result.observed);
-        self.take_outcome(id, &path, result.outcome);
-        self.finish_joins(id, joiners);
-        if self.joins.contains_key(&id) {
-            // Requests that came while this poll ran wait for one of their own.
-            self.poll_out_of_turn(id);
-        }
+        let mut steps = self.take_outcome(id, &path, result.outcome);
+        steps.push(Step::Join { object: id, joiners });
+        steps
     }
 
     /// Tells the service manager what the daemon serves, when that changed (every few seconds
@@ -2042,8 +2201,10 @@ impl Server {
         }
     }
 
-    /// Delivers what a poll found and starts the out-of-turn polls that rename pairing asks.
-    fn take_outcome(&mut self, id: usize, path: &str, outcome: PollOutcome) {
+    /// The steps that deliver what a poll found and start the out-of-turn polls that rename
+    /// pairing asks for. A directory the poll could not reach is looked for on its worker
+    /// first ([`Server::on_relocated`]).
+    fn take_outcome(&mut self, id: usize, path: &str, outcome: PollOutcome) -> Vec<Step> {
         if !matches!(outcome, PollOutcome::Gone) {
             if let Some(WatchedObject { source: Source::Polled(state), .. }) =
                 self.registry.get_mut(id)
@@ -2055,19 +2216,24 @@ impl Server {
         let changes = match outcome {
             PollOutcome::Unchanged => Vec::new(),
             PollOutcome::Changes(changes) => changes,
-            PollOutcome::Gone if self.refind(id, REFIND_DEPTH) || self.may_have_moved(id) => {
+            PollOutcome::Gone => {
+                let job = relocate::plan_refind(&self.registry, id);
+                if job.is_some_and(|job| self.start_relocation(job, None)) {
+                    return Vec::new();
+                }
+                if !self.may_have_moved(id) {
+                    self.object_gone(id);
+                    return Vec::new();
+                }
                 Vec::new()
             }
-            PollOutcome::Gone => return self.object_gone(id),
             PollOutcome::Failed { op, errno } => {
                 warn!("poll {path}: {op}: {errno}");
                 self.stats.error(format!("poll {op}: {errno}"));
                 Vec::new()
             }
         };
-        for source in self.settle(id, changes) {
-            self.poll_out_of_turn(source);
-        }
+        self.settle(id, changes)
     }
 
     /// Feeds: their supervision, and the out-of-turn polls their lines and catch-ups ask for,
@@ -2130,6 +2296,10 @@ impl Server {
         for change in self.policy_changes.values() {
             note(PATHS_WORKER, "policy paths", "finding the policies' paths".into(), change.since);
         }
+        for (dev, object, since) in self.settling.relocations() {
+            let what = object_path(self.registry.objects(), object).to_owned();
+            note(dev, "relocation", what, since);
+        }
         let mut list: Vec<StuckJobs> = per_worker.into_values().collect();
         list.sort_by_key(|s| s.worker);
         list
@@ -2152,14 +2322,16 @@ impl Server {
         let listing = self.mounts.listing(object.id.0);
         let (outcome, observed) =
             poller::poll(object, listing, want_stats, &mut self.scan_io, &mut self.counters);
-        let path = object.path.clone();
+        let (path, dev) = (object.path.clone(), object.id.0);
         self.observe_mount(id, observed);
-        self.take_outcome(id, &path, outcome);
+        let steps = self.take_outcome(id, &path, outcome);
+        self.settling.push_front(dev, steps);
+        self.settle_device(dev);
     }
 
-    /// Pairs renames across polled directories of one device, delivers what is settled, and
-    /// returns the directories to poll at once.
-    fn settle(&mut self, id: usize, changes: Vec<Change>) -> Vec<usize> {
+    /// Pairs renames across polled directories of one device: the steps that deliver what is
+    /// settled, then poll the directories pairing asks for.
+    fn settle(&mut self, id: usize, changes: Vec<Change>) -> Vec<Step> {
         if changes.is_empty() && !self.moves.waits_on(id) {
             // The common poll: nothing found, nothing held. No walk over the other objects.
             return Vec::new();
@@ -2190,28 +2362,21 @@ impl Server {
         let mut cookie = || take_cookie(next_cookie);
         let settled = self.moves.settle(id, dev, changes, &context, &mut cookie);
         let deliveries = settled.deliveries;
-        for delivery in &deliveries {
-            let change = &delivery.change;
-            if change.mask == IN_MOVED_TO | IN_ISDIR || change.mask == IN_CREATE | IN_ISDIR {
+        let mut steps: Vec<Step> = deliveries
+            .iter()
+            .map(|delivery| {
                 // Both halves of a pair are settled together, so a MOVED_FROM elsewhere in
                 // this list is the only sign of a paired move.
+                let change = &delivery.change;
                 let paired = change.mask & IN_MOVED_TO != 0
                     && deliveries.iter().any(|d| {
                         d.change.mask & IN_MOVED_FROM != 0 && d.change.pair == change.pair
                     });
-                if let Some(child) = self.follow_moved_directory(delivery.object, change) {
-                    if !paired && self.listed_entries(child) <= INLINE_POLL_MAX {
-                        self.poll_object(child, false);
-                    } else if !paired {
-                        // Too large to list on the loop: its poll runs on its worker, and a
-                        // client that lists it may hear of some entries twice.
-                        self.poll_out_of_turn(child);
-                    }
-                }
-            }
-            self.deliver(delivery.object, std::slice::from_ref(change));
-        }
-        settled.poll_now
+                Step::Deliver { object: delivery.object, change: change.clone(), paired }
+            })
+            .collect();
+        steps.extend(settled.poll_now.into_iter().map(Step::PollNow));
+        steps
     }
 
     /// Whether a polled object's fd no longer reaches an inode of its identity.
@@ -2264,149 +2429,6 @@ impl Server {
             );
         }
         wait
-    }
-
-    /// A directory new under `parent` as `change.name` (a move in, or a create) whose inode a
-    /// watch already holds: it moved here. Its watch follows it, as a kernel watch does, and
-    /// the watched object is returned.
-    ///
-    /// Where the move was not paired (a lone IN_MOVED_TO, or an IN_CREATE because another
-    /// rename took the old name within one poll, so that no delete of it was seen), the
-    /// caller polls the directory before the event goes out. A client lists a directory that
-    /// is new to it; had the directory's own poll come after that, it would tell the client
-    /// of changes its listing already showed. After a paired IN_MOVED_TO the client moves what
-    /// it knew of the subtree, and the directory's changes apply to that afterwards.
-    fn follow_moved_directory(&mut self, parent: usize, change: &Change) -> Option<usize> {
-        let parent_object = self.registry.get(parent)?;
-        let child = self.registry.find((parent_object.id.0, change.ino))?;
-        if self.reopen_under(child, parent, &change.name) != Ok(true) {
-            return None;
-        }
-        debug!(
-            "{}: watch follows the renamed directory",
-            object_path(self.registry.objects(), child)
-        );
-        self.reopen_below(child);
-        Some(child)
-    }
-
-    /// Reopens the watched directories below `root`, which was just found at a new path:
-    /// behind a path-based FUSE server their fds name their old paths. Each is reopened by
-    /// its name in its parent's listing, at once rather than when its own poll finds its fd
-    /// dangling, which may come before or long after the parent is found.
-    fn reopen_below(&mut self, root: usize) {
-        let children: Vec<(usize, policy::Identity)> = self
-            .registry
-            .iter()
-            .filter_map(|(id, o)| match &o.source {
-                Source::Polled(PollState { parent: Some(parent), .. }) => Some((id, *parent)),
-                _ => None,
-            })
-            .collect();
-        let mut found = vec![root];
-        while let Some(parent) = found.pop() {
-            let Some(parent_object) = self.registry.get(parent) else { continue };
-            let Source::Polled(PollState { scan: Some(state), .. }) = &parent_object.source else {
-                continue;
-            };
-            let key = parent_object.id;
-            let moved: Vec<(usize, Vec<u8>)> = children
-                .iter()
-                .filter(|(_, p)| *p == key)
-                .filter_map(|&(child, _)| {
-                    let ino = self.registry.get(child)?.id.1;
-                    Some((child, state.snapshot.dir_name(ino)?.to_vec()))
-                })
-                .collect();
-            for (child, name) in moved {
-                if let Ok(true) = self.reopen_under(child, parent, &name) {
-                    found.push(child);
-                }
-            }
-        }
-    }
-
-    /// A polled directory whose fd no longer reaches it may only have moved: behind a
-    /// path-based FUSE server a rename of any of its ancestors leaves its fd dangling, not
-    /// only a rename of the directory itself, and the parent's IN_MOVED_TO that reopens the
-    /// renamed one says nothing of what lies below it. Reopens `id` by its name in a polled
-    /// listing that holds its inode, reopening that directory first the same way if it
-    /// dangles too (`depth` levels up at most). Returns whether it was found.
-    fn refind(&mut self, id: usize, depth: u32) -> bool {
-        let Some(object) = self.registry.get(id) else { return false };
-        if !object.is_dir || depth == 0 || !object.is_polled() {
-            return false;
-        }
-        let Source::Polled(state) = &object.source else { return false };
-        let mut candidates = self.registry.listed_in(object.id);
-        // Its own parent's listing first: another listing that holds the inode number may
-        // hold a directory that reused it. Others only when the parent, still watched, no
-        // longer lists it (it moved, and the move was not paired); none when the parent is
-        // gone, as it is when a tree is removed and its inode numbers taken again.
-        if let Some(identity) = state.parent {
-            match self.registry.find(identity) {
-                None => candidates.clear(),
-                Some(known) if candidates.iter().any(|(parent, _)| *parent == known) => {
-                    candidates.retain(|(parent, _)| *parent == known)
-                }
-                Some(_) => {}
-            }
-        }
-        for (parent, name) in candidates {
-            let found = match self.reopen_under(id, parent, &name) {
-                Err(errno) if poller::is_gone(errno) && self.refind(parent, depth - 1) => {
-                    self.reopen_under(id, parent, &name)
-                }
-                other => other,
-            };
-            if found == Ok(true) {
-                debug!(
-                    "{}: watch found its directory again after a rename above it",
-                    object_path(self.registry.objects(), id)
-                );
-                self.reopen_below(id);
-                return true;
-            }
-            debug!(
-                "{}: not under {}/{} ({})",
-                object_path(self.registry.objects(), id),
-                object_path(self.registry.objects(), parent),
-                String::from_utf8_lossy(&name),
-                found.map_or_else(|e| e.to_string(), |_| "another inode".into())
-            );
-        }
-        false
-    }
-
-    /// Reopens the polled directory `child` as `name` under the polled directory `parent`.
-    /// `Ok(false)` when that name is another inode; an error is `openat`'s.
-    fn reopen_under(&mut self, child: usize, parent: usize, name: &[u8]) -> Result<bool, Errno> {
-        let Some(parent_object) = self.registry.get(parent) else { return Ok(false) };
-        let Source::Polled(parent_state) = &parent_object.source else { return Ok(false) };
-        let Ok(c_name) = std::ffi::CString::new(name) else { return Ok(false) };
-        let Some(identity) = self.registry.get(child).map(|o| o.id) else { return Ok(false) };
-        let flags = rustix::fs::OFlags::RDONLY
-            | rustix::fs::OFlags::DIRECTORY
-            | rustix::fs::OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(
-            &parent_state.fd,
-            c_name.as_c_str(),
-            flags,
-            rustix::fs::Mode::empty(),
-        )?;
-        if rustix::fs::fstat(&fd).map(|st| (st.st_dev, st.st_ino)) != Ok(identity) {
-            return Ok(false);
-        }
-        let path = format!("{}/{}", parent_object.path, String::from_utf8_lossy(name));
-        let parent_identity = parent_object.id;
-        let Some(object) = self.registry.get_mut(child) else { return Ok(false) };
-        let Source::Polled(state) = &mut object.source else { return Ok(false) };
-        state.fd = fd;
-        state.parent = Some(parent_identity);
-        state.misses = 0;
-        state.missing_since = None;
-        object.path = path;
-        Ok(true)
     }
 
     /// Sends `changes` of object `id` (cookies assigned) to each subscriber that asked for them.

@@ -4,8 +4,8 @@
 //!
 //! The event loop hands work over as a [`Job`] on the device's queue: a poll (a duplicate of
 //! the object's fd and its last state, moved, not copied; no state for a first listing), the
-//! filesystem half of an `inotify_add_watch` ([`PlaceJob`]), or the resolution of policy
-//! paths. It gets a [`Done`] back on one shared list, woken by an eventfd in its epoll set.
+//! filesystem half of an `inotify_add_watch` ([`PlaceJob`]), the resolution of policy
+//! paths, or the relocation of a directory renamed on the server ([`RelocateJob`]). It gets a [`Done`] back on one shared list, woken by an eventfd in its epoll set.
 //!
 //! The queues are a mutex and a condition variable each, not `std::sync::mpsc`, whose generic
 //! channel flavours cost the static daemon about as much as the rest of this module's callers.
@@ -27,6 +27,7 @@ use crate::mounts::Observed;
 use crate::place::{self, PlaceJob, Placed};
 use crate::policy::{Policies, Policy};
 use crate::poller::{self, PollOutcome};
+use crate::relocate::{self, RelocateJob, Relocated};
 use crate::scan::{ScanCounters, ScanIo};
 use crate::watch::ScanState;
 
@@ -40,13 +41,27 @@ pub enum Job {
     Place(PlaceJob),
     /// Finds the identity of each policy's path (`Policies::resolve`).
     Resolve(ResolveJob),
+    /// Finds a directory renamed on the server again, and polls it there if `poll` is given.
+    Relocate {
+        job: RelocateJob,
+        poll: Option<PollJob>,
+    },
 }
 
 /// What a device's thread hands back.
 pub enum Done {
     Poll(PollResult),
-    Placed { request: usize, placed: Result<Placed, Errno> },
+    Placed {
+        request: usize,
+        placed: Result<Placed, Errno>,
+    },
     Resolved(ResolveJob),
+    /// `poll` ran with the directory's new fd, or (not found) did not run and hands its state
+    /// back.
+    Relocated {
+        relocated: Relocated,
+        poll: Option<PollResult>,
+    },
 }
 
 /// Policies whose paths are to be found; handed back with their roots set. `ticket` says which
@@ -119,7 +134,7 @@ impl Job {
     fn is_request(&self) -> bool {
         match self {
             Job::Poll(poll) => poll.urgent,
-            Job::Place(_) | Job::Resolve(_) => true,
+            Job::Place(_) | Job::Resolve(_) | Job::Relocate { .. } => true,
         }
     }
 }
@@ -229,6 +244,17 @@ fn work_loop(jobs: &Jobs, results: &Results) {
                 job.policies = resolve(job.policies);
                 Done::Resolved(job)
             }
+            Job::Relocate { job, poll } => {
+                let relocated = relocate::run(job);
+                let poll = poll.map(|mut poll| match relocated.fd_of(poll.object) {
+                    Some(fd) => {
+                        poll.fd = fd;
+                        run_poll(poll, &mut io)
+                    }
+                    None => unrun(poll),
+                });
+                Done::Relocated { relocated, poll }
+            }
         };
         lock(&results.list).push(done);
         // The loop takes the list on any wake-up; a full counter still wakes it.
@@ -271,6 +297,23 @@ fn run_poll(mut job: PollJob, io: &mut ScanIo) -> PollResult {
         observed,
         counters,
         took: began.elapsed(),
+    }
+}
+
+/// A poll handed back without running: its state unchanged, nothing found.
+pub fn unrun(job: PollJob) -> PollResult {
+    PollResult {
+        object: job.object,
+        generation: job.generation,
+        scheduled: job.scheduled,
+        first: false,
+        state: job.state,
+        joiners: job.joiners,
+        ancestry: None,
+        outcome: PollOutcome::Unchanged,
+        observed: Observed::default(),
+        counters: ScanCounters::default(),
+        took: std::time::Duration::ZERO,
     }
 }
 
