@@ -3,8 +3,9 @@
 //! It answers the requests of `libfakenotify.so` (new inotify instances, watches added and
 //! removed), polls the watched objects that live on filesystems the kernel cannot report (NFS,
 //! SMB, FUSE, 9p, Ceph...) and writes real `struct inotify_event` records to each application's
-//! socket; objects on local filesystems get a kernel watch whose events it forwards. One thread,
-//! one epoll set. It is not a general file indexer: it watches only what applications ask for.
+//! socket; objects on local filesystems get a kernel watch whose events it forwards. One event
+//! loop owns all state; every filesystem call about a remote mount runs on that device's worker
+//! thread (CONTRIBUTING, "Threads, and who owns what"). It is not a general file indexer: it watches only what applications ask for.
 
 #[macro_use]
 mod log;
@@ -12,11 +13,13 @@ mod budget;
 mod config;
 mod connections;
 mod control;
+mod delivery;
 mod diff;
 mod fanout;
 mod feed;
 mod feed_line;
 mod feeds;
+mod forwarding;
 mod fstype;
 mod grant;
 mod heap;
@@ -34,8 +37,11 @@ mod pending;
 mod place;
 mod policy;
 mod poller;
+mod polling;
+mod reconfigure;
 mod registry;
 mod relocate;
+mod requests;
 mod restart;
 mod runtime_library;
 mod saved_state;
@@ -49,6 +55,7 @@ mod slab;
 mod snapshot;
 mod status_line;
 mod statx_batch;
+mod subscriptions;
 mod usage;
 mod watch;
 mod wire;
