@@ -270,7 +270,7 @@ impl Server {
             .instances
             .values()
             .filter(|i| own(i.uid))
-            .flat_map(|i| i.watches.values())
+            .flat_map(|i| i.wds.watches.values())
             .filter_map(|w| self.registry.get(w.object).map(|o| o.path.as_str()))
             .collect();
         let limits = &self.settings.limits;

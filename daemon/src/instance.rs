@@ -7,7 +7,7 @@
 //! are charged to the instance's uid and to the daemon (`budget`): past either budget the
 //! instance overflows too, as the kernel's does at its own limit.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 
 use fakenotify_proto::inotify::{Event, IN_Q_OVERFLOW, MAX_EVENT_LEN};
@@ -16,6 +16,7 @@ use rustix::net::SendFlags;
 
 use crate::budget::{event_cost, QueueCharge};
 use crate::kernel::InstanceKernel;
+use crate::wds::Wds;
 
 /// An event waiting to be written to the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,12 +25,6 @@ pub struct QueuedEvent {
     pub mask: u32,
     pub cookie: u32,
     pub name: Box<[u8]>,
-}
-
-/// What a watch descriptor of this instance points at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WatchRef {
-    pub object: usize,
 }
 
 pub struct Instance {
@@ -41,14 +36,11 @@ pub struct Instance {
     pub channel: Option<OwnedFd>,
     pub uid: u32,
     pub pid: i32,
-    /// Read here; changed only through `add_watch` and `remove_watch`, which keep `by_object`.
-    /// Polled objects only: local objects are watched on `kernel`.
-    pub watches: BTreeMap<i32, WatchRef>,
+    /// The wds of polled objects (local objects are watched on `kernel`, whose wds come from
+    /// the same sequence).
+    pub wds: Wds,
     /// The instance's own kernel watches (local objects), charged to its user.
     pub kernel: Option<InstanceKernel>,
-    /// The reverse of `watches`: each object's wd, so a repeated add_watch finds it at once.
-    by_object: HashMap<usize, i32>,
-    next_wd: i32,
     queue: VecDeque<QueuedEvent>,
     max_queued: usize,
     /// The uid's and the daemon's meters of queued bytes, and what this queue holds of them.
@@ -82,10 +74,8 @@ impl Instance {
             channel: None,
             uid,
             pid,
-            watches: BTreeMap::new(),
+            wds: Wds::default(),
             kernel: None,
-            by_object: HashMap::new(),
-            next_wd: 1,
             queue: VecDeque::new(),
             max_queued: max_queued.max(1),
             charge,
@@ -95,41 +85,9 @@ impl Instance {
         }
     }
 
-    /// The next wd to hand out, for the state saved across a restart.
-    pub fn next_wd(&self) -> i32 {
-        self.next_wd
-    }
-
-    /// Continues the wd sequence of an instance restored after a restart.
-    pub fn resume_wds(&mut self, next: i32) {
-        self.next_wd = next.max(1);
-    }
-
-    /// A new watch descriptor; wds count up from 1 and are not reused while the instance lives.
-    pub fn allocate_wd(&mut self) -> i32 {
-        let wd = self.next_wd;
-        self.next_wd = self.next_wd.checked_add(1).unwrap_or(1);
-        wd
-    }
-
-    pub fn wd_for(&self, object: usize) -> Option<i32> {
-        self.by_object.get(&object).copied()
-    }
-
-    pub fn add_watch(&mut self, wd: i32, object: usize) {
-        self.watches.insert(wd, WatchRef { object });
-        self.by_object.insert(object, wd);
-    }
-
-    pub fn remove_watch(&mut self, wd: i32) {
-        if let Some(watch) = self.watches.remove(&wd) {
-            self.by_object.remove(&watch.object);
-        }
-    }
-
     /// Every watch of the instance, polled and kernel.
     pub fn watch_count(&self) -> usize {
-        self.watches.len() + self.kernel.as_ref().map_or(0, InstanceKernel::len)
+        self.wds.len() + self.kernel.as_ref().map_or(0, InstanceKernel::len)
     }
 
     pub fn queued(&self) -> usize {
@@ -265,12 +223,6 @@ mod tests {
             }
         }
         out
-    }
-
-    #[test]
-    fn wds_count_up_from_one() {
-        let (mut i, _peer) = pair(16);
-        assert_eq!([i.allocate_wd(), i.allocate_wd(), i.allocate_wd()], [1, 2, 3]);
     }
 
     #[test]

@@ -58,6 +58,7 @@ mod statx_batch;
 mod subscriptions;
 mod usage;
 mod watch;
+mod wds;
 mod wire;
 mod workers;
 

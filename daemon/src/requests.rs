@@ -539,7 +539,7 @@ impl Server {
         self.stats.closed_overflows += instance.overflows;
         // Closing the socket right after removes it from the epoll set anyway.
         let _ = epoll::delete(&self.epoll, &instance.socket);
-        for (wd, watch) in &instance.watches {
+        for (wd, watch) in &instance.wds.watches {
             if let Some(object) = self.registry.get_mut(watch.object) {
                 object.subscribers.retain(|s| !(s.instance == key && s.wd == *wd));
                 self.drop_if_unwatched(watch.object);

@@ -44,10 +44,10 @@ impl Server {
                 socket: (st.st_dev, st.st_ino),
                 uid: instance.uid,
                 pid: instance.pid,
-                next_wd: instance.next_wd(),
+                next_wd: instance.wds.next(),
             });
             fds.push(instance.socket.as_fd());
-            for (&wd, watch) in &instance.watches {
+            for (&wd, watch) in &instance.wds.watches {
                 let Some(object) = self.registry.get(watch.object).filter(|o| o.is_polled()) else {
                     continue;
                 };
@@ -129,7 +129,7 @@ impl Server {
             }
             let charge = self.queues.charge_for(saved.uid);
             let mut instance = Instance::new(socket, saved.uid, saved.pid, max_queued, charge);
-            instance.resume_wds(saved.next_wd);
+            instance.wds.resume(saved.next_wd);
             // Its local watches were not saved; later ones go on a new inotify fd of its user.
             instance.kernel = self
                 .instance_kernel(saved.key, saved.uid)
@@ -141,7 +141,7 @@ impl Server {
         for saved in &state.watches {
             let Some(&id) = objects.get(&saved.object) else { continue };
             let Some(instance) = self.instances.get_mut(&saved.key) else { continue };
-            instance.add_watch(saved.wd, id);
+            instance.wds.insert(saved.wd, id);
             if let Some(object) = self.registry.get_mut(id) {
                 object.subscribers.push(Subscriber {
                     instance: saved.key,

@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use fakenotify_proto::inotify::{
-    watch_mask_is_valid, IN_CLOSE_NOWRITE, IN_IGNORED, IN_MASK_CREATE, IN_ONLYDIR,
+    watch_mask_is_valid, IN_CLOSE_NOWRITE, IN_MASK_CREATE, IN_ONLYDIR,
 };
 use fakenotify_proto::record::Reply;
 use rustix::fs::FileType;
@@ -16,7 +16,7 @@ use rustix::io::Errno;
 
 use crate::config::Mode;
 use crate::fstype;
-use crate::instance::{Instance, QueuedEvent};
+use crate::instance::Instance;
 use crate::pending::{PendingAdd, ReplyTo, Stage};
 use crate::place::{self, PlaceJob, Placed};
 use crate::policy;
@@ -24,7 +24,8 @@ use crate::poller;
 use crate::schedule::Slot;
 use crate::server::{now, object_path, reply, Server};
 use crate::usage::Object;
-use crate::watch::{PollState, Source, Subscriber, WatchedObject, STAT_EVENTS};
+use crate::watch::{PollState, Source, WatchedObject, STAT_EVENTS};
+use crate::wds::{self, Subscribed};
 use crate::workers::{Job, PollJob};
 
 /// Where a new object's events come from (`Server::placement`).
@@ -82,8 +83,8 @@ impl Server {
             existing = None;
         }
         if let Some(id) = existing {
-            if let Some(wd) = self.instances.get(&key).and_then(|i| i.wd_for(id)) {
-                return self.update_watch(id, key, wd, mask, object_fd);
+            if self.instances.get(&key).is_some_and(|i| i.wds.wd_for(id).is_some()) {
+                return self.update_watch(id, key, mask, object_fd);
             }
         }
         let placement = match existing {
@@ -225,7 +226,7 @@ impl Server {
             }
         }
         let rewatch = polled
-            .is_some_and(|id| self.instances.get(&key).is_some_and(|i| i.wd_for(id).is_some()));
+            .is_some_and(|id| self.instances.get(&key).is_some_and(|i| i.wds.wd_for(id).is_some()));
         if !rewatch {
             let watches: usize =
                 self.instances.values().filter(|i| i.uid == uid).map(Instance::watch_count).sum();
@@ -425,54 +426,55 @@ impl Server {
             };
             if !self.answer_add(request, answer.reply) && answer.new_wd {
                 // Nobody heard of the wd: the watch goes as if never made.
-                self.forget_watch(key, answer.reply.value, id);
+                self.end_watch(key, answer.reply.value, id, false);
             }
         }
         self.drop_if_unwatched(id);
     }
 
     /// Subscribes instance `key` to the polled object `id` with `mask`, or changes the mask of
-    /// its watch there (IN_MASK_ADD, IN_MASK_CREATE as inotify(7) says).
+    /// its watch there, by the rules of `wds`.
     fn subscribe(&mut self, key: u64, uid: u32, mask: u32, id: usize) -> Joined {
         let refused = |errno| Joined { reply: reply(errno), new_wd: false };
-        let new_object = self.registry.get(id).is_some_and(|o| o.subscribers.is_empty());
         let Some(instance) = self.instances.get(&key) else { return refused(Errno::INVAL) };
-        if let Some(wd) = instance.wd_for(id) {
-            if mask & IN_MASK_CREATE != 0 {
-                return refused(Errno::EXIST);
-            }
-            if let Some(sub) = self
-                .registry
-                .get_mut(id)
-                .and_then(|o| o.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd))
-            {
-                sub.mask = sub.updated_mask(mask);
-            }
-            return Joined { reply: Reply { errno: 0, value: wd }, new_wd: false };
-        }
-        if new_object {
+        let rewatch = instance.wds.wd_for(id).is_some();
+        let new_object = self.registry.get(id).is_some_and(|o| o.subscribers.is_empty());
+        if new_object && !rewatch {
             // Its listing is known only now; over the uid's budget it goes again.
             if let Err(errno) = self.polled_budget(uid, id, Object::New) {
                 return refused(errno);
             }
         }
-        let Some(instance) = self.instances.get_mut(&key) else { return refused(Errno::INVAL) };
-        let wd = instance.allocate_wd();
-        instance.add_watch(wd, id);
-        if let Some(object) = self.registry.get_mut(id) {
-            object.subscribers.push(Subscriber { instance: key, wd, mask });
-            debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
+        let (Some(instance), Some(object)) =
+            (self.instances.get_mut(&key), self.registry.get_mut(id))
+        else {
+            return refused(Errno::NOENT);
+        };
+        match wds::subscribe(&mut instance.wds, &mut object.subscribers, key, id, mask) {
+            Ok(Subscribed { wd, new }) => {
+                if new {
+                    debug!("instance {key}: wd {wd} watches {} (mask {mask:#x})", object.path);
+                }
+                Joined { reply: Reply { errno: 0, value: wd }, new_wd: new }
+            }
+            Err(errno) => refused(errno),
         }
-        Joined { reply: Reply { errno: 0, value: wd }, new_wd: true }
     }
 
-    /// Ends a watch nobody heard of: no IN_IGNORED, since the application never had the wd.
-    fn forget_watch(&mut self, key: u64, wd: i32, id: usize) {
+    /// Ends watch `wd` of instance `key` on object `id`: `IN_IGNORED` to the instance if
+    /// `told` (the application had the wd), and the object goes once nobody watches it.
+    fn end_watch(&mut self, key: u64, wd: i32, id: usize, told: bool) {
+        self.own_closes.remove(&(key, wd));
+        let mut no_subscribers = Vec::new();
+        let subscribers =
+            self.registry.get_mut(id).map_or(&mut no_subscribers, |o| &mut o.subscribers);
         if let Some(instance) = self.instances.get_mut(&key) {
-            instance.remove_watch(wd);
-        }
-        if let Some(object) = self.registry.get_mut(id) {
-            object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
+            if let Some(ignored) = wds::end_watch(&mut instance.wds, subscribers, key, wd, told) {
+                instance.push(ignored);
+                self.dirty.insert(key);
+            }
+        } else {
+            subscribers.retain(|s| !(s.instance == key && s.wd == wd));
         }
         self.drop_if_unwatched(id);
     }
@@ -500,7 +502,7 @@ impl Server {
     ) -> Reply {
         let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
         let Some(mut kernel) = instance.kernel.take() else { return reply(Errno::NOSPC) };
-        let added = kernel.add(object_fd.as_fd(), identity, mask, || instance.allocate_wd());
+        let added = kernel.add(object_fd.as_fd(), identity, mask, || instance.wds.allocate());
         instance.kernel = Some(kernel);
         match added {
             Ok((wd, _)) => {
@@ -517,27 +519,23 @@ impl Server {
     }
 
     /// `inotify_add_watch` on an object the instance already watches: same wd, new mask.
-    fn update_watch(
-        &mut self,
-        id: usize,
-        key: u64,
-        wd: i32,
-        mask: u32,
-        object_fd: &OwnedFd,
-    ) -> Reply {
+    fn update_watch(&mut self, id: usize, key: u64, mask: u32, object_fd: &OwnedFd) -> Reply {
         if mask & IN_MASK_CREATE != 0 {
             return reply(Errno::EXIST);
         }
         self.poll_before_joining(id, mask);
-        if let Some(object) = self.registry.get_mut(id) {
-            if let Some(sub) =
-                object.subscribers.iter_mut().find(|s| s.instance == key && s.wd == wd)
-            {
-                sub.mask = sub.updated_mask(mask);
-            }
-        }
+        let (Some(instance), Some(object)) =
+            (self.instances.get_mut(&key), self.registry.get_mut(id))
+        else {
+            return reply(Errno::NOENT);
+        };
+        // The same wd, its mask replaced or added to.
+        let answer = wds::subscribe(&mut instance.wds, &mut object.subscribers, key, id, mask);
         self.refresh_kernel_mask(id, object_fd);
-        Reply { errno: 0, value: wd }
+        match answer {
+            Ok(subscribed) => Reply { errno: 0, value: subscribed.wd },
+            Err(errno) => reply(errno),
+        }
     }
 
     /// Before a subscriber joins a polled object or changes its mask, changes made so far go
@@ -672,7 +670,7 @@ impl Server {
 
     pub(crate) fn rm_watch(&mut self, key: u64, wd: i32) -> Reply {
         let Some(instance) = self.instances.get_mut(&key) else { return reply(Errno::INVAL) };
-        let Some(object) = instance.watches.get(&wd).map(|w| w.object) else {
+        let Some(object) = instance.wds.watches.get(&wd).map(|w| w.object) else {
             return match instance.kernel.as_mut().map(|k| k.remove(wd)) {
                 Some(Ok(())) => {
                     // The kernel queued IN_IGNORED: it goes out before the reply.
@@ -688,15 +686,7 @@ impl Server {
 
     /// Ends one watch: IN_IGNORED to its instance, and the object goes once nobody watches it.
     pub(crate) fn unsubscribe(&mut self, key: u64, wd: i32, id: usize) {
-        self.own_closes.remove(&(key, wd));
-        if let Some(instance) = self.instances.get_mut(&key) {
-            instance.remove_watch(wd);
-            instance.push(QueuedEvent { wd, mask: IN_IGNORED, cookie: 0, name: Box::default() });
-            self.dirty.insert(key);
-        }
-        let Some(object) = self.registry.get_mut(id) else { return };
-        object.subscribers.retain(|s| !(s.instance == key && s.wd == wd));
-        self.drop_if_unwatched(id);
+        self.end_watch(key, wd, id, true);
     }
 
     pub(crate) fn drop_object(&mut self, id: usize) {
@@ -728,7 +718,7 @@ impl Server {
             }
             return;
         }
-        let Some(id) = instance.watches.get(&wd).map(|w| w.object) else { return };
+        let Some(id) = instance.wds.watches.get(&wd).map(|w| w.object) else { return };
         let Some(object) = self.registry.get(id) else { return };
         let reports_close = object
             .subscribers

@@ -51,8 +51,8 @@ impl Server {
         let mut use_ = UserUse { queued_bytes: self.queues.user_bytes(uid), ..UserUse::default() };
         for instance in self.instances.values().filter(|i| i.uid == uid) {
             use_.instances += 1;
-            use_.watches += instance.watches.len() as u64;
-            for watch in instance.watches.values() {
+            use_.watches += instance.wds.watches.len() as u64;
+            for watch in instance.wds.watches.values() {
                 if self.registry.get(watch.object).is_some_and(|o| o.is_polled()) {
                     use_.polled += 1;
                     use_.entries += self.listed_entries(watch.object);
