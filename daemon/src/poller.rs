@@ -114,6 +114,16 @@ pub struct Look {
 }
 
 impl Look {
+    /// The look of an object's first listing, which reads the directory whatever its mount.
+    pub fn first(
+        identity: crate::policy::Identity,
+        is_dir: bool,
+        needs_stats: bool,
+        force_sync: bool,
+    ) -> Look {
+        Look { ino: identity.1, is_dir, needs_stats, force_sync, reading: Reading::EveryPoll }
+    }
+
     /// The look of a poll of `object` on a mount listed as `listing` (before its policy's say).
     pub fn of(object: &WatchedObject, listing: Listing, want_stats: bool) -> Look {
         Look {

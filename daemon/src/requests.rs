@@ -176,16 +176,7 @@ impl Server {
             Ok(received) => received,
             Err(RecvError::WouldBlock) => return,
             Err(RecvError::Closed) => return self.close_connection(id),
-            Err(error) => {
-                self.warn_peer(
-                    uid,
-                    "protocol",
-                    format_args!("client pid {pid} uid {uid}: {error}; closing its connection"),
-                );
-                self.stats.error("protocol");
-                self.answer_bad_version(id, &error);
-                return self.close_connection(id);
-            }
+            Err(error) => return self.connection_misbehaved(id, uid, pid, &error),
         };
         let answer = match received.record() {
             Ok(Record::Register) => {
@@ -241,16 +232,7 @@ impl Server {
                 self.stats.error("protocol");
                 return self.close_connection(id);
             }
-            Err(error) => {
-                self.warn_peer(
-                    uid,
-                    "protocol",
-                    format_args!("client pid {pid} uid {uid}: {error}; closing its connection"),
-                );
-                self.stats.error("protocol");
-                self.answer_bad_version(id, &error);
-                return self.close_connection(id);
-            }
+            Err(error) => return self.connection_misbehaved(id, uid, pid, &error),
         };
         // Events the request queued (IN_IGNORED of an rm_watch) are readable before its reply,
         // as with the kernel; the fds it carried are closed after the reply, off the client's
@@ -386,6 +368,19 @@ impl Server {
             instance.channel = None;
         }
         self.cancel_pending(|to, _| to == ReplyTo::Channel(key));
+    }
+
+    /// A malformed record on request connection `id`: logged (rate-limited), answered if it is
+    /// of another protocol version, and the connection closed.
+    fn connection_misbehaved(&mut self, id: usize, uid: u32, pid: i32, error: &RecvError) {
+        self.warn_peer(
+            uid,
+            "protocol",
+            format_args!("client pid {pid} uid {uid}: {error}; closing its connection"),
+        );
+        self.stats.error("protocol");
+        self.answer_bad_version(id, error);
+        self.close_connection(id);
     }
 
     /// A peer of another protocol version gets a reply it can recognise before the close.

@@ -297,13 +297,7 @@ impl Server {
             return;
         };
         let with_stats = mask & STAT_EVENTS != 0;
-        let look = poller::Look {
-            ino: identity.1,
-            is_dir,
-            needs_stats: with_stats,
-            force_sync: governance.force_sync,
-            reading: crate::mounts::Reading::EveryPoll,
-        };
+        let look = poller::Look::first(identity, is_dir, with_stats, governance.force_sync);
         let mut state = PollState::unlisted(kept, generation, with_stats, now());
         state.parent = parent;
         state.ancestry = ancestry;
@@ -311,17 +305,7 @@ impl Server {
         if let Some(pending) = self.pending.get_mut(request) {
             pending.stage = Stage::Joining(id);
         }
-        let job = PollJob {
-            object: id,
-            generation,
-            scheduled: false,
-            urgent: true,
-            fd,
-            look,
-            state: None,
-            joiners: vec![request],
-            find_ancestry: false,
-        };
+        let job = PollJob::first_listing(id, generation, fd, look, vec![request], false);
         if let Err(job) = self.workers.dispatch(identity.0, Job::Poll(job)) {
             let Job::Poll(job) = *job else { return };
             for request in job.joiners {
@@ -345,28 +329,12 @@ impl Server {
         self.next_generation += 1;
         let governance = self.policies.govern(&[identity]);
         let with_stats = mask & STAT_EVENTS != 0;
-        let look = poller::Look {
-            ino: identity.1,
-            is_dir,
-            needs_stats: with_stats,
-            force_sync: governance.force_sync,
-            reading: crate::mounts::Reading::EveryPoll,
-        };
+        let look = poller::Look::first(identity, is_dir, with_stats, governance.force_sync);
         let dup = fd.try_clone();
         let path = place::fd_path(fd.as_fd());
         let state = PollState::unlisted(fd, generation, with_stats, now());
         let id = self.insert_polled(identity, is_dir, path, governance, state, Some("remote"));
-        let job = dup.map(|fd| PollJob {
-            object: id,
-            generation,
-            scheduled: false,
-            urgent: true,
-            fd,
-            look,
-            state: None,
-            joiners: Vec::new(),
-            find_ancestry: true,
-        });
+        let job = dup.map(|fd| PollJob::first_listing(id, generation, fd, look, Vec::new(), true));
         let dispatched =
             job.is_ok_and(|job| self.workers.dispatch(identity.0, Job::Poll(job)).is_ok());
         if !dispatched {

@@ -92,6 +92,30 @@ pub struct PollJob {
     pub find_ancestry: bool,
 }
 
+impl PollJob {
+    /// The first listing of `object`, for the requests `joiners`; `find_ancestry` as above.
+    pub fn first_listing(
+        object: usize,
+        generation: u64,
+        fd: OwnedFd,
+        look: poller::Look,
+        joiners: Vec<usize>,
+        find_ancestry: bool,
+    ) -> PollJob {
+        PollJob {
+            object,
+            generation,
+            scheduled: false,
+            urgent: true,
+            fd,
+            look,
+            state: None,
+            joiners,
+            find_ancestry,
+        }
+    }
+}
+
 /// A finished poll: the state back, what it found, what it cost.
 pub struct PollResult {
     pub object: usize,
