@@ -10,7 +10,9 @@ Built on pyfuse3 (Debian's python3-pyfuse3), whose trio tasks make a concurrent 
 `await trio.sleep`: no thread per request, no C. Like bindfs it is path-based and its
 directories' times move with every change in the backing directory.
 
-Usage: delayfs.py BACKING MOUNTPOINT DELAY_MS   (runs in the foreground; unmount to stop)
+Usage: delayfs.py BACKING MOUNTPOINT DELAY_MS [SLOW_PREFIX SLOW_MS]
+(runs in the foreground; unmount to stop). With SLOW_PREFIX, opening a directory whose name
+starts with it takes SLOW_MS more: one slow spot the tests can aim at.
 """
 
 import errno
@@ -30,9 +32,11 @@ ATTR_TIMEOUT = 1.0
 
 
 class DelayFs(pyfuse3.Operations):
-    def __init__(self, backing, delay):
+    def __init__(self, backing, delay, slow_prefix=None, slow_delay=0.0):
         super().__init__()
         self.delay = delay
+        self.slow_prefix = slow_prefix
+        self.slow_delay = slow_delay
         self.paths = {pyfuse3.ROOT_INODE: backing}
         self.root_ino = os.lstat(backing).st_ino
         self.listings = {}
@@ -77,6 +81,8 @@ class DelayFs(pyfuse3.Operations):
     async def opendir(self, inode, ctx):
         await trio.sleep(self.delay)
         path = self.path(inode)
+        if self.slow_prefix and os.path.basename(path).startswith(self.slow_prefix):
+            await trio.sleep(self.slow_delay)
         try:
             names = sorted(os.listdir(path))
         except OSError as e:
@@ -126,19 +132,25 @@ class DelayFs(pyfuse3.Operations):
         return out
 
 
-def main():
-    if len(sys.argv) != 4:
-        sys.exit("usage: delayfs.py BACKING MOUNTPOINT DELAY_MS")
-    backing, mountpoint, delay_ms = sys.argv[1], sys.argv[2], sys.argv[3]
+def milliseconds(text):
     try:
-        delay = float(delay_ms) / 1000.0
+        return float(text) / 1000.0
     except ValueError:
-        sys.exit(f"delayfs.py: {delay_ms!r}: the delay is a number of milliseconds")
+        sys.exit(f"delayfs.py: {text!r}: a delay is a number of milliseconds")
+
+
+def main():
+    if len(sys.argv) not in (4, 6):
+        sys.exit("usage: delayfs.py BACKING MOUNTPOINT DELAY_MS [SLOW_PREFIX SLOW_MS]")
+    backing, mountpoint = sys.argv[1], sys.argv[2]
+    delay = milliseconds(sys.argv[3])
+    slow_prefix, slow_delay = (sys.argv[4], milliseconds(sys.argv[5])) if len(sys.argv) == 6 else (None, 0.0)
     if not stat.S_ISDIR(os.stat(backing).st_mode):
         sys.exit(f"delayfs.py: {backing}: not a directory")
     options = set(pyfuse3.default_options)
     options |= {"fsname=delayfs", "subtype=delayfs", "ro", "allow_other"}
-    pyfuse3.init(DelayFs(os.path.abspath(backing), delay), mountpoint, options)
+    operations = DelayFs(os.path.abspath(backing), delay, slow_prefix, slow_delay)
+    pyfuse3.init(operations, mountpoint, options)
     try:
         trio.run(pyfuse3.main, 1, 256)
     finally:

@@ -169,6 +169,16 @@ impl FuseMount {
     /// request after `delay_ms` and serves many at once, as NFS, SMB, sshfs or rclone across a
     /// network do. It runs on Debian's python3 with pyfuse3, whatever `python3` is on PATH.
     pub fn delayfs(delay_ms: f64) -> FuseMount {
+        FuseMount::delayfs_with(delay_ms, &[])
+    }
+
+    /// A delayfs mount on which opening a directory whose name starts with `prefix` takes
+    /// `slow_ms` more: a slow spot on the server a test can aim at.
+    pub fn delayfs_with_slow_dirs(delay_ms: f64, prefix: &str, slow_ms: f64) -> FuseMount {
+        FuseMount::delayfs_with(delay_ms, &[prefix.to_owned(), slow_ms.to_string()])
+    }
+
+    fn delayfs_with(delay_ms: f64, extra: &[String]) -> FuseMount {
         const INSTALL: &str = "Debian/Ubuntu: apt-get install python3-pyfuse3 python3-trio fuse3";
         const PYTHON: &str = "/usr/bin/python3";
         let usable = Command::new(PYTHON)
@@ -180,7 +190,7 @@ impl FuseMount {
         let (dir, [backing, mount]) = layout("delayfs", &[], INSTALL, ["backing", "mount"]);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/delayfs.py");
         let mut command = Command::new(PYTHON);
-        command.arg(script).arg(&backing).arg(&mount).arg(delay_ms.to_string());
+        command.arg(script).arg(&backing).arg(&mount).arg(delay_ms.to_string()).args(extra);
         FuseMount::serve(dir, command, INSTALL, vec![backing], mount, None)
     }
 

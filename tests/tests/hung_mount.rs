@@ -296,3 +296,44 @@ fn a_waiting_request_whose_instance_closes_is_answered_at_once() {
     assert_eq!(answer.errno, libc::EBADF, "the instance is gone: {answer:?}");
     assert!(began.elapsed() < Duration::from_secs(2), "answered after {:?}", began.elapsed());
 }
+
+/// A directory renamed on the server is found at its new place on its device's worker. While
+/// opening it there takes seconds, another mount's events and `status` go on, and `status`
+/// names the work stuck on that directory; the rename's IN_MOVED_TO waits for it (its watch
+/// must follow first), and then the watch goes on at the new place.
+#[test]
+fn a_directory_renamed_on_a_slow_server_is_followed_without_holding_up_the_daemon() {
+    const SLOW_OPEN_MS: f64 = 4000.0;
+    let slow = FuseMount::delayfs_with_slow_dirs(0.0, "slow-", SLOW_OPEN_MS);
+    let alive = FuseMount::new();
+    std::fs::create_dir(slow.backing("a")).expect("mkdir a");
+    let daemon = Daemon::start("[daemon]\ndefault_poll_interval = \"300ms\"\n");
+    let specs = [
+        format!("CREATE:{}", alive.mount.display()),
+        format!("CREATE|MOVED_FROM|MOVED_TO:{}", slow.mount.display()),
+        format!("CREATE:{}", slow.mounted("a").display()),
+    ];
+    let args: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let mut watcher = Client::inotify_client(Libc::Glibc, &args, Some(&daemon), true);
+    let moved_wd = watcher.wd_of(&slow.mounted("a"));
+
+    std::fs::rename(slow.backing("a"), slow.backing("slow-a")).expect("rename on the server");
+    watcher.expect_event("IN_MOVED_FROM a", |e| e.is(IN_MOVED_FROM) && e.name == "a");
+    // The directory is being opened at its new place, which takes seconds there.
+    std::thread::sleep(Duration::from_millis(1200));
+    events_keep_coming(&mut watcher, &daemon, &alive, "during-relocation");
+    let (s, _) = daemon.full_status();
+    let moved = slow.mounted("a").display().to_string();
+    assert!(
+        s.slow_scans.iter().any(|scan| scan.path == moved),
+        "status names the work stuck on the renamed directory: {:?}",
+        s.slow_scans
+    );
+    events_keep_coming(&mut watcher, &daemon, &alive, "still-during-relocation");
+
+    watcher.expect_event("IN_MOVED_TO slow-a", |e| e.is(IN_MOVED_TO) && e.name == "slow-a");
+    write(&slow.backing("slow-a/inside"), b"");
+    watcher.expect_event("inside, on the followed watch", |e| {
+        e.wd == moved_wd && e.matches(IN_CREATE, "inside")
+    });
+}
