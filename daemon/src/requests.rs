@@ -6,7 +6,7 @@
 //! module decodes, checks who asks, and sends the answer, now or, for a request that waits on
 //! a worker, later (`answer_add`).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use fakenotify_proto::inotify::watch_mask_is_valid;
 use fakenotify_proto::record::{Record, Reply};
@@ -14,6 +14,7 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::fs::FileType;
 use rustix::io::Errno;
 
+use crate::config::Mode;
 use crate::connections::{Accepted, CONNECTION_IDLE, MAX_CONNECTIONS};
 use crate::grant;
 use crate::instance::{Flush, Instance};
@@ -325,6 +326,9 @@ impl Server {
                 if let Reach::Remote { worker } = self.intake.reach(object_fd.as_fd()) {
                     return self.start_remote_add(key, uid, mask, object_fd, worker, to);
                 }
+                if let Some(worker) = self.polled_locally(object_fd.as_fd()) {
+                    return self.start_remote_add(key, uid, mask, object_fd, worker, to);
+                }
                 // The fd must prove read access for the peer.
                 match grant::check(object_fd, uid) {
                     Ok(granted) => {
@@ -368,6 +372,24 @@ impl Server {
             instance.channel = None;
         }
         self.cancel_pending(|to, _| to == ReplyTo::Channel(key));
+    }
+
+    /// The device of an object on a local filesystem that a policy polls (`mode = "poll"`):
+    /// its listings run on the device's worker, as a remote object's do, so that a huge local
+    /// directory delays only the request that asked for it. None, without a system call, while
+    /// no policy polls.
+    fn polled_locally(&self, fd: BorrowedFd<'_>) -> Option<u64> {
+        if !self.policies.list.iter().any(|p| p.watch.mode == Mode::Poll) {
+            return None;
+        }
+        let st = rustix::fs::fstat(fd).ok()?;
+        let identity = (st.st_dev, st.st_ino);
+        if self.registry.find_polled(identity).is_some() {
+            return Some(st.st_dev);
+        }
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        let ancestry = self.policies.ancestry(fd, identity, is_dir);
+        (self.policies.govern(&ancestry).mode == Mode::Poll).then_some(st.st_dev)
     }
 
     /// A malformed record on request connection `id`: logged (rate-limited), answered if it is
