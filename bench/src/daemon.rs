@@ -120,7 +120,9 @@ impl Drop for Daemon {
 }
 
 /// A `[daemon]` and `[[watch]]` configuration: `roots` in `mode`, polled every `interval`, their
-/// directories listed as `listing` says.
+/// directories listed as `listing` says. The limits are out of the way, the share of fds too:
+/// with `RLIMIT_NOFILE` at 20 000 a uid's share (an eighth) would refuse most of the 10 000
+/// polled files of the add_watch figures.
 pub fn config(
     roots: &[&Path],
     interval: &str,
@@ -131,7 +133,7 @@ pub fn config(
     let mut text = format!(
         "[daemon]\nlog_level = \"warn\"\ndefault_poll_interval = \"{interval}\"\n\
          max_user_watches = 4000000\nmax_queued_events = 1000000\nmax_user_polled = 4000000\n\
-         max_user_entries = 4000000\nmax_entries = 4000000\n"
+         max_user_entries = 4000000\nmax_entries = 4000000\nmax_user_fds = 4000000\n"
     );
     for root in roots {
         text.push_str(&format!(
