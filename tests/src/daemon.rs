@@ -289,6 +289,20 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// How long a `status` request takes from this process: connect, ask, read the answer,
+    /// without starting a `fakenotify-ctl` process (which is most of `full_status`'s time on
+    /// a busy machine).
+    pub fn status_round_trip(&self) -> Duration {
+        use fakenotify_ctl::message::Response;
+        use fakenotify_ctl::transport::Connection;
+        use fakenotify_proto::control::ControlRequest;
+        let began = Instant::now();
+        let conn = Connection::connect(&self.socket).expect("connect to the daemon");
+        let answer = conn.control(&ControlRequest::Status).expect("status");
+        assert!(matches!(answer, Response::Status(_)), "status answered {answer:?}");
+        began.elapsed()
+    }
+
     /// The whole of `fakenotify-ctl status --json`, and how long the daemon took to answer.
     pub fn full_status(&self) -> (fakenotify_ctl::message::Status, Duration) {
         let began = Instant::now();
