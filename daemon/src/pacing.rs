@@ -159,6 +159,16 @@ impl Pacing {
         Some(turn)
     }
 
+    /// Charges to `object`'s group what a poll outside the schedule made, one no budget held
+    /// back: a first listing, which may be the largest poll the object ever gets. The group's
+    /// next polls wait for it as for their own.
+    pub fn charge(&mut self, object: &WatchedObject, spent: &ScanCounters, now: Duration) {
+        let group = self.groups.entry(key(object)).or_default();
+        group.max_ops = object.governance.max_ops;
+        let cost = group.seconds_of(spent.ops() as f64);
+        group.paid_until = group.paid_until.max(now) + cost;
+    }
+
     /// Accounts a finished poll that made `spent` and returns the object's next deadline.
     pub fn after_poll(
         &mut self,
@@ -337,6 +347,20 @@ mod tests {
         assert!(per_window.iter().all(|&n| n <= bound), "{per_window:?}");
         // Level, not bursting: after the first round every window is near the budget.
         assert!(per_window[4..].iter().all(|&n| n >= 80), "{per_window:?}");
+    }
+
+    #[test]
+    fn a_first_listing_is_paid_for_by_the_groups_next_polls() {
+        let mut pacing = Pacing::default();
+        let new = object(Some(0), Duration::from_secs(1), 100, None);
+        let mut other = object(Some(0), Duration::from_secs(1), 100, None);
+        // 1 000 statx at 100 a second: the group's budget is spent for 10 s.
+        pacing.charge(&new, &spent(1000, 0), Duration::ZERO);
+        let turn = pacing.hold(&mut other, Duration::ZERO).expect("held for the first listing");
+        assert!(turn >= Duration::from_secs(9), "held until {turn:?}");
+        // Another policy's group pays nothing for it.
+        let mut apart = object(Some(1), Duration::from_secs(1), 100, None);
+        assert_eq!(pacing.hold(&mut apart, Duration::ZERO), None);
     }
 
     #[test]

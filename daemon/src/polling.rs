@@ -233,6 +233,10 @@ impl Server {
         state.scan = Some(scan);
         self.counters.add(&result.counters);
         let finished = now();
+        if first {
+            // A first listing is work like any other poll: the budget pays for it.
+            self.pacing.charge(object, &result.counters, finished);
+        }
         if result.scheduled {
             self.stats.polls += 1;
             let index = object.governance.policy.unwrap_or(self.policies.list.len());

@@ -286,6 +286,10 @@ impl Server {
             let mut state = PollState::new(kept, scan, generation, ancestry);
             state.parent = parent;
             let id = self.insert_polled(identity, is_dir, path, governance, state, remote);
+            if let Some(object) = self.registry.get(id) {
+                // A first listing is work like any other poll: the budget pays for it.
+                self.pacing.charge(object, &placed.counters, now());
+            }
             self.schedule_first_poll(Slot { object: id, generation });
             if let Some(pending) = self.pending.get_mut(request) {
                 pending.stage = Stage::Joining(id);
