@@ -4,7 +4,6 @@
 //! of an object that is gone.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use fakenotify_proto::inotify::{
@@ -15,7 +14,6 @@ use crate::diff::Change;
 use crate::fanout;
 use crate::instance::QueuedEvent;
 use crate::moves;
-use crate::place;
 use crate::relocate;
 use crate::server::{now, object_path, Server};
 use crate::settling::Step;
@@ -135,11 +133,11 @@ impl Server {
         relocated: relocate::Relocated,
         poll: Option<PollResult>,
     ) {
-        let (dev, object) = (relocated.dev, relocated.task.object());
         let found_it = relocated.found_it();
-        let task = relocated.task.clone();
-        let same = self.registry.get(object).map(|o| o.id) == relocated.identity;
-        relocate::apply(&mut self.registry, relocated.found);
+        let relocate::Relocated { dev, task, identity, found } = relocated;
+        let object = task.object();
+        let same = self.registry.get(object).map(|o| o.id) == identity;
+        relocate::apply(&mut self.registry, found);
         self.settling.relocated(dev);
         let steps = match task {
             relocate::Task::Follow { .. } => {
@@ -221,14 +219,7 @@ impl Server {
         steps
     }
 
-    /// Whether a polled object's fd no longer reaches an inode of its identity.
-    pub(crate) fn is_stale(&self, id: usize) -> bool {
-        let Some(object) = self.registry.get(id) else { return false };
-        let Source::Polled(state) = &object.source else { return false };
-        place::fd_is_stale(state.fd.as_fd(), object.id.1, object.governance.force_sync)
-    }
-
-    /// Whether a polled directory that cannot be found (nor [`Server::refind`]) may only have
+    /// Whether a polled directory that cannot be found (nor found again by [`relocate`]) may only have
     /// moved, so that it waits for another poll rather than counting as gone. Behind a
     /// path-based FUSE server (bindfs, rclone, sshfs, mergerfs) a rename on the server of the
     /// directory or of any directory above it leaves the daemon's fd dangling until the poll

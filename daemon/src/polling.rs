@@ -105,15 +105,9 @@ impl Server {
         };
         let urgent = !joiners.is_empty();
         let job = PollJob {
-            object: id,
-            generation: state.generation,
             scheduled,
             urgent,
-            fd,
-            look,
-            state: Some(scan),
-            joiners,
-            find_ancestry: false,
+            ..PollJob::urgent(id, state.generation, fd, look, Some(scan), joiners)
         };
         state.dispatched = Some(now());
         if let Err(job) = self.workers.dispatch(dev, Job::Poll(job)) {
@@ -138,17 +132,7 @@ impl Server {
         let fd = state.fd.try_clone().ok()?;
         let scan = state.scan.take()?;
         state.dispatched = Some(now());
-        Some(PollJob {
-            object: id,
-            generation: state.generation,
-            scheduled: false,
-            urgent: true,
-            fd,
-            look,
-            state: Some(scan),
-            joiners: Vec::new(),
-            find_ancestry: false,
-        })
+        Some(PollJob::urgent(id, state.generation, fd, look, Some(scan), Vec::new()))
     }
 
     /// Takes back what the workers finished: polls, examined objects, resolved policies.

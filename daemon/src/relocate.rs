@@ -36,7 +36,7 @@ pub struct Dir {
     pub children: Vec<(usize, Vec<u8>)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Task {
     /// A poll could not reach `object`: find it again.
     Refind { object: usize },

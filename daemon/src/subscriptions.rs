@@ -136,6 +136,13 @@ impl Server {
         answer
     }
 
+    /// Whether a polled object's fd no longer reaches an inode of its identity.
+    fn is_stale(&self, id: usize) -> bool {
+        let Some(object) = self.registry.get(id) else { return false };
+        let Source::Polled(state) = &object.source else { return false };
+        place::fd_is_stale(state.fd.as_fd(), object.id.1, object.governance.force_sync)
+    }
+
     /// `inotify_add_watch` on an object of a remote mount: what needs its filesystem goes to the
     /// device's worker ([`place::place`]), and the request waits for it ([`Server::on_placed`]).
     pub(crate) fn start_remote_add(
@@ -309,7 +316,7 @@ impl Server {
         if let Some(pending) = self.pending.get_mut(request) {
             pending.stage = Stage::Joining(id);
         }
-        let job = PollJob::first_listing(id, generation, fd, look, vec![request], false);
+        let job = PollJob::urgent(id, generation, fd, look, None, vec![request]);
         if let Err(job) = self.workers.dispatch(identity.0, Job::Poll(job)) {
             let Job::Poll(job) = *job else { return };
             for request in job.joiners {
@@ -338,7 +345,10 @@ impl Server {
         let path = place::fd_path(fd.as_fd());
         let state = PollState::unlisted(fd, generation, with_stats, now());
         let id = self.insert_polled(identity, is_dir, path, governance, state, Some("remote"));
-        let job = dup.map(|fd| PollJob::first_listing(id, generation, fd, look, Vec::new(), true));
+        let job = dup.map(|fd| PollJob {
+            find_ancestry: true,
+            ..PollJob::urgent(id, generation, fd, look, None, Vec::new())
+        });
         let dispatched =
             job.is_ok_and(|job| self.workers.dispatch(identity.0, Job::Poll(job)).is_ok());
         if !dispatched {

@@ -93,14 +93,15 @@ pub struct PollJob {
 }
 
 impl PollJob {
-    /// The first listing of `object`, for the requests `joiners`; `find_ancestry` as above.
-    pub fn first_listing(
+    /// A poll of `object` that a request waits for, out of the schedule: a first listing when
+    /// `state` is None; `joiners` join the object once it is done.
+    pub fn urgent(
         object: usize,
         generation: u64,
         fd: OwnedFd,
         look: poller::Look,
+        state: Option<ScanState>,
         joiners: Vec<usize>,
-        find_ancestry: bool,
     ) -> PollJob {
         PollJob {
             object,
@@ -109,9 +110,9 @@ impl PollJob {
             urgent: true,
             fd,
             look,
-            state: None,
+            state,
             joiners,
-            find_ancestry,
+            find_ancestry: false,
         }
     }
 }
